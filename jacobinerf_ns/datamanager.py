@@ -1,0 +1,73 @@
+"""Datamanager that attaches per-ray surrogate descriptors to training batches (``batch["surrogate"]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Type
+
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from jacobinerf_ns.surrogates.build import SurrogateName, build_surrogate
+
+SURROGATE = "surrogate"
+
+
+@dataclass
+class JacobiNerfDataManagerConfig(VanillaDataManagerConfig):
+    """Ray batches for photometric training, plus the MI surrogate's descriptors once shaping needs them."""
+
+    _target: Type = field(default_factory=lambda: JacobiNerfDataManager)
+    surrogate: SurrogateName = "dino"
+    """What defines positives for MI shaping: DINO ViT-S/8 keys (the paper's), masks, or feature maps from files."""
+    masks_from: Literal["instances", "semantics"] = "instances"
+    """With ``masks``: which label maps of the dataset are the masks (unless ``masks_dir`` is given)."""
+    masks_dir: Optional[Path] = None
+    """With ``masks``: folder of integer PNG masks from any segmenter, one per training image (same stem), 0 = none."""
+    features_dir: Optional[Path] = None
+    """With ``features``: folder of per-image feature maps ``<stem>.npy``/``<stem>.pt`` shaped (h, w, E)."""
+    dino_weights: Optional[Path] = None
+    """With ``dino``: local timm state_dict of vit_small_patch8_224_dino (nothing is downloaded)."""
+    dino_stride: int = 4
+    """With ``dino``: patch-embedding stride (paper: 4)."""
+    dino_short_side: int = 360
+    """With ``dino``: images are resized to this short side before extraction (paper: 360)."""
+    cache_dir: Path = Path("~/.cache/jacobinerf_ns")
+    """Where extracted DINO features are cached (keyed by weights, images and extraction settings)."""
+
+
+class JacobiNerfDataManager(VanillaDataManager):
+    config: JacobiNerfDataManagerConfig
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.surrogate = None
+
+    def prepare_surrogate(self) -> None:
+        """Loads (or extracts and caches) the surrogate for every training image; fails fast on bad options."""
+        if self.surrogate is not None:
+            return
+        config = self.config
+        dino = None
+        if config.surrogate == "dino":
+            from jacobinerf_ns.surrogates.dino import DinoExtraction
+
+            dino = DinoExtraction(weights=config.dino_weights, stride=config.dino_stride, short_side=config.dino_short_side)
+        self.surrogate = build_surrogate(
+            config.surrogate,
+            self.train_dataparser_outputs,
+            masks_from=config.masks_from,
+            masks_dir=config.masks_dir,
+            features_dir=config.features_dir,
+            dino=dino,
+            cache_dir=config.cache_dir,
+            device=str(self.device),
+        )
+        CONSOLE.print(f"MI-shaping surrogate: {config.surrogate}")
+
+    def next_train(self, step: int):
+        ray_bundle, batch = super().next_train(step)
+        if self.surrogate is not None:
+            batch[SURROGATE] = self.surrogate.descriptors(batch["indices"])
+        return ray_bundle, batch

@@ -1,0 +1,1 @@
+"""Dataparsers that also load per-pixel semantic and instance labels (as nerfstudio ``Semantics``)."""

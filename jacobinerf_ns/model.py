@@ -1,0 +1,200 @@
+"""JacobiNeRF model: nerfacto with a shapeable RGB head, closed-form Jacobians and MI shaping.
+
+One ``ns-train`` run trains photometrically until ``shaping_start_step``, then adds
+``λ L_MIG + γ L_norm`` (see :mod:`jacobinerf_ns.shaping`) on a contrastive subset of each ray batch.
+``shaping_start_step = -1`` trains the identical field without shaping (the paper's plain-NeRF baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Dict, List, Literal, NamedTuple, Type
+from unittest import mock
+
+import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
+
+from jacobinerf_ns import jacobians
+from jacobinerf_ns.checkpoints import allow_numpy_scalars
+from jacobinerf_ns.field import HEAD_FEATURES, JacobiNerfField
+from jacobinerf_ns.metrics import OfflineLPIPS
+from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
+from jacobinerf_ns.surrogates import affinity
+
+JACOBIAN = "jacobian"
+
+allow_numpy_scalars()  # our checkpoints must load in ns-eval / ns-viewer / resume under torch >= 2.6
+
+
+class HeadInputs(NamedTuple):
+    """What the head sees for a batch of rays: enough to recompute colours and Jacobians for any head."""
+
+    weights: Tensor
+    """``(R, N, 1)`` effective rendering weights (background residual included, see ``jacobians.effective_weights``)."""
+    rgb: Tensor
+    """``(R, N, 3)`` per-sample colours of the current head."""
+    features: Tensor
+    """``(R, N, F)`` head inputs ``h``."""
+
+
+@dataclass
+class JacobiNerfModelConfig(NerfactoModelConfig):
+    """Nerfacto + shapeable RGB head + MI shaping (defaults: paper / original code)."""
+
+    _target: Type = field(default_factory=lambda: JacobiNerfModel)
+    implementation: Literal["auto", "tcnn", "torch"] = "auto"
+    """Trunk implementation; ``auto`` = tcnn when importable on CUDA, else nerfstudio's torch modules."""
+    head_in_dim: int = 128
+    """Width F of the head input: the shaped weight is 3×F (paper: 3×128)."""
+    shape_bias: bool = False
+    """Also shape the head's bias (the paper shapes the weight only)."""
+    shaping_start_step: int = 20000
+    """Step at which MI shaping starts; -1 never shapes (the unshaped baseline)."""
+    mi_loss_mult: float = 0.01
+    """λ: weight of the InfoNCE loss on Jacobian cosines."""
+    norm_loss_mult: float = 0.01
+    """γ: weight of the Jacobian-norm loss (1 − ‖J‖)²."""
+    temperature: float = 1.0
+    """τ of the InfoNCE loss."""
+    contrastive_batch_size: int = 64
+    """Rays of each batch (its first ones; the pixel sampler draws them at random) used as the contrastive batch."""
+    threshold_init: float = 0.8
+    """Initial surrogate-affinity threshold for positives."""
+    threshold_min: float = 0.5
+    threshold_max: float = 0.9
+    threshold_step: float = 1e-3
+    positive_ratio_low: float = 0.05
+    """Anchors with fewer positives than this fraction of the batch lower the threshold."""
+    positive_ratio_high: float = 0.15
+    """Anchors with more positives than this fraction of the batch raise the threshold."""
+
+
+def resolve_implementation(requested: str) -> Literal["tcnn", "torch"]:
+    """``auto`` → tcnn when it imports and CUDA is there, otherwise torch (with one warning)."""
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    try:
+        import tinycudann  # noqa: F401
+
+        if torch.cuda.is_available():
+            return "tcnn"
+    except ImportError:
+        pass
+    CONSOLE.print("[yellow]jacobinerf: tinycudann/CUDA not available, using nerfstudio's torch field (slower, same results).")
+    return "torch"
+
+
+class JacobiNerfModel(NerfactoModel):
+    config: JacobiNerfModelConfig
+
+    def populate_modules(self) -> None:
+        implementation = resolve_implementation(self.config.implementation)
+        self.config.implementation = implementation
+        field_class = partial(JacobiNerfField, head_in_dim=self.config.head_in_dim)
+        # Reuse nerfacto's wiring with two parts swapped: our field, and an LPIPS that does not download at construction.
+        with mock.patch("nerfstudio.models.nerfacto.NerfactoField", field_class), mock.patch(
+            "torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity", OfflineLPIPS
+        ):
+            super().populate_modules()
+        self.threshold = AdaptiveThreshold(
+            initial=self.config.threshold_init,
+            minimum=self.config.threshold_min,
+            maximum=self.config.threshold_max,
+            step=self.config.threshold_step,
+            low_ratio=self.config.positive_ratio_low,
+            high_ratio=self.config.positive_ratio_high,
+        )
+        self.shaping_active = False
+        self._positive_counts = None
+
+    # ---- head inputs and Jacobians ---------------------------------------------------------------------------
+
+    def _head_inputs(self, ray_samples, field_outputs) -> HeadInputs:
+        weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
+        background = self.renderer_rgb.background_color
+        return HeadInputs(
+            weights=jacobians.effective_weights(weights, background if isinstance(background, str) else "constant"),
+            rgb=field_outputs[FieldHeadNames.RGB],
+            features=field_outputs[HEAD_FEATURES],
+        )
+
+    def get_outputs_with_head_inputs(self, ray_bundle: RayBundle):
+        """``get_outputs`` plus the :class:`HeadInputs` of the same forward pass (no second render)."""
+        with self.field.recording() as captured:
+            outputs = self.get_outputs(ray_bundle)
+        ray_samples, field_outputs = captured[-1]
+        return outputs, self._head_inputs(ray_samples, field_outputs)
+
+    def head_parameters(self):
+        """The shaped parameters ``(W, b)``; ``b`` is ``None`` unless ``shape_bias``."""
+        head = self.field.rgb_head
+        return head.weight, (head.bias if self.config.shape_bias else None)
+
+    def get_outputs(self, ray_bundle: RayBundle):
+        if not (self.training and self.shaping_active):
+            return super().get_outputs(ray_bundle)
+        with self.field.recording() as captured:
+            outputs = super().get_outputs(ray_bundle)
+        head = self._head_inputs(*captured[-1])
+        count = self.config.contrastive_batch_size
+        outputs[JACOBIAN] = jacobians.flatten(
+            jacobians.ray_jacobian(head.weights[:count], head.rgb[:count], head.features[:count], self.config.shape_bias)
+        )
+        return outputs
+
+    # ---- losses and schedule -----------------------------------------------------------------------------------
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        if JACOBIAN not in outputs:
+            return loss_dict
+        if "surrogate" not in batch:
+            raise RuntimeError("MI shaping is on but the batch has no surrogate descriptors: use the jacobinerf datamanager.")
+        count = outputs[JACOBIAN].shape[0]
+        shaping = mi_shaping_losses(
+            outputs[JACOBIAN],
+            affinity(batch["surrogate"][:count].to(self.device)),
+            float(self.threshold),
+            self.config.temperature,
+        )
+        loss_dict["mi_loss"] = self.config.mi_loss_mult * shaping.mi
+        loss_dict["jacobian_norm_loss"] = self.config.norm_loss_mult * shaping.norm
+        if metrics_dict is not None:
+            metrics_dict.update(shaping.stats)
+            metrics_dict["shaping/threshold"] = self.threshold.value.clone()
+        self._positive_counts = shaping.positive_counts
+        return loss_dict
+
+    def get_image_metrics_and_images(self, outputs, batch):
+        metrics, images = super().get_image_metrics_and_images(outputs, batch)
+        if not self.lpips.available:
+            metrics.pop("lpips", None)
+        return metrics, images
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        pipeline = training_callback_attributes.pipeline
+
+        def switch_phase(step: int) -> None:
+            start = self.config.shaping_start_step
+            active = start >= 0 and step >= start
+            if active and not self.shaping_active:
+                CONSOLE.print(f"jacobinerf: MI shaping on from step {step} (threshold {float(self.threshold):.3f})")
+                if pipeline is not None and hasattr(pipeline.datamanager, "prepare_surrogate"):
+                    pipeline.datamanager.prepare_surrogate()
+            self.shaping_active = active
+
+        def update_threshold(step: int) -> None:
+            if self._positive_counts is not None:
+                self.threshold.update(self._positive_counts)
+                self._positive_counts = None
+
+        callbacks.append(TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], switch_phase))
+        callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], update_threshold))
+        return callbacks

@@ -1,0 +1,86 @@
+"""Mutual-information surrogates: per-pixel descriptors whose pairwise affinity defines the positives.
+
+Two kinds of descriptor, one interface:
+
+* integer ids (``masks``: instance labels of the dataset or masks of any external segmenter):
+  affinity 1 for the same non-void id, else 0 — any threshold in (0, 1) gives "same mask";
+* float feature vectors (``dino``, ``features``): affinity = cosine similarity.
+
+A :class:`Surrogate` turns the training batch's pixel indices ``(camera, y, x)`` into descriptors;
+:func:`affinity` compares them. Builders for each kind live in :mod:`.build`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Surrogate(Protocol):
+    def descriptors(self, indices: Tensor) -> Tensor:
+        """Descriptors ``(B, E)`` (float) or ``(B,)`` (integer ids) for pixel indices ``(B, 3)`` = (camera, y, x)."""
+
+
+def affinity(descriptors: Tensor) -> Tensor:
+    """Pairwise affinity ``(B, B)``: same non-void id for integer ids, cosine similarity for features."""
+    if not descriptors.is_floating_point():
+        same = descriptors[:, None] == descriptors[None, :]
+        return (same & (descriptors[:, None] != 0)).float()
+    unit = F.normalize(descriptors.float(), dim=-1)
+    return unit @ unit.T
+
+
+class LabelMapSurrogate:
+    """Integer id maps ``(N, H, W)``, one per training image, indexed at each ray's pixel."""
+
+    def __init__(self, ids: Tensor) -> None:
+        self.ids = ids
+
+    def descriptors(self, indices: Tensor) -> Tensor:
+        cam, y, x = indices.long().cpu().unbind(-1)
+        return self.ids[cam, y, x]
+
+
+class FeatureMapSurrogate:
+    """Feature maps ``(N, h, w, E)`` (any resolution), sampled bilinearly at each ray's pixel centre."""
+
+    def __init__(self, maps: Tensor, image_height: int, image_width: int) -> None:
+        self.maps = maps
+        self.image_size = (image_height, image_width)
+
+    def descriptors(self, indices: Tensor) -> Tensor:
+        cam, y, x = indices.long().cpu().unbind(-1)
+        return sample_bilinear(self.maps, cam, (y.float() + 0.5) / self.image_size[0], (x.float() + 0.5) / self.image_size[1])
+
+
+def sample_bilinear(maps: Tensor, cam: Tensor, v: Tensor, u: Tensor) -> Tensor:
+    """Bilinear sample of ``maps (N, h, w, E)`` at normalised coordinates ``u, v ∈ [0, 1]`` (cell centres at (k+.5)/n)."""
+    _, h, w, _ = maps.shape
+    fy = (v * h - 0.5).clamp(0, h - 1)
+    fx = (u * w - 0.5).clamp(0, w - 1)
+    y0, x0 = fy.floor().long(), fx.floor().long()
+    y1, x1 = (y0 + 1).clamp(max=h - 1), (x0 + 1).clamp(max=w - 1)
+    wy, wx = (fy - y0)[:, None], (fx - x0)[:, None]
+    top = maps[cam, y0, x0].float() * (1 - wx) + maps[cam, y0, x1].float() * wx
+    bottom = maps[cam, y1, x0].float() * (1 - wx) + maps[cam, y1, x1].float() * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def load_label_maps(filenames, height: int, width: int) -> Tensor:
+    """Integer label PNGs resized (nearest) to the training image size, stacked ``(N, H, W)`` int64."""
+    import numpy as np
+    from PIL import Image
+
+    maps = []
+    for name in filenames:
+        label = Image.open(name)
+        if label.size != (width, height):
+            label = label.resize((width, height), Image.NEAREST)
+        array = np.asarray(label)
+        if array.ndim != 2:
+            raise ValueError(f"Label map {name} has shape {array.shape}: expected a single-channel integer PNG (ids, 0 = void).")
+        maps.append(torch.from_numpy(array.astype(np.int64)))
+    return torch.stack(maps)
