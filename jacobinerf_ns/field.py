@@ -75,7 +75,7 @@ class JacobiNerfField(NerfactoField):
     def get_outputs(self, ray_samples: RaySamples, density_embedding: Optional[Tensor] = None) -> Dict:
         outputs = super().get_outputs(ray_samples, density_embedding)
         # The parent stores its colour MLP's output (here: the trunk features) under RGB.
-        features = outputs[FieldHeadNames.RGB].float()
+        features = outputs[FieldHeadNames.RGB].to(self.rgb_head.weight.dtype)  # tcnn trunks output half
         outputs[HEAD_FEATURES] = features
         outputs[FieldHeadNames.RGB] = head_colors(features, self.rgb_head.weight, self.rgb_head.bias)
         return outputs

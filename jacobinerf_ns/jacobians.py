@@ -111,3 +111,17 @@ def perturbed_gray_difference(
         ray_responses.append((weights * diff).sum(dim=(-2, -1)).abs())
         point_responses.append((weights * diff.abs()).sum(dim=(-2, -1)))
     return torch.stack(ray_responses, dim=-1), torch.stack(point_responses, dim=-1)
+
+
+def linear_responses(weights: Tensor, rgb: Tensor, features: Tensor, sources: Tensor, shape_bias: bool = False) -> Tuple[Tensor, Tensor]:
+    """First-order responses to perturbations ``Δ_k = σ J_k`` divided by σ: ``(R, K)`` 2D and 3D.
+
+    2D: ``|⟨J_p, J_k⟩|`` with the ray Jacobian; 3D: ``Σ_i w_i |⟨j_i, J_k⟩|`` with the point Jacobians.
+    ``⟨j_i, J_k⟩ = (1/3) Σ_c s_ic ⟨h_i, J_k[c]⟩`` is evaluated without forming the (R, N, 3, F) point Jacobians.
+    """
+    inputs = with_bias_input(features, shape_bias)  # (R, N, F')
+    projections = torch.einsum("rnf,kcf->rnkc", inputs, sources)  # ⟨h_i, J_k[c]⟩
+    point = GRAY * (sigmoid_slope(rgb)[:, :, None, :] * projections).sum(dim=-1)  # (R, N, K) = ⟨j_i, J_k⟩
+    ray = (weights * point).sum(dim=1).abs()
+    composited = (weights * point.abs()).sum(dim=1)
+    return ray, composited

@@ -24,6 +24,7 @@ from jacobinerf_ns import jacobians
 from jacobinerf_ns.checkpoints import allow_numpy_scalars
 from jacobinerf_ns.field import HEAD_FEATURES, JacobiNerfField
 from jacobinerf_ns.metrics import OfflineLPIPS
+from jacobinerf_ns.propagation import RESPONSES, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import affinity
 
@@ -112,6 +113,7 @@ class JacobiNerfModel(NerfactoModel):
         )
         self.shaping_active = False
         self._positive_counts = None
+        self.probe = None  # a propagation.Probe: eval renders then also output its RESPONSES
 
     # ---- head inputs and Jacobians ---------------------------------------------------------------------------
 
@@ -132,16 +134,22 @@ class JacobiNerfModel(NerfactoModel):
         return outputs, self._head_inputs(ray_samples, field_outputs)
 
     def head_parameters(self):
-        """The shaped parameters ``(W, b)``; ``b`` is ``None`` unless ``shape_bias``."""
+        """The RGB head's ``(W, b)`` (``b`` is shaped, and perturbed, only with ``shape_bias``)."""
         head = self.field.rgb_head
-        return head.weight, (head.bias if self.config.shape_bias else None)
+        return head.weight, head.bias
 
     def get_outputs(self, ray_bundle: RayBundle):
-        if not (self.training and self.shaping_active):
+        shaping = self.training and self.shaping_active
+        probing = not self.training and self.probe is not None
+        if not (shaping or probing):
             return super().get_outputs(ray_bundle)
         with self.field.recording() as captured:
             outputs = super().get_outputs(ray_bundle)
         head = self._head_inputs(*captured[-1])
+        if probing:
+            weight, bias = self.head_parameters()
+            outputs[RESPONSES] = probe_responses(head, weight, bias, self.probe, self.config.shape_bias)
+            return outputs
         count = self.config.contrastive_batch_size
         outputs[JACOBIAN] = jacobians.flatten(
             jacobians.ray_jacobian(head.weights[:count], head.rgb[:count], head.features[:count], self.config.shape_bias)
