@@ -24,7 +24,7 @@ from jacobinerf_ns import jacobians
 from jacobinerf_ns.checkpoints import allow_numpy_scalars
 from jacobinerf_ns.field import HEAD_FEATURES, JacobiNerfField
 from jacobinerf_ns.metrics import OfflineLPIPS
-from jacobinerf_ns.propagation import RESPONSES, probe_responses
+from jacobinerf_ns.propagation import probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import affinity
 
@@ -148,7 +148,7 @@ class JacobiNerfModel(NerfactoModel):
         head = self._head_inputs(*captured[-1])
         if probing:
             weight, bias = self.head_parameters()
-            outputs[RESPONSES] = probe_responses(head, weight, bias, self.probe, self.config.shape_bias)
+            outputs.update(probe_responses(head, weight, bias, self.probe, self.config.shape_bias))
             return outputs
         count = self.config.contrastive_batch_size
         outputs[JACOBIAN] = jacobians.flatten(

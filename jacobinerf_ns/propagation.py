@@ -15,35 +15,35 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Literal, Optional, Sequence
+from typing import Dict, Iterator, List, Literal, Sequence
 
 import torch
 from torch import Tensor
 
 from jacobinerf_ns import jacobians
 
-RESPONSES = "responses"
-"""Model output key: ``(H, W, K)`` responses of the active probe."""
+RESPONSES = {"2d": "responses_2d", "3d": "responses_3d"}
+"""Model output keys: ``(H, W, K)`` 2D and 3D responses of the active probe."""
 
 
 @dataclass
 class Probe:
-    """K source Jacobians ``(K, 3, F[+1])`` and how their responses are computed."""
+    """K source Jacobians ``(K, 3, F[+1])`` and how their responses are computed (2D and 3D come together)."""
 
     sources: Tensor
     sigma: float = 0.1
     mode: Literal["linear", "exact"] = "linear"
-    space: Literal["2d", "3d"] = "3d"
 
 
-def probe_responses(head, weight: Tensor, bias: Tensor, probe: Probe, shape_bias: bool) -> Tensor:
-    """``(R, K)`` responses of the rays whose :class:`~jacobinerf_ns.model.HeadInputs` are ``head`` (head ``W``, ``b``)."""
+def probe_responses(head, weight: Tensor, bias: Tensor, probe: Probe, shape_bias: bool) -> Dict[str, Tensor]:
+    """``{RESPONSES[space]: (R, K)}`` for the rays whose :class:`~jacobinerf_ns.model.HeadInputs` are ``head``."""
     sources = probe.sources.to(head.features)
     if probe.mode == "linear":
         ray, point = jacobians.linear_responses(head.weights, head.rgb, head.features, sources, shape_bias)
-        return probe.sigma * (ray if probe.space == "2d" else point)
-    ray, point = jacobians.perturbed_gray_difference(head.weights, head.features, weight, bias, probe.sigma * sources)
-    return ray if probe.space == "2d" else point
+        ray, point = probe.sigma * ray, probe.sigma * point
+    else:
+        ray, point = jacobians.perturbed_gray_difference(head.weights, head.features, weight, bias, probe.sigma * sources)
+    return {RESPONSES["2d"]: ray, RESPONSES["3d"]: point}
 
 
 @torch.no_grad()
@@ -74,7 +74,7 @@ def probing(model, probe: Probe) -> Iterator[None]:
 
 
 def render_responses(model, camera, probe: Probe) -> dict:
-    """One eval render of ``camera`` with its ``RESPONSES`` ``(H, W, K)`` (and rgb, depth, accumulation)."""
+    """One eval render of ``camera`` with its 2D and 3D responses ``(H, W, K)`` (and rgb, depth, accumulation)."""
     was_training = model.training
     model.eval()
     try:
@@ -105,10 +105,18 @@ def sample_clicks(label_map: Tensor, clicks_per_label: int, generator: torch.Gen
     return torch.cat(pixels), labels
 
 
-def propagate(model, source_camera, pixels: Tensor, click_labels: Sequence[int], target_cameras, probe_options: Optional[dict] = None):
-    """Clicks on ``source_camera`` → label maps ``(H, W)`` for every camera in ``target_cameras``.
+def propagate(
+    model, source_camera, pixels: Tensor, click_labels: Sequence[int], target_cameras, sigma: float = 0.1,
+    mode: Literal["linear", "exact"] = "linear", space: Literal["2d", "3d"] = "3d",
+) -> List[Tensor]:
+    """Clicks ``pixels`` ``(K, 2)`` (y, x) with ``click_labels`` on ``source_camera`` → an ``(H, W)`` label map per target camera.
 
-    ``probe_options``: ``sigma``, ``mode`` (linear/exact), ``space`` (2d/3d) of :class:`Probe`.
+    Example::
+
+        _, pipeline, _, _ = eval_setup(Path("outputs/.../config.yml"), test_mode="test")
+        cameras = pipeline.datamanager.eval_dataset.cameras
+        maps = propagate(pipeline.model, pipeline.datamanager.train_dataset.cameras[0:1],
+                         torch.tensor([[40, 60], [10, 5]]), [3, 7], [cameras[i : i + 1] for i in range(len(cameras))])
     """
-    probe = Probe(sources=pixel_jacobians(model, source_camera, pixels), **(probe_options or {}))
-    return [assign_labels(render_responses(model, camera, probe)[RESPONSES], click_labels) for camera in target_cameras]
+    probe = Probe(sources=pixel_jacobians(model, source_camera, pixels), sigma=sigma, mode=mode)
+    return [assign_labels(render_responses(model, camera, probe)[RESPONSES[space]], click_labels) for camera in target_cameras]

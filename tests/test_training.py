@@ -1,0 +1,118 @@
+"""End to end, as a user runs it: ns-train (both phases) → checkpoint → ns-eval / viewer loading → resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_MODEL = [
+    "--pipeline.model.log2-hashmap-size", "10",
+    "--pipeline.model.num-levels", "4",
+    "--pipeline.model.max-res", "64",
+    "--pipeline.model.hidden-dim", "16",
+    "--pipeline.model.hidden-dim-color", "16",
+    "--pipeline.model.head-in-dim", "16",
+    "--pipeline.model.num-nerf-samples-per-ray", "8",
+    "--pipeline.model.num-proposal-samples-per-ray", "16", "8",
+    "--pipeline.model.eval-num-rays-per-chunk", "1024",
+    "--pipeline.datamanager.train-num-rays-per-batch", "128",
+    "--pipeline.datamanager.eval-num-rays-per-batch", "128",
+    "--pipeline.propagation.dense-mlp-steps", "20",
+    "--pipeline.propagation.dense-rounds", "2",
+    "--pipeline.propagation.dense-candidates", "3",
+]
+
+
+def ns(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    executable = shutil.which(command)
+    assert executable, f"{command} is not installed (pip install -e .)"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([executable, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def train(scene: Path, out: Path, *args: str, name: str = "run") -> subprocess.CompletedProcess:
+    return ns(
+        "ns-train", "jacobinerf", "--data", str(scene), "--output-dir", str(out), "--experiment-name", name,
+        "--timestamp", "t", "--machine.device-type", "cpu", "--vis", "tensorboard", "--mixed-precision", "False",
+        "--steps-per-eval-batch", "1000", "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "100000",
+        *TINY_MODEL, *args, cwd=out,
+    )
+
+
+def checkpoint_threshold(path: Path) -> float:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return float(state["pipeline"]["_model.threshold.value"])
+
+
+@pytest.fixture(scope="module")
+def shaped_run(sample_scene, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    result = train(
+        sample_scene, out, "--max-num-iterations", "6", "--pipeline.model.shaping-start-step", "3",
+        "--pipeline.datamanager.surrogate", "masks", "--steps-per-save", "3", "--save-only-latest-checkpoint", "False",
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "MI shaping on from step 3" in result.stdout
+    return out / "run" / "jacobinerf" / "t"
+
+
+def test_both_phases_train_and_the_threshold_is_saved(shaped_run):
+    checkpoints = sorted((shaped_run / "nerfstudio_models").glob("step-*.ckpt"))
+    assert [c.name for c in checkpoints] == ["step-000000003.ckpt", "step-000000005.ckpt"]
+    assert checkpoint_threshold(checkpoints[0]) == pytest.approx(0.8)  # saved before the first shaping step ran
+    assert checkpoint_threshold(checkpoints[-1]) != pytest.approx(0.8)  # three shaping steps moved it
+
+
+def test_checkpoint_loads_through_ns_eval_and_viewer_setup(shaped_run, tmp_path):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    saved = checkpoint_threshold(shaped_run / "nerfstudio_models" / "step-000000005.ckpt")
+    for test_mode in ("test", "inference"):  # ns-eval and ns-viewer's loading path
+        _, pipeline, checkpoint, step = eval_setup(shaped_run / "config.yml", test_mode=test_mode)
+        assert step == 5 and float(pipeline.model.threshold) == pytest.approx(saved)
+
+    result = ns("ns-eval", "--load-config", str(shaped_run / "config.yml"), "--output-path", str(tmp_path / "eval.json"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((tmp_path / "eval.json").read_text())["results"]
+    assert "psnr" in metrics and "ssim" in metrics
+    for prefix in ("", "instance_"):
+        for setting in ("sparse", "dense"):
+            for space in ("2d", "3d"):
+                for metric in ("miou", "class_avg_acc", "total_acc"):
+                    value = metrics[f"{prefix}{setting}_{space}_{metric}"]
+                    assert 0.0 <= value <= 1.0
+
+
+def test_resume_restores_the_threshold_and_keeps_shaping(shaped_run, sample_scene):
+    saved = checkpoint_threshold(shaped_run / "nerfstudio_models" / "step-000000005.ckpt")
+    out = shaped_run.parent.parent.parent
+    result = train(
+        sample_scene, out, "--max-num-iterations", "8", "--pipeline.model.shaping-start-step", "3",
+        "--pipeline.datamanager.surrogate", "masks", "--load-dir", str(shaped_run / "nerfstudio_models"),
+        "--steps-per-save", "100", name="resumed",
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "MI shaping on from step 6" in result.stdout
+    assert f"threshold {saved:.3f}" in result.stdout
+    final = out / "resumed" / "jacobinerf" / "t" / "nerfstudio_models" / "step-000000007.ckpt"
+    assert checkpoint_threshold(final) != pytest.approx(saved)
+
+
+def test_unshaped_baseline_needs_no_surrogate_and_dino_without_weights_fails_fast(sample_scene, tmp_path):
+    unshaped = train(sample_scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "-1", name="plain")
+    assert unshaped.returncode == 0, unshaped.stderr[-4000:]
+    assert "MI shaping on" not in unshaped.stdout
+    state = torch.load(tmp_path / "plain/jacobinerf/t/nerfstudio_models/step-000000001.ckpt", map_location="cpu", weights_only=False)
+    assert float(state["pipeline"]["_model.threshold.value"]) == pytest.approx(0.8)
+
+    missing = train(sample_scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "1", name="dino")
+    assert missing.returncode != 0
+    assert "--pipeline.datamanager.dino-weights" in missing.stdout + missing.stderr
+    assert not (tmp_path / "dino/jacobinerf/t/nerfstudio_models").exists()
