@@ -47,7 +47,7 @@ def train(scene: Path, out: Path, steps: int, shaping_start: int, device: str, e
         "--machine.device-type", device,
         "--vis", "tensorboard",
         "--max-num-iterations", str(steps),
-        "--steps-per-save", str(shaping_start),
+        "--steps-per-save", str(shaping_start - 1),  # a checkpoint right before shaping starts
         "--save-only-latest-checkpoint", "False",
         "--steps-per-eval-all-images", str(10 * steps),
         "--pipeline.model.shaping-start-step", str(shaping_start),
@@ -131,7 +131,7 @@ def main(argv=None) -> None:
     print(f"Sample scene: {scene}", flush=True)
     run = train(scene, args.out / "runs", args.steps, args.shaping_start, args.device, args.extra)
 
-    before = cosine_gap(load_step(run, args.shaping_start))
+    before = cosine_gap(load_step(run, args.shaping_start - 1))
     pipeline = load_step(run, args.steps - 1)
     after = cosine_gap(pipeline)
     figure = args.out / "response.png"
@@ -142,7 +142,7 @@ def main(argv=None) -> None:
     metrics = pipeline.propagation_metrics()
 
     print("\nMean |cos| of Jacobians in two held-out views (instance pairs):")
-    print(f"  before shaping (step {args.shaping_start}): same {before['cos_same']:.3f}  different {before['cos_different']:.3f}  gap {before['cos_gap']:+.3f}")
+    print(f"  before shaping (step {args.shaping_start - 1}): same {before['cos_same']:.3f}  different {before['cos_different']:.3f}  gap {before['cos_gap']:+.3f}")
     print(f"  after shaping  (step {args.steps - 1}): same {after['cos_same']:.3f}  different {after['cos_different']:.3f}  gap {after['cos_gap']:+.3f}")
     print("Sparse label propagation (one click per class/instance on training view 0, all eval views):")
     for key in sorted(metrics):

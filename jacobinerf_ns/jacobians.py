@@ -125,3 +125,16 @@ def linear_responses(weights: Tensor, rgb: Tensor, features: Tensor, sources: Te
     ray = (weights * point).sum(dim=1).abs()
     composited = (weights * point.abs()).sum(dim=1)
     return ray, composited
+
+
+def recolor_delta(weights: Tensor, rgb: Tensor, features: Tensor, target: Tensor, shape_bias: bool = False) -> Tensor:
+    """Head perturbation ``(3, F[+1])`` that moves one ray's colour ``C`` to ``target`` to first order.
+
+    ``ΔW = Σ_c (t_c − C_c) J_c / ‖J_c‖²`` with the channel Jacobians ``J_c = ∂C_c/∂W`` (each touches row c only);
+    in a shaped field the same perturbation recolours the whole entity the ray belongs to.
+    Inputs are for a single ray: weights ``(N, 1)``, rgb ``(N, 3)``, features ``(N, F)``; ``target`` ``(3,)``.
+    """
+    rows = ray_jacobian(weights[None], rgb[None], features[None], shape_bias)[0] / GRAY  # row c = ∂C_c/∂W[c,:]
+    color = (weights * rgb).sum(dim=0)
+    step = (target.to(rows) - color) / rows.pow(2).sum(dim=-1).clamp_min(1e-12)
+    return step[:, None] * rows

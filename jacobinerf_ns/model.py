@@ -113,7 +113,10 @@ class JacobiNerfModel(NerfactoModel):
         )
         self.shaping_active = False
         self._positive_counts = None
-        self.probe = None  # a propagation.Probe: eval renders then also output its RESPONSES
+        self.probe = None  # a propagation.Probe: eval renders then also output its responses
+        from jacobinerf_ns.viewer import JacobiNerfPanel
+
+        self.jacobinerf = JacobiNerfPanel(self)
 
     # ---- head inputs and Jacobians ---------------------------------------------------------------------------
 
@@ -127,9 +130,9 @@ class JacobiNerfModel(NerfactoModel):
         )
 
     def get_outputs_with_head_inputs(self, ray_bundle: RayBundle):
-        """``get_outputs`` plus the :class:`HeadInputs` of the same forward pass (no second render)."""
+        """``forward`` (collider + ``get_outputs``) plus the :class:`HeadInputs` of the same pass (no second render)."""
         with self.field.recording() as captured:
-            outputs = self.get_outputs(ray_bundle)
+            outputs = self.forward(ray_bundle)
         ray_samples, field_outputs = captured[-1]
         return outputs, self._head_inputs(ray_samples, field_outputs)
 
@@ -178,6 +181,10 @@ class JacobiNerfModel(NerfactoModel):
             metrics_dict["shaping/threshold"] = self.threshold.value.clone()
         self._positive_counts = shaping.positive_counts
         return loss_dict
+
+    def get_outputs_for_camera(self, camera, obb_box=None):
+        """Eval render; the viewer panel turns the probe's responses into its outputs (selection, labels)."""
+        return self.jacobinerf.decorate(super().get_outputs_for_camera(camera, obb_box=obb_box))
 
     def get_image_metrics_and_images(self, outputs, batch):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)

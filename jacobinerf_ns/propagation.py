@@ -47,20 +47,27 @@ def probe_responses(head, weight: Tensor, bias: Tensor, probe: Probe, shape_bias
 
 
 @torch.no_grad()
-def pixel_jacobians(model, camera, pixels: Tensor) -> Tensor:
-    """Ray Jacobians ``(K, 3, F[+1])`` of ``pixels`` ``(K, 2)`` = (y, x) of a one-camera ``camera``."""
+def ray_jacobians(model, bundle):
+    """Eval-mode ray Jacobians ``(R, 3, F[+1])`` of a flat ray bundle, with the outputs and head inputs of the same pass."""
     was_training = model.training
     model.eval()
     try:
-        bundle = camera.generate_rays(camera_indices=0, keep_shape=True)[pixels[:, 0].long(), pixels[:, 1].long()]
-        chunk = model.config.eval_num_rays_per_chunk
-        parts = []
-        for start in range(0, len(bundle), chunk):
-            _, head = model.get_outputs_with_head_inputs(bundle[start : start + chunk].to(model.device))
-            parts.append(jacobians.ray_jacobian(head.weights, head.rgb, head.features, model.config.shape_bias))
-        return torch.cat(parts)
+        outputs, head = model.get_outputs_with_head_inputs(bundle.to(model.device))
+        return jacobians.ray_jacobian(head.weights, head.rgb, head.features, model.config.shape_bias), outputs, head
     finally:
         model.train(was_training)
+
+
+def pixel_jacobians(model, camera, pixels: Tensor) -> Tensor:
+    """Ray Jacobians ``(K, 3, F[+1])`` of ``pixels`` ``(K, 2)`` = (y, x) of a one-camera ``camera`` (chunked)."""
+    bundle = camera.generate_rays(camera_indices=0, keep_shape=True)[pixels[:, 0].long(), pixels[:, 1].long()]
+    chunk = model.config.eval_num_rays_per_chunk
+    return torch.cat([ray_jacobians(model, bundle[start : start + chunk])[0] for start in range(0, len(bundle), chunk)])
+
+
+def relative_responses(responses: Tensor, self_responses: Tensor) -> Tensor:
+    """Responses divided by each source pixel's response to its own perturbation: 1 ≈ "like the clicked pixel"."""
+    return responses / self_responses.clamp_min(1e-12)
 
 
 @contextlib.contextmanager

@@ -56,7 +56,7 @@ def shaped_run(sample_scene, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     result = train(
         sample_scene, out, "--max-num-iterations", "6", "--pipeline.model.shaping-start-step", "3",
-        "--pipeline.datamanager.surrogate", "masks", "--steps-per-save", "3", "--save-only-latest-checkpoint", "False",
+        "--pipeline.datamanager.surrogate", "masks", "--steps-per-save", "2", "--save-only-latest-checkpoint", "False",
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "MI shaping on from step 3" in result.stdout
@@ -65,8 +65,8 @@ def shaped_run(sample_scene, tmp_path_factory) -> Path:
 
 def test_both_phases_train_and_the_threshold_is_saved(shaped_run):
     checkpoints = sorted((shaped_run / "nerfstudio_models").glob("step-*.ckpt"))
-    assert [c.name for c in checkpoints] == ["step-000000003.ckpt", "step-000000005.ckpt"]
-    assert checkpoint_threshold(checkpoints[0]) == pytest.approx(0.8)  # saved before the first shaping step ran
+    assert [c.name for c in checkpoints] == ["step-000000002.ckpt", "step-000000004.ckpt", "step-000000005.ckpt"]
+    assert checkpoint_threshold(checkpoints[0]) == pytest.approx(0.8)  # saved after step 2, before shaping started
     assert checkpoint_threshold(checkpoints[-1]) != pytest.approx(0.8)  # three shaping steps moved it
 
 
