@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Literal, Sequence, Tuple
+from functools import partial
+from typing import Callable, Dict, List, Literal, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -90,34 +91,57 @@ class PropagationProtocol:
     dense_mlp_steps: int = 2000
 
 
+@dataclass
+class FittedPropagation:
+    """Clicks of one setting turned into a probe and per-space decoders ``(H, W, K) responses → (H, W) labels``."""
+
+    pixels: Tensor
+    click_labels: List[int]
+    probe: Probe
+    decoders: Dict[str, Callable[[Tensor], Tensor]]
+
+    def predict(self, model, camera) -> Tuple[Dict[str, Tensor], dict]:
+        """Label maps per space (``2d``, ``3d``) for one camera, from one render, and that render's outputs."""
+        outputs = render_responses(model, camera, self.probe)
+        return {space: self.decoders[space](outputs[key].cpu()) for space, key in RESPONSES.items()}, outputs
+
+
+def fit_propagation(model, source_camera, source_labels: Tensor, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+    """Sparse: seeded random clicks, label of the strongest response. Dense: selected clicks + aggregation MLP."""
+    source_labels = source_labels.long()
+    if setting == "sparse":
+        pixels, click_labels = sample_clicks(source_labels, protocol.clicks_per_class, generator)
+    elif setting == "dense":
+        pixels, click_labels = select_dense_clicks(model, source_camera, source_labels, protocol, generator)
+    else:
+        raise ValueError(f"Unknown propagation setting {setting!r}: choose sparse or dense.")
+    probe = Probe(pixel_jacobians(model, source_camera, pixels), sigma=protocol.sigma, mode=protocol.mode)
+    decoders = {space: partial(assign_labels, click_labels=click_labels) for space in RESPONSES}
+    if setting == "dense":
+        source_responses = render_responses(model, source_camera, probe)
+        num_labels = int(source_labels.max()) + 1
+        decoders = {
+            space: fit_aggregation_mlp(source_responses[key], source_labels, num_labels, protocol, generator)
+            for space, key in RESPONSES.items()
+        }
+    return FittedPropagation(pixels, click_labels, probe, decoders)
+
+
 def evaluate_propagation(model, source_camera, source_labels: Tensor, target_cameras, target_labels, protocol: PropagationProtocol, prefix: str = "") -> Dict[str, float]:
     """``{prefix}{setting}_{2d|3d}_{miou|class_avg_acc|total_acc}`` for label maps (void = 0) of source and targets."""
     generator = torch.Generator().manual_seed(protocol.seed)
-    source_labels = source_labels.long()
     labels = sorted(set(torch.unique(source_labels).tolist()) - {0})
-    num_labels = int(max([source_labels.max().item()] + [int(t.max()) for t in target_labels])) + 1
+    num_labels = int(max([int(source_labels.max())] + [int(t.max()) for t in target_labels])) + 1
     results: Dict[str, float] = {}
     for setting in protocol.settings:
-        if setting == "sparse":
-            pixels, click_labels = sample_clicks(source_labels, protocol.clicks_per_class, generator)
-        else:
-            pixels, click_labels = select_dense_clicks(model, source_camera, source_labels, protocol, generator)
-        probe = Probe(pixel_jacobians(model, source_camera, pixels), sigma=protocol.sigma, mode=protocol.mode)
-        decoders = {space: (lambda r: assign_labels(r, click_labels)) for space in RESPONSES}
-        if setting == "dense":
-            source_responses = render_responses(model, source_camera, probe)
-            decoders = {
-                space: fit_aggregation_mlp(source_responses[key], source_labels, num_labels, protocol, generator)
-                for space, key in RESPONSES.items()
-            }
+        fitted = fit_propagation(model, source_camera, source_labels, setting, protocol, generator)
         confusion = {space: torch.zeros(num_labels, num_labels, dtype=torch.long) for space in RESPONSES}
         for camera, truth in zip(target_cameras, target_labels):
-            outputs = render_responses(model, camera, probe)
+            predicted, _ = fitted.predict(model, camera)
             truth = truth.long()
             valid = torch.isin(truth, torch.tensor(labels))
-            for space, key in RESPONSES.items():
-                predicted = decoders[space](outputs[key].cpu())
-                confusion[space] += confusion_matrix(predicted[valid], truth[valid], num_labels)
+            for space in RESPONSES:
+                confusion[space] += confusion_matrix(predicted[space][valid], truth[valid], num_labels)
         for space in RESPONSES:
             for metric, value in label_metrics(confusion[space], labels).items():
                 results[f"{prefix}{setting}_{space}_{metric}"] = value

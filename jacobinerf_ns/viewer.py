@@ -25,6 +25,7 @@ from nerfstudio.viewer.viewer_elements import (
     ViewerClick,
     ViewerControl,
     ViewerDropdown,
+    ViewerNumber,
     ViewerRGB,
     ViewerSlider,
     ViewerText,
@@ -90,6 +91,8 @@ class JacobiNerfPanel(nn.Module):
         self.recolor_strength = ViewerSlider("Recolor strength", 1.0, 0.0, 2.0, 0.05, cb_hook=lambda _: self.apply_recolor())
         self.reset_colors = ViewerButton("Reset colors", cb_hook=lambda _: self.reset_recolor())
         self.export = ViewerButton("Export selection (masks + PLY)", cb_hook=lambda _: self.export_selection())
+        self.view_index = ViewerNumber("Training view", 0, hint="Index of the training view 'Go to training view' jumps to")
+        self.go_to_view = ViewerButton("Go to training view", cb_hook=lambda _: self.jump_to_training_view(int(self.view_index.value)))
         self.selection: Optional[Click] = None
         self._probe: Optional[Probe] = None
         self.label_clicks: List[Tuple[Click, str]] = []
@@ -259,6 +262,25 @@ class JacobiNerfPanel(nn.Module):
     def attach_pipeline(self, pipeline) -> None:
         """For use without a viewer (scripts, tests): where export finds the training cameras."""
         object.__setattr__(self, "_pipeline", pipeline)
+
+    def jump_to_training_view(self, index: int) -> None:
+        """Puts every connected client's camera at training camera ``index`` (pose and vertical field of view)."""
+        import viser.transforms as vtf
+        from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
+
+        cameras = self.model_datamanager().train_dataparser_outputs.cameras
+        if not 0 <= index < len(cameras):
+            self.say(f"Training views are numbered 0..{len(cameras) - 1}.")
+            return
+        c2w = cameras.camera_to_worlds[index].cpu().numpy()
+        rotation = vtf.SO3.from_matrix(c2w[:3, :3]) @ vtf.SO3.from_x_radians(np.pi)  # OpenGL camera → viser's OpenCV
+        fov = float(2 * np.arctan(float(cameras.cy[index]) / float(cameras.fy[index])))
+        for client in self.viewer_control.viser_server.get_clients().values():
+            with client.atomic():
+                client.camera.fov = fov
+                client.camera.wxyz = rotation.wxyz
+                client.camera.position = c2w[:3, 3] * VISER_NERFSTUDIO_SCALE_RATIO
+        self.say(f"At training view {index}.")
 
     def say(self, message: str) -> None:
         self.status.value = message

@@ -61,3 +61,19 @@ def random_ray_bundle(count: int, seed: int = 0, dtype=torch.float32):
 @pytest.fixture(scope="session")
 def sample_scene(tmp_path_factory) -> Path:
     return make_sample_scene(tmp_path_factory.mktemp("sample_scene") / "scene", num_views=16, width=48, height=36)
+
+
+TRAINED_STEPS, TRAINED_SHAPING_START = 500, 250
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """The demo's recipe, shorter: photometric steps, then MI shaping with the scene's instance masks (CPU, ~3 min).
+
+    Checkpoints: ``TRAINED_SHAPING_START - 1`` (the field before shaping) and ``TRAINED_STEPS - 1`` (shaped).
+    """
+    from jacobinerf_ns.demo import train
+
+    root = tmp_path_factory.mktemp("trained")
+    scene = make_sample_scene(root / "scene")
+    return train(scene, root / "runs", TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", ["--mixed-precision", "False"])

@@ -281,3 +281,16 @@ def test_scannet_clear_errors(tmp_path):
     np.savetxt(scene / "pose" / "3.txt", np.eye(4))
     with pytest.raises(FileNotFoundError, match="intrinsic_color.txt"):
         parse(config)
+
+
+def test_label_cache_is_rewritten_when_the_sources_change(tmp_path):
+    sequence = make_replica(tmp_path / "data", frames=6, info=False)
+    cache = tmp_path / "cache"
+    before = parse(ReplicaSemanticNerfDataParserConfig(data=sequence, cache_dir=cache)).metadata[SEMANTICS]
+    assert before.classes == ["void", "class_17", "class_40", "class_93"]
+    changed = label_map(0, RAW_CLASSES, (HEIGHT, WIDTH), np.uint8)
+    changed[0, 0] = 5
+    write_label(sequence / "semantic_class" / "semantic_class_0.png", changed)
+    after = parse(ReplicaSemanticNerfDataParserConfig(data=sequence, cache_dir=cache)).metadata[SEMANTICS]
+    assert after.classes == ["void", "class_5", "class_17", "class_40", "class_93"]
+    assert read(after.filenames[0])[0, 0] == 1 and read(after.filenames[1]).max() == 4

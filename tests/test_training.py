@@ -116,3 +116,19 @@ def test_unshaped_baseline_needs_no_surrogate_and_dino_without_weights_fails_fas
     assert missing.returncode != 0
     assert "--pipeline.datamanager.dino-weights" in missing.stdout + missing.stderr
     assert not (tmp_path / "dino/jacobinerf/t/nerfstudio_models").exists()
+
+
+def test_export_labels_command_writes_ids_and_overlays(shaped_run, tmp_path):
+    out = tmp_path / "labels"
+    result = ns("jacobinerf-export-labels", "--load-config", str(shaped_run / "config.yml"), "--output-dir", str(out), "--kind", "instances", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    clicks = json.loads((out / "clicks.json").read_text())
+    clicked = {click["label"] for click in clicks["clicks"]}
+    ids = sorted((out / "ids").glob("*.png"))
+    assert [p.name for p in ids] == ["frame_00004.png", "frame_00012.png"]
+    from PIL import Image
+    import numpy as np
+
+    label_map = np.asarray(Image.open(ids[0]))
+    assert label_map.shape == (36, 48) and set(np.unique(label_map).tolist()) <= clicked
+    assert np.asarray(Image.open(out / "overlay" / "frame_00004.png")).shape == (36, 48, 3)
