@@ -9,6 +9,7 @@ double backward, and none is needed).
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Dict, Iterator, List, Literal, Optional, Tuple
 
 from nerfstudio.cameras.rays import RaySamples
@@ -55,27 +56,29 @@ class JacobiNerfField(NerfactoField):
             implementation=implementation,
         )
         self.rgb_head = nn.Linear(head_in_dim, 3)
-        self._recorded: Optional[List[Tuple[RaySamples, Dict]]] = None
+        self._recording = threading.local()  # per thread: the viewer renders while clicks are handled
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[List[Tuple[RaySamples, Dict]]]:
         """Collects ``(ray_samples, field_outputs)`` of every forward pass inside the block (models call ``forward`` directly, so no hook).
 
-        Re-entrant: a nested block shares the outer block's list.
+        Re-entrant (a nested block shares the outer block's list) and per thread.
         """
-        if self._recorded is not None:
-            yield self._recorded
+        recorded = getattr(self._recording, "passes", None)
+        if recorded is not None:
+            yield recorded
             return
-        self._recorded = []
+        self._recording.passes = []
         try:
-            yield self._recorded
+            yield self._recording.passes
         finally:
-            self._recorded = None
+            self._recording.passes = None
 
     def forward(self, ray_samples: RaySamples, compute_normals: bool = False) -> Dict:
         outputs = super().forward(ray_samples, compute_normals=compute_normals)
-        if self._recorded is not None:
-            self._recorded.append((ray_samples, outputs))
+        recorded = getattr(self._recording, "passes", None)
+        if recorded is not None:
+            recorded.append((ray_samples, outputs))
         return outputs
 
     def get_outputs(self, ray_samples: RaySamples, density_embedding: Optional[Tensor] = None) -> Dict:

@@ -14,6 +14,7 @@ Without a viewer server (ns-eval, ns-render) nothing here runs: the elements sta
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
@@ -30,6 +31,7 @@ from nerfstudio.viewer.viewer_elements import (
     ViewerSlider,
     ViewerText,
 )
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
 from jacobinerf_ns import jacobians
@@ -59,6 +61,7 @@ class Click:
         jacobian, outputs, head = ray_jacobians(model, bundle)
         self.jacobian = jacobian[:1]
         self.accumulation = float(outputs["accumulation"][0])
+        self.color = tuple(round(float(c), 2) for c in outputs["rgb"][0])
         self.head = head
         self._model = model
         self.self_responses = self.responses_to_self(sigma)
@@ -67,6 +70,19 @@ class Click:
         weight, bias = self._model.head_parameters()
         responses = probe_responses(self.head, weight.detach(), bias.detach(), Probe(self.jacobian, sigma=sigma), self._model.config.shape_bias)
         return {space: responses[key][0, 0] for space, key in RESPONSES.items()}
+
+
+def reported(callback: Callable[[], None], panel: "JacobiNerfPanel") -> Callable[[object], None]:
+    """A viewer callback that shows its failure in the panel's status (viser's threads would swallow it)."""
+
+    def run(_element) -> None:
+        try:
+            callback()
+        except Exception as error:  # shown to the user, and logged with its traceback
+            CONSOLE.print_exception()
+            panel.say(f"Error: {type(error).__name__}: {error}")
+
+    return run
 
 
 class JacobiNerfPanel(nn.Module):
@@ -78,21 +94,21 @@ class JacobiNerfPanel(nn.Module):
         object.__setattr__(self, "_model", model)
         self.viewer_control = ViewerControl()
         self.status = ViewerText("Status", "Press a button, then click in the scene.", disabled=True)
-        self.select = ViewerButton("Select entity (arms one click)", cb_hook=lambda _: self.arm(self.on_select_click, "select an entity"))
-        self.sigma = ViewerSlider("Perturbation σ", 0.1, 0.001, 1.0, 0.001, cb_hook=lambda _: self.refresh_probe())
+        self.select = ViewerButton("Select entity (arms one click)", cb_hook=reported(lambda: self.arm(self.on_select_click, "select an entity"), self))
+        self.sigma = ViewerSlider("Perturbation σ", 0.1, 0.001, 1.0, 0.001, cb_hook=reported(lambda: self.refresh_probe(), self))
         self.threshold = ViewerSlider("Selection threshold", 0.5, 0.0, 1.0, 0.01)
         self.space = ViewerDropdown("Response", "3d", ["3d", "2d"])
         self.label_name = ViewerText("Label name", "object", hint="The class the next label click paints")
-        self.paint = ViewerButton("Paint label (arms one click)", cb_hook=lambda _: self.arm(self.on_label_click, f"paint '{self.label_name.value}'"))
-        self.undo_label = ViewerButton("Undo last label", cb_hook=lambda _: self.undo())
-        self.clear_labels = ViewerButton("Clear labels", cb_hook=lambda _: self.clear())
+        self.paint = ViewerButton("Paint label (arms one click)", cb_hook=reported(lambda: self.arm(self.on_label_click, f"paint '{self.label_name.value}'"), self))
+        self.undo_label = ViewerButton("Undo last label", cb_hook=reported(lambda: self.undo(), self))
+        self.clear_labels = ViewerButton("Clear labels", cb_hook=reported(lambda: self.clear(), self))
         self.recolor_to = ViewerRGB("Recolor to", (230, 40, 40))
-        self.recolor = ViewerButton("Recolor entity (arms one click)", cb_hook=lambda _: self.arm(self.on_recolor_click, "recolor an entity"))
-        self.recolor_strength = ViewerSlider("Recolor strength", 1.0, 0.0, 2.0, 0.05, cb_hook=lambda _: self.apply_recolor())
-        self.reset_colors = ViewerButton("Reset colors", cb_hook=lambda _: self.reset_recolor())
-        self.export = ViewerButton("Export selection (masks + PLY)", cb_hook=lambda _: self.export_selection())
+        self.recolor = ViewerButton("Recolor entity (arms one click)", cb_hook=reported(lambda: self.arm(self.on_recolor_click, "recolor an entity"), self))
+        self.recolor_strength = ViewerSlider("Recolor strength", 1.0, 0.0, 2.0, 0.05, cb_hook=reported(lambda: self.apply_recolor(), self))
+        self.reset_colors = ViewerButton("Reset colors", cb_hook=reported(lambda: self.reset_recolor(), self))
+        self.export = ViewerButton("Export selection (masks + PLY)", cb_hook=reported(lambda: self.export_selection(), self))
         self.view_index = ViewerNumber("Training view", 0, hint="Index of the training view 'Go to training view' jumps to")
-        self.go_to_view = ViewerButton("Go to training view", cb_hook=lambda _: self.jump_to_training_view(int(self.view_index.value)))
+        self.go_to_view = ViewerButton("Go to training view", cb_hook=reported(lambda: self.jump_to_training_view(int(self.view_index.value)), self))
         self.selection: Optional[Click] = None
         self._probe: Optional[Probe] = None
         self.label_clicks: List[Tuple[Click, str]] = []
@@ -109,7 +125,9 @@ class JacobiNerfPanel(nn.Module):
 
         def once(click: ViewerClick) -> None:
             self.viewer_control.unregister_pointer_cb()
-            on_click(click)
+            lock = getattr(self.viewer_control.viewer, "train_lock", None)  # the lock the viewer's renders hold
+            with lock if lock is not None else contextlib.nullcontext():
+                reported(lambda: on_click(click), self)(None)
             self.rerender()
 
         self.viewer_control.register_pointer_cb("click", once)
@@ -125,7 +143,7 @@ class JacobiNerfPanel(nn.Module):
     def on_select_click(self, click: ViewerClick) -> None:
         self.selection = self.clicked(click)
         if self.selection is not None:
-            self.say("Selected: see the jacobinerf_selection and jacobinerf_response outputs.")
+            self.say(f"Selected (clicked colour {self.selection.color}): see the jacobinerf_selection and jacobinerf_response outputs.")
         self.refresh_probe()
 
     def on_label_click(self, click: ViewerClick) -> None:
@@ -201,6 +219,9 @@ class JacobiNerfPanel(nn.Module):
         """Replaces the panel probe's K-channel responses by the panel's viewer outputs (other probes pass through)."""
         if self._probe is None or self._model.probe is not self._probe:
             return outputs
+        clicks = (self.selection is not None) + len(self.label_clicks)
+        if any(key not in outputs or outputs[key].shape[-1] != clicks for key in RESPONSES.values()):
+            return outputs  # the probe changed while this frame rendered (viewer thread); the next frame has it
         raw = {space: outputs.pop(key) for space, key in RESPONSES.items()}
         responses = raw[self.space.value]
         if self.selection is not None:
@@ -276,10 +297,9 @@ class JacobiNerfPanel(nn.Module):
         rotation = vtf.SO3.from_matrix(c2w[:3, :3]) @ vtf.SO3.from_x_radians(np.pi)  # OpenGL camera → viser's OpenCV
         fov = float(2 * np.arctan(float(cameras.cy[index]) / float(cameras.fy[index])))
         for client in self.viewer_control.viser_server.get_clients().values():
-            with client.atomic():
-                client.camera.fov = fov
-                client.camera.wxyz = rotation.wxyz
-                client.camera.position = c2w[:3, 3] * VISER_NERFSTUDIO_SCALE_RATIO
+            client.camera.fov = fov
+            client.camera.wxyz = rotation.wxyz
+            client.camera.position = c2w[:3, 3] * VISER_NERFSTUDIO_SCALE_RATIO
         self.say(f"At training view {index}.")
 
     def say(self, message: str) -> None:

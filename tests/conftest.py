@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,8 @@ def trained_run(tmp_path_factory) -> Path:
     """
     from jacobinerf_ns.demo import train
 
+    if os.environ.get("JACOBINERF_TRAINED_RUN"):  # reuse a run made by this fixture (or the demo) while iterating on tests
+        return Path(os.environ["JACOBINERF_TRAINED_RUN"])
     root = tmp_path_factory.mktemp("trained")
     scene = make_sample_scene(root / "scene")
     return train(scene, root / "runs", TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", ["--mixed-precision", "False"])
