@@ -32,6 +32,7 @@ DEMO_MODEL_ARGS = [
     "--pipeline.model.max-res", "256",
     "--pipeline.model.num-nerf-samples-per-ray", "32",
     "--pipeline.model.num-proposal-samples-per-ray", "64", "32",
+    "--pipeline.datamanager.train-num-rays-per-batch", "1024",
 ]
 CLICKED_INSTANCES = ("ball_red", "box_yellow")
 
