@@ -61,6 +61,7 @@ def train_and_evaluate(name: str, args, shaping_start: int) -> Dict:
         "--pipeline.datamanager.train-num-rays-per-batch", str(args.rays),
         *(["--pipeline.datamanager.dino-weights", str(args.dino_weights)] if args.dino_weights else []),
         *(SMALL_FIELD if args.small_field else []),
+        "--pipeline.propagation.settings", *args.settings,
         *(["--mixed-precision", "False"] if args.device == "cpu" else []),
     ]
     wall, peak = run_tracked(command)
@@ -103,13 +104,17 @@ def main() -> None:
     parser.add_argument("--dino-weights", type=Path, default=None)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small-field", action="store_true")
+    parser.add_argument("--settings", nargs="+", default=["sparse", "dense"], help="propagation settings ns-eval computes")
     args = parser.parse_args()
 
     rows = {
         "JacobiNeRF": train_and_evaluate("jacobinerf", args, args.shaping_start),
         "NeRF (unshaped)": train_and_evaluate("unshaped", args, -1),
     }
-    header = f"machine: {platform.node()} ({args.device}); {args.steps} steps, shaping from {args.shaping_start}, {args.rays} rays/step"
+    header = (
+        f"machine: {platform.machine()} {args.device} ({platform.node()}); {args.steps} steps, shaping from "
+        f"{args.shaping_start}, {args.rays} rays/step{', small field' if args.small_field else ''}; settings {' '.join(args.settings)}"
+    )
     print(header)
     print(table(rows, args.surrogate))
 

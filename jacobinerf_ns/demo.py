@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,8 +38,8 @@ CLICKED_INSTANCES = ("ball_red", "box_yellow")
 
 def train(scene: Path, out: Path, steps: int, shaping_start: int, device: str, extra: List[str]) -> Path:
     """Runs ``ns-train jacobinerf`` as a user would and returns the run folder (the one holding ``config.yml``)."""
-    command = [
-        shutil.which("ns-train") or "ns-train", "jacobinerf",
+    arguments = [
+        "jacobinerf",
         "--data", str(scene),
         "--output-dir", str(out),
         "--experiment-name", "sample_scene",
@@ -56,8 +55,9 @@ def train(scene: Path, out: Path, steps: int, shaping_start: int, device: str, e
         *DEMO_MODEL_ARGS,
         *extra,
     ]
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    print("$ ns-train", " ".join(arguments), flush=True)
+    # The same entry point as `ns-train`, run with this interpreter (no dependence on PATH or shims).
+    subprocess.run([sys.executable, "-m", "nerfstudio.scripts.train", *arguments], check=True)
     return out / "sample_scene" / "jacobinerf" / "demo"
 
 

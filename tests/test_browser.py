@@ -132,6 +132,15 @@ def centre_of(mask: np.ndarray):
     return int(ys[index]), int(xs[index])
 
 
+def armed_click(page, button: str, region, mask: np.ndarray, done: str) -> None:
+    """Press a panel button that arms one click, click the centre of ``mask`` on the canvas, wait for ``done``."""
+    y, x = centre_of(mask)
+    page.get_by_role("button", name=button).click()
+    wait_for(lambda: status(page).startswith("Click in the scene"))
+    page.mouse.click(region["x"] + x, region["y"] + y)
+    wait_for(lambda: status(page).startswith(done))
+
+
 def test_select_and_recolor_in_the_browser(viewer_url, tmp_path):
     keep = Path(os.environ["JACOBINERF_SCREENSHOTS"]) if os.environ.get("JACOBINERF_SCREENSHOTS") else tmp_path
     keep.mkdir(parents=True, exist_ok=True)
@@ -156,11 +165,7 @@ def test_select_and_recolor_in_the_browser(viewer_url, tmp_path):
         blue_ball = (blue > 0.45) & (red < 0.35) & (green < 0.45)
         assert yellow_box.mean() > 0.02 and blue_ball.mean() > 0.005, "training view 0 shows the yellow box and the blue ball"
 
-        y, x = centre_of(yellow_box)
-        page.get_by_role("button", name="Select entity (arms one click)").click()
-        wait_for(lambda: status(page).startswith("Click in the scene"))
-        page.mouse.click(region["x"] + x, region["y"] + y)
-        wait_for(lambda: status(page).startswith("Selected"))
+        armed_click(page, "Select entity (arms one click)", region, yellow_box, "Selected")
         choose_output(page, "jacobinerf_selection")
         after = rendered(page, region, keep / "viewer_selection.png", unlike=before)
 
@@ -170,11 +175,7 @@ def test_select_and_recolor_in_the_browser(viewer_url, tmp_path):
         assert inside > 0.5, f"only {inside:.0%} of the box is highlighted"
         assert outside < 0.05, f"{outside:.0%} of the rest of the view is highlighted"
 
-        y, x = centre_of(blue_ball)
-        page.get_by_role("button", name="Recolor entity (arms one click)").click()
-        wait_for(lambda: status(page).startswith("Click in the scene"))
-        page.mouse.click(region["x"] + x, region["y"] + y)
-        wait_for(lambda: status(page).startswith("Recolored"))
+        armed_click(page, "Recolor entity (arms one click)", region, blue_ball, "Recolored")
         choose_output(page, "rgb")
         recolored = rendered(page, region, keep / "viewer_recolor.png", unlike=after)
         reddening = recolored[..., 0] - recolored[..., 2] - (before[..., 0] - before[..., 2])

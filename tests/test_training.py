@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +29,16 @@ TINY_MODEL = [
 ]
 
 
+ENTRY_POINTS = {  # console scripts → their modules, run with this interpreter (no dependence on PATH or shims)
+    "ns-train": "nerfstudio.scripts.train",
+    "ns-eval": "nerfstudio.scripts.eval",
+    "jacobinerf-export-labels": "jacobinerf_ns.export_labels",
+}
+
+
 def ns(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    executable = shutil.which(command)
-    assert executable, f"{command} is not installed (pip install -e .)"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([executable, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run([sys.executable, "-m", ENTRY_POINTS[command], *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
 
 
 def train(scene: Path, out: Path, *args: str, name: str = "run") -> subprocess.CompletedProcess:
