@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# Install the package with its test extras, then run the test suite (CPU; GPU-only tests skip without CUDA).
+# Install the package with its test extras (and Debian's chromium for the browser test, when this is a root shell with
+# apt), then run the test suite (CPU; GPU-only tests skip without CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q -e ".[test]"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is not installed and cannot be installed here: the browser test will be skipped"
+  fi
+fi
 exec python3 -m pytest -q "$@"

@@ -64,12 +64,12 @@ def sample_scene(tmp_path_factory) -> Path:
     return make_sample_scene(tmp_path_factory.mktemp("sample_scene") / "scene", num_views=16, width=48, height=36)
 
 
-TRAINED_STEPS, TRAINED_SHAPING_START = 500, 250
+TRAINED_STEPS, TRAINED_SHAPING_START = 800, 400  # the demo's recipe
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
-    """The demo's recipe, shorter: photometric steps, then MI shaping with the scene's instance masks (CPU, ~3 min).
+    """The demo's recipe: photometric steps, then MI shaping with the scene's instance masks (CPU, ~5 min).
 
     Checkpoints: ``TRAINED_SHAPING_START - 1`` (the field before shaping) and ``TRAINED_STEPS - 1`` (shaped).
     """
