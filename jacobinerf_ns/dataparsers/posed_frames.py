@@ -43,6 +43,16 @@ def numbered_files(folder: Path, prefix: str, suffixes: Sequence[str]) -> Dict[i
     return dict(sorted(found.items()))
 
 
+def frame_images(data: Path, folder: str, prefix: str, suffixes: Sequence[str], layout: str) -> Dict[int, Path]:
+    """The numbered images ``data/folder/{prefix}{i}{suffix}``; clear errors when the folder or its frames are missing."""
+    if not data.is_dir():
+        raise FileNotFoundError(f"No {layout} folder at {data}: point --data at it.")
+    images = numbered_files(data / folder, prefix, suffixes)
+    if not images:
+        raise FileNotFoundError(f"No frames in {data / folder}: expected {folder}/{prefix}{{i}}{suffixes[0]} (i = 0, 1, ...).")
+    return images
+
+
 def files_for_frames(
     folder: Path, prefix: str, suffixes: Sequence[str], numbers: Sequence[int], required: bool = False
 ) -> Optional[List[Path]]:

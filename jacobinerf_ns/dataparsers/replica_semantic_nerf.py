@@ -32,8 +32,8 @@ from jacobinerf_ns.dataparsers.posed_frames import (
     PosedFramesDataParser,
     PosedFramesDataParserConfig,
     files_for_frames,
+    frame_images,
     image_size,
-    numbered_files,
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -60,11 +60,7 @@ class ReplicaSemanticNerf(PosedFramesDataParser):
 
     def _load_frames(self) -> PosedFrames:
         data = Path(self.config.data).expanduser()
-        if not data.is_dir():
-            raise FileNotFoundError(f"No Replica sequence folder at {data}: point --data at a Semantic-NeRF sequence (rgb/, traj_w_c.txt).")
-        images = numbered_files(data / "rgb", "rgb_", IMAGE_SUFFIXES)
-        if not images:
-            raise FileNotFoundError(f"No frames in {data / 'rgb'}: expected rgb/rgb_{{i}}.png (i = 0, 1, ...).")
+        images = frame_images(data, "rgb", "rgb_", IMAGE_SUFFIXES, "Replica Semantic-NeRF sequence (rgb/, traj_w_c.txt)")
         numbers = list(images)
         poses = _read_trajectory(data / "traj_w_c.txt", len(numbers))
         if numbers != list(range(len(numbers))):

@@ -32,6 +32,7 @@ from jacobinerf_ns.dataparsers.posed_frames import (
     PosedFramesDataParserConfig,
     files_for_frames,
     image_size,
+    frame_images,
     numbered_files,
 )
 
@@ -57,11 +58,7 @@ class ScanNetLabelled(PosedFramesDataParser):
 
     def _load_frames(self) -> PosedFrames:
         data = Path(self.config.data).expanduser()
-        if not data.is_dir():
-            raise FileNotFoundError(f"No ScanNet scene folder at {data}: point --data at a SensReader export (color/, pose/, intrinsic/).")
-        images = numbered_files(data / "color", "", COLOR_SUFFIXES)
-        if not images:
-            raise FileNotFoundError(f"No frames in {data / 'color'}: expected color/{{i}}.jpg (i = 0, 1, ...).")
+        images = frame_images(data, "color", "", COLOR_SUFFIXES, "ScanNet scene (SensReader export: color/, pose/, intrinsic/)")
         all_numbers = list(images)
         pose_files = numbered_files(data / "pose", "", (".txt",))
         if len(pose_files) != len(all_numbers) or any(number not in pose_files for number in all_numbers):
