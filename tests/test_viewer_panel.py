@@ -9,7 +9,7 @@ from nerfstudio.viewer.viewer_elements import ViewerClick
 from PIL import Image
 
 from jacobinerf_ns.propagation import RESPONSES
-from jacobinerf_ns.viewer import LABELS, RESPONSE, SELECTION, JacobiNerfPanel
+from jacobinerf_ns.viewer import LABELS, RESPONSE, SELECTION
 from tests.conftest import build_tiny_model
 
 
