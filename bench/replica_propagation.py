@@ -1,13 +1,18 @@
-"""Label propagation on Replica office_0 (../shared/data/replica_office0): JacobiNeRF vs the unshaped NeRF.
+"""Label propagation on Replica office_0 (../shared/data/replica_office0): JacobiNeRF vs the paper's baselines.
 
     python bench/replica_propagation.py [--data ../shared/data/replica_office0] [--steps 30000] [--shaping-start 20000]
-                                        [--surrogate masks|dino] [--device cuda] [--out outputs/bench_replica]
+                                        [--surrogate masks|dino] [--dino-weights PATH] [--device cuda]
+                                        [--out outputs/bench_replica] [--reuse] [--train-only]
 
-Trains each method with ``ns-train`` (the README split: eval = frames with index % 8 == 4), evaluates it with
-``ns-eval`` (the paper's protocol: source = training view 0, seeded clicks, all eval views pooled), and prints one
-table in the shape of the paper's Tables 1–2 (semantic and instance; sparse and dense; 2D and 3D) with PSNR,
-wall time and peak memory (RSS of the training process tree, or CUDA max allocated as logged), all from one run.
-The surrogate used for shaping is named in the table. Use ``--small-field`` and fewer steps on a CPU.
+Trains two runs with ``ns-train jacobinerf`` (the README split: eval = frames with index % 8 == 4): JacobiNeRF, and
+the same field unshaped (``--pipeline.model.shaping-start-step -1``). Every row of the table is then evaluated by
+``jacobinerf-eval`` with the paper's protocol (source = training view 0, seeded clicks, all eval views pooled) on
+the same clicks: JacobiNeRF and the unshaped NeRF propagate with Jacobian responses; the Semantic-NeRF-style head,
+DINO-2D and the DINO-NeRF-style field are ``--propagation.method`` options evaluated on the unshaped run (the DINO
+rows need ``--dino-weights``; without them they are listed as not run). Prints one table in the shape of the
+paper's Tables 1–2 (semantic and instance; sparse and dense; 2D and 3D) with PSNR, wall time and peak memory (RSS of
+the process tree), all from one invocation; ``--reuse`` keeps runs trained by an earlier invocation (their recorded
+training time and memory are reported). The surrogate used for shaping is named in the table.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import psutil
 
@@ -30,6 +35,14 @@ SMALL_FIELD = [
     "--pipeline.model.num-nerf-samples-per-ray", "32",
     "--pipeline.model.num-proposal-samples-per-ray", "96", "48",
 ]
+ROWS = [  # (table row, trained run, propagation method)
+    ("JacobiNeRF", "jacobinerf", "jacobian"),
+    ("NeRF (unshaped)", "unshaped", "jacobian"),
+    ("Semantic-NeRF-style head", "unshaped", "semantic-head"),
+    ("DINO-2D", "unshaped", "dino-2d"),
+    ("DINO-NeRF-style field", "unshaped", "dino-field"),
+]
+NEEDS_DINO = {"dino-2d", "dino-field"}
 
 
 def run_tracked(command: List[str]) -> Tuple[float, float]:
@@ -51,45 +64,71 @@ def run_tracked(command: List[str]) -> Tuple[float, float]:
     return time.perf_counter() - start, peak / 2**20
 
 
-def train_and_evaluate(name: str, args, shaping_start: int) -> Dict:
-    out = args.out / name
+def config_path(args, run: str) -> Path:
+    return args.out / run / "replica_office0" / "jacobinerf" / "bench" / "config.yml"
+
+
+def train(run: str, args, shaping_start: int) -> Dict:
+    """``ns-train`` one run (or, with ``--reuse``, the record of an earlier one): wall seconds and peak RSS."""
+    record = args.out / run / "train.json"
+    if args.reuse and record.exists() and config_path(args, run).exists():
+        print(f"reusing {config_path(args, run)}")
+        return json.loads(record.read_text())
     command = [
-        shutil.which("ns-train") or "ns-train", "jacobinerf", "--data", str(args.data), "--output-dir", str(out),
+        shutil.which("ns-train") or "ns-train", "jacobinerf", "--data", str(args.data), "--output-dir", str(args.out / run),
         "--experiment-name", "replica_office0", "--timestamp", "bench", "--machine.device-type", args.device,
         "--vis", "tensorboard", "--max-num-iterations", str(args.steps), "--steps-per-eval-all-images", str(10 * args.steps),
         "--pipeline.model.shaping-start-step", str(shaping_start), "--pipeline.datamanager.surrogate", args.surrogate,
         "--pipeline.datamanager.train-num-rays-per-batch", str(args.rays),
         *(["--pipeline.datamanager.dino-weights", str(args.dino_weights)] if args.dino_weights else []),
         *(SMALL_FIELD if args.small_field else []),
-        "--pipeline.propagation.settings", *args.settings,
         *(["--mixed-precision", "False"] if args.device == "cpu" else []),
     ]
     wall, peak = run_tracked(command)
-    config = out / "replica_office0" / "jacobinerf" / "bench" / "config.yml"
-    eval_json = out / "eval.json"
-    eval_wall, _ = run_tracked([shutil.which("ns-eval") or "ns-eval", "--load-config", str(config), "--output-path", str(eval_json)])
-    results = json.loads(eval_json.read_text())["results"]
-    return {"results": results, "train_s": wall, "eval_s": eval_wall, "peak_mib": peak}
+    result = {"train_s": wall, "peak_mib": peak}
+    record.write_text(json.dumps(result))
+    return result
 
 
-def table(rows: Dict[str, Dict], surrogate: str) -> str:
+def evaluate(run: str, method: str, args, photometric: bool) -> Dict:
+    """``jacobinerf-eval`` of one run with one propagation method: its results and wall seconds."""
+    output = args.out / run / f"eval_{method}.json"
+    command = [
+        shutil.which("jacobinerf-eval") or "jacobinerf-eval", "--load-config", str(config_path(args, run)),
+        "--output-path", str(output), "--propagation.method", method, "--propagation.settings", *args.settings,
+        *(["--propagation.dino-weights", str(args.dino_weights)] if args.dino_weights else []),
+        *([] if photometric else ["--no-photometric"]),
+    ]
+    wall, peak = run_tracked(command)
+    return {"results": json.loads(output.read_text())["results"], "eval_s": wall, "eval_peak_mib": peak}
+
+
+def table(rows: Dict[str, Optional[Dict]], trained: Dict[str, Dict], surrogate: str) -> str:
     lines = []
     for prefix, title in (("", "Semantic"), ("instance_", "Instance")):
-        lines.append(f"\n{title} label propagation (Replica office_0; shaping surrogate: {surrogate})\n")
+        lines.append(f"\n{title} label propagation (Replica office_0; JacobiNeRF shaping surrogate: {surrogate})\n")
         lines.append("| method | setting | mIoU | class-avg acc | total acc |")
         lines.append("|---|---|---|---|---|")
         for name, row in rows.items():
+            if row is None:
+                lines.append(f"| {name} | not run: no DINO weights (`--dino-weights`) | | | |")
+                continue
+            r = row["results"]
             for setting in ("sparse", "dense"):
                 for space in ("2d", "3d"):
                     key = f"{prefix}{setting}_{space}"
-                    if f"{key}_miou" in row["results"]:
-                        r = row["results"]
+                    if f"{key}_miou" in r:
                         lines.append(f"| {name} | {setting} {space.upper()} | {r[f'{key}_miou']:.3f} | {r[f'{key}_class_avg_acc']:.3f} | {r[f'{key}_total_acc']:.3f} |")
-    lines.append("\n| method | PSNR | SSIM | train wall time | eval wall time | peak memory (RSS) |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("\n| trained run | PSNR | SSIM | train wall time | peak memory (RSS, training) |")
+    lines.append("|---|---|---|---|---|")
+    for run, record in trained.items():
+        r = record["photometric"]
+        lines.append(f"| {run} | {r['psnr']:.2f} | {r['ssim']:.3f} | {record['train_s'] / 60:.1f} min | {record['peak_mib']:.0f} MiB |")
+    lines.append("\n| method | propagation wall time (jacobinerf-eval) | peak memory (RSS, eval) |")
+    lines.append("|---|---|---|")
     for name, row in rows.items():
-        r = row["results"]
-        lines.append(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {row['train_s'] / 60:.1f} min | {row['eval_s'] / 60:.1f} min | {row['peak_mib']:.0f} MiB |")
+        if row is not None:
+            lines.append(f"| {name} | {row['eval_s'] / 60:.1f} min | {row['eval_peak_mib']:.0f} MiB |")
     return "\n".join(lines)
 
 
@@ -104,19 +143,29 @@ def main() -> None:
     parser.add_argument("--dino-weights", type=Path, default=None)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small-field", action="store_true")
-    parser.add_argument("--settings", nargs="+", default=["sparse", "dense"], help="propagation settings ns-eval computes")
+    parser.add_argument("--settings", nargs="+", default=["sparse", "dense"], help="propagation settings evaluated")
+    parser.add_argument("--reuse", action="store_true", help="keep runs already trained in --out")
+    parser.add_argument("--train-only", action="store_true", help="train the runs, evaluate nothing")
     args = parser.parse_args()
 
-    rows = {
-        "JacobiNeRF": train_and_evaluate("jacobinerf", args, args.shaping_start),
-        "NeRF (unshaped)": train_and_evaluate("unshaped", args, -1),
-    }
+    trained = {"jacobinerf": train("jacobinerf", args, args.shaping_start), "unshaped": train("unshaped", args, -1)}
+    if args.train_only:
+        return
+    rows: Dict[str, Optional[Dict]] = {}
+    for name, run, method in ROWS:
+        if method in NEEDS_DINO and args.dino_weights is None:
+            rows[name] = None
+            continue
+        photometric = "photometric" not in trained[run]  # PSNR/SSIM once per trained run
+        rows[name] = evaluate(run, method, args, photometric)
+        if photometric:
+            trained[run]["photometric"] = rows[name]["results"]
     header = (
         f"machine: {platform.machine()} {args.device} ({platform.node()}); {args.steps} steps, shaping from "
         f"{args.shaping_start}, {args.rays} rays/step{', small field' if args.small_field else ''}; settings {' '.join(args.settings)}"
     )
     print(header)
-    print(table(rows, args.surrogate))
+    print(table(rows, trained, args.surrogate))
 
 
 if __name__ == "__main__":

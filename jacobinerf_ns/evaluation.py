@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Dict, List, Literal, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
+from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 
 from jacobinerf_ns.propagation import RESPONSES, Probe, assign_labels, pixel_jacobians, render_responses, sample_clicks
@@ -70,99 +72,163 @@ def label_metrics(confusion: Tensor, labels: Sequence[int]) -> Dict[str, float]:
     }
 
 
+PropagationMethod = Literal["jacobian", "semantic-head", "dino-2d", "dino-field"]
+
+
 @dataclass
 class PropagationProtocol:
     """The paper's protocol: clicks on one source (training) view, every eval view a target, one pooled confusion matrix."""
 
+    method: PropagationMethod = "jacobian"
+    """How labels travel: ``jacobian`` (JacobiNeRF; the unshaped baseline is the same on an unshaped run), or a
+    baseline of the paper: ``semantic-head`` (Semantic-NeRF style), ``dino-2d``, ``dino-field`` (DINO-NeRF style);
+    see :mod:`jacobinerf_ns.baselines`."""
     source_view: int = 0
     """Index of the source view among the training views."""
     clicks_per_class: int = 1
     """Sparse setting: uniformly random clicks per label present in the source view."""
     seed: int = 0
-    """Seed of the clicks (and of the dense setting's selection and aggregation MLP)."""
+    """Seed of the clicks (and of the dense setting's selection, the aggregation MLP and the baselines' heads)."""
     sigma: float = 0.1
     """Perturbation magnitude σ."""
     mode: Literal["linear", "exact"] = "linear"
     """Responses to first order (σ|⟨J_p, J_k⟩|) or exactly (perturbed head on cached trunk features)."""
     settings: Tuple[Literal["sparse", "dense"], ...] = ("sparse", "dense")
-    """Which settings to compute; each gives 2D and 3D metrics."""
+    """Which settings to compute; each gives the method's spaces (jacobian: 2D and 3D)."""
     dense_rounds: int = 5
     dense_candidates: int = 20
     dense_mlp_steps: int = 2000
+    head_steps: int = 1000
+    """``semantic-head`` / ``dino-field``: Adam steps fitting the head on the frozen field."""
+    head_rays: int = 8192
+    """``semantic-head`` (dense) / ``dino-field``: rays the head is fitted on (random labelled source pixels / training pixels)."""
+    dino_weights: Optional[Path] = None
+    """``dino-2d`` / ``dino-field``: local DINO weights (default: ``--pipeline.datamanager.dino-weights``); extraction
+    settings and cache are the datamanager's."""
+
+
+@dataclass
+class PropagationViews:
+    """One propagation task: a labelled source view, labelled targets, and what the baselines learn from."""
+
+    source_camera: Cameras
+    source_labels: Tensor
+    """``(H, W)`` ids of the source view, 0 = void."""
+    target_cameras: List[Cameras]
+    target_labels: List[Optional[Tensor]]
+    """``(H, W)`` ids per target (``None`` when only label maps are wanted, not metrics)."""
+    source_image: Optional[Path] = None
+    target_images: Sequence[Path] = ()
+    train_cameras: Optional[Cameras] = None
+    train_images: Sequence[Path] = ()
+    image_features: Optional[Callable[[Sequence[Path]], Tensor]] = None
+    """Image files → ``(N, h, w, C)`` feature maps (DINO): needed by the ``dino-*`` methods only."""
 
 
 @dataclass
 class FittedPropagation:
-    """Clicks of one setting turned into a probe and per-space decoders ``(H, W, K) responses → (H, W) labels``."""
+    """A method fitted to one setting's source labels: target index → ``{space: (H, W, K)}`` scores → label maps."""
 
     pixels: Tensor
+    """``(K, 2)`` (y, x) source pixels the method learnt from (the clicks)."""
     click_labels: List[int]
-    probe: Probe
+    scores: Callable[[int], Dict[str, Tensor]]
     decoders: Dict[str, Callable[[Tensor], Tensor]]
 
-    def predict(self, model, camera) -> Tuple[Dict[str, Tensor], dict]:
-        """Label maps per space (``2d``, ``3d``) for one camera, from one render, and that render's outputs."""
-        outputs = render_responses(model, camera, self.probe)
-        return {space: self.decoders[space](outputs[key].cpu()) for space, key in RESPONSES.items()}, outputs
+    def predict(self, target: int) -> Dict[str, Tensor]:
+        """``(H, W)`` label maps per space of ``views.target_cameras[target]``."""
+        return {space: self.decoders[space](score.cpu()) for space, score in self.scores(target).items()}
 
 
-def fit_propagation(model, source_camera, source_labels: Tensor, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
-    """Sparse: seeded random clicks, label of the strongest response. Dense: selected clicks + aggregation MLP."""
-    source_labels = source_labels.long()
+def choose_clicks(views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator, descriptors: Optional[Callable[[], Tensor]] = None, similarity=None):
+    """Sparse: seeded random clicks per label. Dense: adaptive selection over the source's per-pixel ``descriptors``."""
     if setting == "sparse":
-        pixels, click_labels = sample_clicks(source_labels, protocol.clicks_per_class, generator)
-    elif setting == "dense":
-        pixels, click_labels = select_dense_clicks(model, source_camera, source_labels, protocol, generator)
-    else:
-        raise ValueError(f"Unknown propagation setting {setting!r}: choose sparse or dense.")
-    probe = Probe(pixel_jacobians(model, source_camera, pixels), sigma=protocol.sigma, mode=protocol.mode)
-    decoders = {space: partial(assign_labels, click_labels=click_labels) for space in RESPONSES}
+        return sample_clicks(views.source_labels.long(), protocol.clicks_per_class, generator)
     if setting == "dense":
-        source_responses = render_responses(model, source_camera, probe)
-        num_labels = int(source_labels.max()) + 1
-        decoders = {
-            space: fit_aggregation_mlp(source_responses[key], source_labels, num_labels, protocol, generator)
-            for space, key in RESPONSES.items()
-        }
-    return FittedPropagation(pixels, click_labels, probe, decoders)
+        return select_dense_clicks(descriptors(), similarity, views.source_labels.long(), protocol, generator)
+    raise ValueError(f"Unknown propagation setting {setting!r}: choose sparse or dense.")
 
 
-def evaluate_propagation(model, source_camera, source_labels: Tensor, target_cameras, target_labels, protocol: PropagationProtocol, prefix: str = "") -> Dict[str, float]:
-    """``{prefix}{setting}_{2d|3d}_{miou|class_avg_acc|total_acc}`` for label maps (void = 0) of source and targets."""
+def click_decoders(setting: str, click_labels: List[int], spaces: Sequence[str], source_scores: Callable[[], Dict[str, Tensor]], source_labels: Tensor, protocol: PropagationProtocol, generator: torch.Generator):
+    """Sparse: label of the strongest click. Dense: aggregation MLP fitted on the source view's ``(H, W, K)`` scores."""
+    if setting == "sparse":
+        return {space: partial(assign_labels, click_labels=click_labels) for space in spaces}
+    num_labels = int(source_labels.max()) + 1
+    return {
+        space: fit_aggregation_mlp(scores, source_labels.long(), num_labels, protocol, generator)
+        for space, scores in source_scores().items()
+    }
+
+
+def abs_dot(descriptors: Tensor, clicks: Tensor) -> Tensor:
+    """Jacobian similarity ``|⟨J_p, J_k⟩|`` (σ does not change the argmax)."""
+    return (descriptors @ clicks.T).abs()
+
+
+def fit_jacobian_propagation(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+    """JacobiNeRF: responses of the clicks' Jacobians (2D and 3D), from one render per view."""
+    height, width = views.source_labels.shape
+    descriptors = lambda: pixel_jacobians(model, views.source_camera, all_pixels(height, width)).flatten(1)  # noqa: E731
+    pixels, click_labels = choose_clicks(views, setting, protocol, generator, descriptors, abs_dot)
+    probe = Probe(pixel_jacobians(model, views.source_camera, pixels), sigma=protocol.sigma, mode=protocol.mode)
+
+    def responses(camera) -> Dict[str, Tensor]:
+        outputs = render_responses(model, camera, probe)
+        return {space: outputs[key].cpu() for space, key in RESPONSES.items()}
+
+    source_scores = partial(responses, views.source_camera)
+    decoders = click_decoders(setting, click_labels, tuple(RESPONSES), source_scores, views.source_labels, protocol, generator)
+    return FittedPropagation(pixels, click_labels, lambda target: responses(views.target_cameras[target]), decoders)
+
+
+def fit_propagation(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+    """``protocol.method`` fitted to the source view's labels for ``setting``."""
+    if protocol.method == "jacobian":
+        return fit_jacobian_propagation(model, views, setting, protocol, generator)
+    from jacobinerf_ns import baselines
+
+    fitters = {"semantic-head": baselines.fit_semantic_head, "dino-2d": baselines.fit_dino_2d, "dino-field": baselines.fit_dino_field}
+    if protocol.method not in fitters:
+        raise ValueError(f"Unknown propagation method {protocol.method!r}: choose jacobian, {', '.join(fitters)}.")
+    return fitters[protocol.method](model, views, setting, protocol, generator)
+
+
+def evaluate_propagation(model, views: PropagationViews, protocol: PropagationProtocol, prefix: str = "") -> Dict[str, float]:
+    """``{prefix}{setting}_{space}_{miou|class_avg_acc|total_acc}`` for label maps (void = 0) of source and targets."""
     generator = torch.Generator().manual_seed(protocol.seed)
-    labels = sorted(set(torch.unique(source_labels).tolist()) - {0})
-    num_labels = int(max([int(source_labels.max())] + [int(t.max()) for t in target_labels])) + 1
+    labels = sorted(set(torch.unique(views.source_labels).tolist()) - {0})
+    num_labels = int(max([int(views.source_labels.max())] + [int(t.max()) for t in views.target_labels])) + 1
     results: Dict[str, float] = {}
     for setting in protocol.settings:
-        fitted = fit_propagation(model, source_camera, source_labels, setting, protocol, generator)
-        confusion = {space: torch.zeros(num_labels, num_labels, dtype=torch.long) for space in RESPONSES}
-        for camera, truth in zip(target_cameras, target_labels):
-            predicted, _ = fitted.predict(model, camera)
+        fitted = fit_propagation(model, views, setting, protocol, generator)
+        confusion: Dict[str, Tensor] = {}
+        for target, truth in enumerate(views.target_labels):
             truth = truth.long()
             valid = torch.isin(truth, torch.tensor(labels))
-            for space in RESPONSES:
-                confusion[space] += confusion_matrix(predicted[space][valid], truth[valid], num_labels)
-        for space in RESPONSES:
-            for metric, value in label_metrics(confusion[space], labels).items():
+            for space, predicted in fitted.predict(target).items():
+                counts = confusion_matrix(predicted[valid], truth[valid], num_labels)
+                confusion[space] = confusion.get(space, 0) + counts
+        for space, counts in confusion.items():
+            for metric, value in label_metrics(counts, labels).items():
                 results[f"{prefix}{setting}_{space}_{metric}"] = value
     return results
 
 
-def select_dense_clicks(model, source_camera, source_labels: Tensor, protocol: PropagationProtocol, generator: torch.Generator):
+def select_dense_clicks(source_descriptors: Tensor, similarity: Callable[[Tensor, Tensor], Tensor], source_labels: Tensor, protocol: PropagationProtocol, generator: torch.Generator):
     """Adaptive selection of representative gradients (paper appendix 6.2.3), scored by source-view mIoU.
 
     Start from one click per label; each round tries ``dense_candidates`` sets that add one random pixel per label
     and keeps the best only if it beats the current set (the original accepted every round: its best-so-far was
-    never updated). Scoring uses 2D linear responses from one render of the source view's Jacobians.
+    never updated). A set is scored by labelling every source pixel with its most ``similarity``-similar click, on
+    the per-pixel ``source_descriptors`` ``(H·W, D)`` (JacobiNeRF: the source view's Jacobians, 2D linear responses).
     """
     height, width = source_labels.shape
-    source_jacobians = pixel_jacobians(model, source_camera, all_pixels(height, width)).flatten(1)  # (HW, D)
     labels = sorted(set(torch.unique(source_labels).tolist()) - {0})
     valid = source_labels.flatten() > 0
 
     def score(pixels: Tensor, click_labels) -> float:
-        clicks = source_jacobians[pixels[:, 0] * width + pixels[:, 1]]
-        predicted = assign_labels((source_jacobians @ clicks.T).abs(), click_labels)
+        clicks = source_descriptors[pixels[:, 0] * width + pixels[:, 1]]
+        predicted = assign_labels(similarity(source_descriptors, clicks), click_labels)
         confusion = confusion_matrix(predicted[valid], source_labels.flatten()[valid], int(source_labels.max()) + 1)
         return label_metrics(confusion, labels)["miou"]
 
@@ -183,11 +249,11 @@ def select_dense_clicks(model, source_camera, source_labels: Tensor, protocol: P
 def fit_aggregation_mlp(responses: Tensor, source_labels: Tensor, num_labels: int, protocol: PropagationProtocol, generator: torch.Generator):
     """The dense setting's aggregation MLP ``K → 256 → 128 → L`` (cross-entropy on the source view's labels).
 
-    Responses are scaled by their per-click maximum over the source view, the same scale for every target.
+    Scores are scaled by their per-click maximum magnitude over the source view, the same scale for every target.
     Returns a decoder ``(H, W, K) responses → (H, W) labels``.
     """
     responses = responses.cpu().float()
-    scale = responses.flatten(0, 1).amax(dim=0).clamp_min(1e-12)
+    scale = responses.flatten(0, 1).abs().amax(dim=0).clamp_min(1e-12)
     inputs = (responses / scale).flatten(0, 1)
     targets = source_labels.flatten()
     keep = targets > 0

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 import torch
 import tyro
 from PIL import Image
+
+from jacobinerf_ns.evaluation import PropagationMethod
 
 
 @dataclass
@@ -30,6 +32,9 @@ class ExportLabels:
     """Which labels of the dataset to click from the source view."""
     setting: Literal["sparse", "dense"] = "sparse"
     space: Literal["3d", "2d"] = "3d"
+    """Which space's labels to write, when the method has both (jacobian); otherwise the method's own."""
+    method: Optional[PropagationMethod] = None
+    """Propagation method (default: the run's ``--pipeline.propagation.method``)."""
 
     def main(self) -> None:
         from nerfstudio.utils.eval_utils import eval_setup
@@ -38,31 +43,33 @@ class ExportLabels:
 
         from jacobinerf_ns.dataparsers.labels import palette
         from jacobinerf_ns.evaluation import fit_propagation
-        from jacobinerf_ns.surrogates import load_label_maps
 
         _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")
-        train_outputs = pipeline.datamanager.train_dataparser_outputs
-        eval_outputs = pipeline.datamanager.eval_dataset._dataparser_outputs
-        if self.kind not in train_outputs.metadata:
-            raise SystemExit(f"This dataset has no {self.kind} labels to click; label maps need a labelled source view.")
+        if self.method is not None:
+            pipeline.config.propagation.method = self.method
         protocol = pipeline.config.propagation
-        source_camera = train_outputs.cameras[protocol.source_view : protocol.source_view + 1]
-        source = load_label_maps([train_outputs.metadata[self.kind].filenames[protocol.source_view]], int(source_camera.height), int(source_camera.width))[0]
-        fitted = fit_propagation(pipeline.model, source_camera, source, self.setting, protocol, torch.Generator().manual_seed(protocol.seed))
-        names = train_outputs.metadata[self.kind].classes
-        colors = palette(max(len(names), int(source.max()) + 1))
+        try:
+            views = pipeline.propagation_views(self.kind)
+        except ValueError as err:
+            raise SystemExit(str(err)) from err
+        fitted = fit_propagation(pipeline.model, views, self.setting, protocol, torch.Generator().manual_seed(protocol.seed))
+        names = pipeline.datamanager.train_dataparser_outputs.metadata[self.kind].classes
+        colors = palette(max(len(names), int(views.source_labels.max()) + 1))
         for folder in ("ids", "overlay"):
             (self.output_dir / folder).mkdir(parents=True, exist_ok=True)
-        for index in track(range(len(eval_outputs.cameras)), description="Propagating labels", console=CONSOLE):
-            predicted, outputs = fitted.predict(pipeline.model, eval_outputs.cameras[index : index + 1])
-            labels = predicted[self.space]
-            stem = Path(eval_outputs.image_filenames[index]).stem
+        for index in track(range(len(views.target_cameras)), description="Propagating labels", console=CONSOLE):
+            predicted = fitted.predict(index)
+            labels = predicted.get(self.space, next(iter(predicted.values())))
+            stem = Path(views.target_images[index]).stem
             Image.fromarray(labels.numpy().astype(np.uint8 if labels.max() < 256 else np.uint16)).save(self.output_dir / "ids" / f"{stem}.png")
-            overlay = 0.5 * outputs["rgb"].cpu().clamp(0, 1) + 0.5 * colors[labels]
+            with Image.open(views.target_images[index]) as image:
+                rgb = torch.from_numpy(np.asarray(image.convert("RGB").resize(labels.shape[::-1]))).float() / 255
+            overlay = 0.5 * rgb + 0.5 * colors[labels]
             Image.fromarray((overlay.numpy() * 255).astype(np.uint8)).save(self.output_dir / "overlay" / f"{stem}.png")
         clicks = [{"y": int(y), "x": int(x), "label": int(label), "name": names[label] if label < len(names) else str(label)} for (y, x), label in zip(fitted.pixels.tolist(), fitted.click_labels)]
-        (self.output_dir / "clicks.json").write_text(json.dumps({"source_view": protocol.source_view, "kind": self.kind, "setting": self.setting, "space": self.space, "clicks": clicks}, indent=2))
-        CONSOLE.print(f"Wrote {len(eval_outputs.cameras)} label maps to {self.output_dir}")
+        info = {"source_view": protocol.source_view, "kind": self.kind, "method": protocol.method, "setting": self.setting, "space": self.space, "clicks": clicks}
+        (self.output_dir / "clicks.json").write_text(json.dumps(info, indent=2))
+        CONSOLE.print(f"Wrote {len(views.target_cameras)} label maps to {self.output_dir}")
 
 
 def entrypoint() -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Dict, Optional, Type
+from typing import Callable, Dict, Optional, Type
 
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from jacobinerf_ns.dataparsers.labels import INSTANCES, SEMANTICS
-from jacobinerf_ns.evaluation import PropagationProtocol, evaluate_propagation
+from jacobinerf_ns.evaluation import PropagationProtocol, PropagationViews, evaluate_propagation
 from jacobinerf_ns.surrogates import load_label_maps
 
 
@@ -43,18 +44,55 @@ class JacobiNerfPipeline(VanillaPipeline):
             CONSOLE.print("[yellow]jacobinerf: this dataset has no semantic/instance labels, so no label-propagation metrics.")
             return {}
         protocol = self.config.propagation
-        source_camera = train_outputs.cameras[protocol.source_view : protocol.source_view + 1]
-        eval_cameras = eval_outputs.cameras
-        targets = [eval_cameras[i : i + 1] for i in range(len(eval_cameras))]
         results: Dict[str, float] = {}
         for kind in kinds:
-            source_file = train_outputs.metadata[kind].filenames[protocol.source_view]
-            source = load_label_maps([source_file], int(source_camera.height), int(source_camera.width))[0]
-            target_labels = [
-                load_label_maps([name], int(camera.height), int(camera.width))[0]
-                for name, camera in zip(eval_outputs.metadata[kind].filenames, targets)
-            ]
-            CONSOLE.print(f"jacobinerf: propagating {kind} from training view {protocol.source_view} to {len(targets)} eval views")
+            views = self.propagation_views(kind)
+            CONSOLE.print(
+                f"jacobinerf: propagating {kind} from training view {protocol.source_view} to {len(views.target_cameras)} "
+                f"eval views ({protocol.method})"
+            )
             prefix = "instance_" if kind == INSTANCES else ""
-            results.update(evaluate_propagation(self.model, source_camera, source, targets, target_labels, protocol, prefix))
+            results.update(evaluate_propagation(self.model, views, protocol, prefix))
         return results
+
+    def propagation_views(self, kind: str) -> PropagationViews:
+        """Source = training view ``propagation.source_view`` with its ``kind`` labels; targets = every eval view."""
+        train_outputs = self.datamanager.train_dataparser_outputs
+        eval_outputs = self.datamanager.eval_dataset._dataparser_outputs
+        if kind not in train_outputs.metadata:
+            raise ValueError(f"This dataset has no {kind} labels: propagation needs a labelled source view.")
+        index = self.config.propagation.source_view
+        if not 0 <= index < len(train_outputs.cameras):
+            raise ValueError(f"propagation.source_view {index} is not a training view (there are {len(train_outputs.cameras)}).")
+
+        def labels(outputs, i: int):
+            if kind not in outputs.metadata:
+                return None
+            camera = outputs.cameras[i : i + 1]
+            return load_label_maps([outputs.metadata[kind].filenames[i]], int(camera.height), int(camera.width))[0]
+
+        eval_cameras = eval_outputs.cameras
+        return PropagationViews(
+            source_camera=train_outputs.cameras[index : index + 1],
+            source_labels=labels(train_outputs, index),
+            target_cameras=[eval_cameras[i : i + 1] for i in range(len(eval_cameras))],
+            target_labels=[labels(eval_outputs, i) for i in range(len(eval_cameras))],
+            source_image=train_outputs.image_filenames[index],
+            target_images=list(eval_outputs.image_filenames),
+            train_cameras=train_outputs.cameras,
+            train_images=list(train_outputs.image_filenames),
+            image_features=self.dino_features(),
+        )
+
+    def dino_features(self) -> Optional[Callable]:
+        """Image files → cached DINO keys, with ``propagation.dino_weights`` (else the datamanager's) and its settings."""
+        datamanager = self.datamanager.config
+        weights = self.config.propagation.dino_weights or getattr(datamanager, "dino_weights", None)
+        if weights is None:
+            return None
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"DINO weights file not found: {weights} (set with --propagation.dino-weights PATH).")
+        from jacobinerf_ns.surrogates.dino import DinoExtraction, load_or_extract
+
+        extraction = DinoExtraction(weights=Path(weights), stride=datamanager.dino_stride, short_side=datamanager.dino_short_side)
+        return partial(load_or_extract, extraction=extraction, cache_dir=Path(datamanager.cache_dir).expanduser(), device=str(self.device))

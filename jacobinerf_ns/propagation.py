@@ -47,15 +47,20 @@ def probe_responses(head, weight: Tensor, bias: Tensor, probe: Probe, shape_bias
 
 
 @torch.no_grad()
-def ray_jacobians(model, bundle):
-    """Eval-mode ray Jacobians ``(R, 3, F[+1])`` of a flat ray bundle, with the outputs and head inputs of the same pass."""
+def eval_head_inputs(model, bundle):
+    """Eval-mode (deterministic sampling) outputs and :class:`~jacobinerf_ns.model.HeadInputs` of a flat ray bundle."""
     was_training = model.training
     model.eval()
     try:
-        outputs, head = model.get_outputs_with_head_inputs(bundle.to(model.device))
-        return jacobians.ray_jacobian(head.weights, head.rgb, head.features, model.config.shape_bias), outputs, head
+        return model.get_outputs_with_head_inputs(bundle.to(model.device))
     finally:
         model.train(was_training)
+
+
+def ray_jacobians(model, bundle):
+    """Eval-mode ray Jacobians ``(R, 3, F[+1])`` of a flat ray bundle, with the outputs and head inputs of the same pass."""
+    outputs, head = eval_head_inputs(model, bundle)
+    return jacobians.ray_jacobian(head.weights, head.rgb, head.features, model.config.shape_bias), outputs, head
 
 
 def pixel_jacobians(model, camera, pixels: Tensor) -> Tensor:

@@ -26,6 +26,9 @@ TINY_MODEL = [
     "--pipeline.propagation.dense-mlp-steps", "20",
     "--pipeline.propagation.dense-rounds", "2",
     "--pipeline.propagation.dense-candidates", "3",
+    "--pipeline.propagation.head-steps", "20",
+    "--pipeline.datamanager.dino-stride", "8",  # DINO baselines with random weights: a tiny token grid
+    "--pipeline.datamanager.dino-short-side", "32",
 ]
 
 
@@ -33,6 +36,7 @@ ENTRY_POINTS = {  # console scripts → their modules, run with this interpreter
     "ns-train": "nerfstudio.scripts.train",
     "ns-eval": "nerfstudio.scripts.eval",
     "jacobinerf-export-labels": "jacobinerf_ns.export_labels",
+    "jacobinerf-eval": "jacobinerf_ns.eval_command",
 }
 
 
@@ -61,6 +65,7 @@ def shaped_run(sample_scene, tmp_path_factory) -> Path:
     result = train(
         sample_scene, out, "--max-num-iterations", "6", "--pipeline.model.shaping-start-step", "3",
         "--pipeline.datamanager.surrogate", "masks", "--steps-per-save", "2", "--save-only-latest-checkpoint", "False",
+        "--pipeline.datamanager.cache-dir", str(out / "cache"),
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "MI shaping on from step 3" in result.stdout
@@ -137,3 +142,46 @@ def test_export_labels_command_writes_ids_and_overlays(shaped_run, tmp_path):
     label_map = np.asarray(Image.open(ids[0]))
     assert label_map.shape == (36, 48) and set(np.unique(label_map).tolist()) <= clicked
     assert np.asarray(Image.open(out / "overlay" / "frame_00004.png")).shape == (36, 48, 3)
+
+
+def metric_keys(prefixes, settings, spaces):
+    return {f"{p}{s}_{d}_{m}" for p in prefixes for s in settings for d in spaces for m in ("miou", "class_avg_acc", "total_acc")}
+
+
+def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_path):
+    import timm
+
+    config = str(shaped_run / "config.yml")
+    output = tmp_path / "semantic_head.json"
+    result = ns("jacobinerf-eval", "--load-config", config, "--output-path", str(output), "--propagation.method", "semantic-head", "--no-photometric", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    written = json.loads(output.read_text())
+    assert written["propagation"]["method"] == "semantic-head"
+    assert set(written["results"]) == metric_keys(("", "instance_"), ("sparse", "dense"), ("3d",))  # no psnr: --no-photometric
+
+    missing = ns("jacobinerf-eval", "--load-config", config, "--output-path", str(tmp_path / "dino.json"), "--propagation.method", "dino-2d", cwd=tmp_path)
+    assert missing.returncode != 0 and "--propagation.dino-weights" in missing.stdout + missing.stderr
+    assert not (tmp_path / "dino.json").exists()
+
+    weights = tmp_path / "random_dino.pth"  # random weights: plumbing only, no quality claimed
+    torch.manual_seed(0)
+    torch.save(timm.create_model("vit_small_patch8_224_dino", pretrained=False).state_dict(), weights)
+    for method, space in (("dino-2d", "2d"), ("dino-field", "3d")):
+        output = tmp_path / f"{method}.json"
+        result = ns(
+            "jacobinerf-eval", "--load-config", config, "--output-path", str(output), "--propagation.method", method,
+            "--propagation.dino-weights", str(weights), "--propagation.settings", "sparse", cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+        results = json.loads(output.read_text())["results"]
+        assert "psnr" in results and metric_keys(("", "instance_"), ("sparse",), (space,)) <= set(results)
+        assert not any(key.endswith(f"_{'3d' if space == '2d' else '2d'}_miou") for key in results)
+    assert list((shaped_run.parent.parent.parent / "cache").glob("dino_*.pt"))  # features cached with the run's settings
+
+
+def test_export_labels_with_a_baseline_method(shaped_run, tmp_path):
+    out = tmp_path / "labels"
+    result = ns("jacobinerf-export-labels", "--load-config", str(shaped_run / "config.yml"), "--output-dir", str(out), "--method", "semantic-head", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads((out / "clicks.json").read_text())["method"] == "semantic-head"
+    assert len(list((out / "ids").glob("*.png"))) == 2

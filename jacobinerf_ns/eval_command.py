@@ -1,0 +1,71 @@
+"""``jacobinerf-eval``: ``ns-eval`` with the label-propagation protocol chosen at evaluation time.
+
+    jacobinerf-eval --load-config outputs/.../config.yml --output-path eval.json \\
+        [--propagation.method jacobian|semantic-head|dino-2d|dino-field] [--propagation.settings sparse dense] ...
+
+``ns-eval`` reads the protocol saved at training (``--pipeline.propagation.*``); this command replaces it, so one
+trained run is evaluated with every method on the same clicks (the baselines of the paper's Tables 1–2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+import tyro
+from nerfstudio.scripts.eval import ComputePSNR
+
+from jacobinerf_ns.evaluation import PropagationProtocol
+
+
+@dataclass
+class JacobiNerfEval(ComputePSNR):
+    """Load a jacobinerf run, compute its label-propagation (and photometric) metrics, save them to a JSON file."""
+
+    propagation: PropagationProtocol = field(default_factory=PropagationProtocol)
+    """The protocol and method used instead of the run's saved one."""
+    photometric: bool = True
+    """Also compute ns-eval's PSNR/SSIM of the eval views (off: propagation metrics only)."""
+
+    def main(self) -> None:
+        from nerfstudio.utils.eval_utils import eval_setup
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        from jacobinerf_ns.pipeline import JacobiNerfPipeline
+
+        if self.output_path.suffix != ".json":
+            raise SystemExit(f"--output-path must be a .json file, got {self.output_path}")
+        config, pipeline, checkpoint_path, _ = eval_setup(self.load_config)
+        if not isinstance(pipeline, JacobiNerfPipeline):
+            raise SystemExit(f"{self.load_config} is a '{config.method_name}' run; jacobinerf-eval needs a jacobinerf run.")
+        pipeline.config.propagation = self.propagation
+        try:  # fail before any rendering when a DINO baseline has no usable weights
+            if self.propagation.method in ("dino-2d", "dino-field") and pipeline.dino_features() is None:
+                raise ValueError(f"--propagation.method {self.propagation.method} needs DINO features: give local ViT-S/8 weights with --propagation.dino-weights PATH.")
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(str(err)) from err
+        if self.photometric:
+            if self.render_output_path is not None:
+                self.render_output_path.mkdir(parents=True, exist_ok=True)
+            metrics = pipeline.get_average_eval_image_metrics(output_path=self.render_output_path, get_std=True)
+        else:
+            metrics = pipeline.propagation_metrics()
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        info = {
+            "experiment_name": config.experiment_name,
+            "method_name": config.method_name,
+            "checkpoint": str(checkpoint_path),
+            "propagation": json.loads(json.dumps(dataclasses.asdict(self.propagation), default=str)),
+            "results": metrics,
+        }
+        self.output_path.write_text(json.dumps(info, indent=2), "utf8")
+        CONSOLE.print(f"Saved results to: {self.output_path}")
+
+
+def entrypoint() -> None:
+    tyro.cli(JacobiNerfEval).main()
+
+
+if __name__ == "__main__":
+    entrypoint()
