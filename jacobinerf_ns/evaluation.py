@@ -168,7 +168,10 @@ def abs_dot(descriptors: Tensor, clicks: Tensor) -> Tensor:
 def fit_jacobian_propagation(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
     """JacobiNeRF: responses of the clicks' Jacobians (2D and 3D), from one render per view."""
     height, width = views.source_labels.shape
-    descriptors = lambda: pixel_jacobians(model, views.source_camera, all_pixels(height, width)).flatten(1)  # noqa: E731
+
+    def descriptors() -> Tensor:  # (H·W, D): every source pixel's Jacobian (dense selection only)
+        return pixel_jacobians(model, views.source_camera, all_pixels(height, width)).flatten(1)
+
     pixels, click_labels = choose_clicks(views, setting, protocol, generator, descriptors, abs_dot)
     probe = Probe(pixel_jacobians(model, views.source_camera, pixels), sigma=protocol.sigma, mode=protocol.mode)
 
