@@ -22,12 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jacobinerf_ns.evaluation import FittedPropagation, PropagationProtocol, PropagationViews, choose_clicks, click_decoders
+from jacobinerf_ns.evaluation import FittedPropagation, PropagationProtocol, PropagationViews, all_pixels, choose_clicks, click_decoders
 from jacobinerf_ns.propagation import eval_head_inputs, sample_clicks
 from jacobinerf_ns.surrogates import FeatureMapSurrogate
 
 
 # ---- heads on the frozen field's colour features --------------------------------------------------------------
+
+
+def first_camera(pixels: Tensor) -> Tensor:
+    """``(K, 2)`` (y, x) of a one-camera ``Cameras`` → ``(K, 3)`` (camera 0, y, x) for :func:`pixel_head_inputs`."""
+    return torch.cat([torch.zeros_like(pixels[:, :1]), pixels], dim=-1)
 
 
 def pixel_head_inputs(model, cameras, indices: Tensor):
@@ -68,8 +73,7 @@ def fit_rendered_head(weights: Tensor, features: Tensor, targets: Tensor, out_di
 def render_head(model, camera, head: nn.Module) -> Tensor:
     """``(H, W, C)`` render of ``head`` for a one-camera ``camera`` (chunked like an eval render)."""
     height, width = int(camera.height), int(camera.width)
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    indices = torch.stack([torch.zeros_like(ys), ys, xs], dim=-1).flatten(0, 1)
+    indices = first_camera(all_pixels(height, width))
     chunk = model.config.eval_num_rays_per_chunk
     rendered = [composite(head, *pixel_head_inputs(model, camera, indices[start : start + chunk])).cpu() for start in range(0, len(indices), chunk)]
     return torch.cat(rendered).view(height, width, -1)
@@ -89,8 +93,7 @@ def fit_semantic_head(model, views: PropagationViews, setting: str, protocol: Pr
         click_labels = labels[pixels[:, 0], pixels[:, 1]].tolist()
     else:
         raise ValueError(f"Unknown propagation setting {setting!r}: choose sparse or dense.")
-    indices = torch.cat([torch.zeros_like(pixels[:, :1]), pixels], dim=-1)
-    weights, features = pixel_head_inputs(model, views.source_camera, indices)
+    weights, features = pixel_head_inputs(model, views.source_camera, first_camera(pixels))
     num_labels = int(labels.max()) + 1
     head = fit_rendered_head(weights, features, torch.tensor(click_labels), num_labels, F.cross_entropy, protocol, generator)
     allowed = torch.full((num_labels,), float("-inf"))
@@ -138,11 +141,12 @@ def upsampled(maps: Tensor, height: int, width: int) -> Tensor:
 def fit_dino_2d(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
     """DINO-2D: clicks matched by DINO feature similarity in each image; the NeRF plays no part."""
     height, width = views.source_labels.shape
-    source = upsampled(dino_maps(views, [views.source_image]), height, width)[0]
+    maps = dino_maps(views, [views.source_image, *views.target_images])  # one extraction (one model load, one cache file)
+    source = upsampled(maps[:1], height, width)[0]
 
     def target_features(target: int) -> Tensor:
         camera = views.target_cameras[target]
-        return upsampled(dino_maps(views, [views.target_images[target]]), int(camera.height), int(camera.width))[0]
+        return upsampled(maps[target + 1 : target + 2], int(camera.height), int(camera.width))[0]
 
     return fit_feature_propagation(source, target_features, "2d", views, setting, protocol, generator)
 

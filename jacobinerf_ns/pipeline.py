@@ -87,7 +87,7 @@ class JacobiNerfPipeline(VanillaPipeline):
     def dino_features(self) -> Optional[Callable]:
         """Image files → cached DINO keys, with ``propagation.dino_weights`` (else the datamanager's) and its settings."""
         datamanager = self.datamanager.config
-        weights = self.config.propagation.dino_weights or getattr(datamanager, "dino_weights", None)
+        weights = self.config.propagation.dino_weights or datamanager.dino_weights
         if weights is None:
             return None
         if not Path(weights).is_file():
