@@ -29,11 +29,17 @@ from typing import Dict, List, Optional, Tuple
 import psutil
 
 SMALL_FIELD = [
-    "--pipeline.model.log2-hashmap-size", "17",
-    "--pipeline.model.num-levels", "12",
-    "--pipeline.model.max-res", "512",
-    "--pipeline.model.num-nerf-samples-per-ray", "32",
-    "--pipeline.model.num-proposal-samples-per-ray", "96", "48",
+    "--pipeline.model.log2-hashmap-size",
+    "17",
+    "--pipeline.model.num-levels",
+    "12",
+    "--pipeline.model.max-res",
+    "512",
+    "--pipeline.model.num-nerf-samples-per-ray",
+    "32",
+    "--pipeline.model.num-proposal-samples-per-ray",
+    "96",
+    "48",
 ]
 ROWS = [  # (table row, trained run, propagation method)
     ("JacobiNeRF", "jacobinerf", "jacobian"),
@@ -75,11 +81,30 @@ def train(run: str, args, shaping_start: int) -> Dict:
         print(f"reusing {config_path(args, run)}")
         return json.loads(record.read_text())
     command = [
-        shutil.which("ns-train") or "ns-train", "jacobinerf", "--data", str(args.data), "--output-dir", str(args.out / run),
-        "--experiment-name", "replica_office0", "--timestamp", "bench", "--machine.device-type", args.device,
-        "--vis", "tensorboard", "--max-num-iterations", str(args.steps), "--steps-per-eval-all-images", str(10 * args.steps),
-        "--pipeline.model.shaping-start-step", str(shaping_start), "--pipeline.datamanager.surrogate", args.surrogate,
-        "--pipeline.datamanager.train-num-rays-per-batch", str(args.rays),
+        shutil.which("ns-train") or "ns-train",
+        "jacobinerf",
+        "--data",
+        str(args.data),
+        "--output-dir",
+        str(args.out / run),
+        "--experiment-name",
+        "replica_office0",
+        "--timestamp",
+        "bench",
+        "--machine.device-type",
+        args.device,
+        "--vis",
+        "tensorboard",
+        "--max-num-iterations",
+        str(args.steps),
+        "--steps-per-eval-all-images",
+        str(10 * args.steps),
+        "--pipeline.model.shaping-start-step",
+        str(shaping_start),
+        "--pipeline.datamanager.surrogate",
+        args.surrogate,
+        "--pipeline.datamanager.train-num-rays-per-batch",
+        str(args.rays),
         *(["--pipeline.datamanager.dino-weights", str(args.dino_weights)] if args.dino_weights else []),
         *(SMALL_FIELD if args.small_field else []),
         *(["--mixed-precision", "False"] if args.device == "cpu" else []),
@@ -98,8 +123,15 @@ def evaluate(run: str, method: str, args, photometric: bool) -> Dict:
         written = json.loads(output.read_text())
         return {"results": written["results"], **written["bench"]}
     command = [
-        shutil.which("jacobinerf-eval") or "jacobinerf-eval", "--load-config", str(config_path(args, run)),
-        "--output-path", str(output), "--propagation.method", method, "--propagation.settings", *args.settings,
+        shutil.which("jacobinerf-eval") or "jacobinerf-eval",
+        "--load-config",
+        str(config_path(args, run)),
+        "--output-path",
+        str(output),
+        "--propagation.method",
+        method,
+        "--propagation.settings",
+        *args.settings,
         *(["--propagation.dino-weights", str(args.dino_weights)] if args.dino_weights else []),
         *([] if photometric else ["--no-photometric"]),
     ]
@@ -125,12 +157,16 @@ def table(rows: Dict[str, Optional[Dict]], trained: Dict[str, Dict], surrogate: 
                 for space in ("2d", "3d"):
                     key = f"{prefix}{setting}_{space}"
                     if f"{key}_miou" in r:
-                        lines.append(f"| {name} | {setting} {space.upper()} | {r[f'{key}_miou']:.3f} | {r[f'{key}_class_avg_acc']:.3f} | {r[f'{key}_total_acc']:.3f} |")
+                        lines.append(
+                            f"| {name} | {setting} {space.upper()} | {r[f'{key}_miou']:.3f} | {r[f'{key}_class_avg_acc']:.3f} | {r[f'{key}_total_acc']:.3f} |"
+                        )
     lines.append("\n| trained run | PSNR | SSIM | train wall time | peak memory (RSS, training) |")
     lines.append("|---|---|---|---|---|")
     for run, record in trained.items():
         r = record["photometric"]
-        lines.append(f"| {run} | {r['psnr']:.2f} | {r['ssim']:.3f} | {record['train_s'] / 60:.1f} min | {record['peak_mib']:.0f} MiB |")
+        lines.append(
+            f"| {run} | {r['psnr']:.2f} | {r['ssim']:.3f} | {record['train_s'] / 60:.1f} min | {record['peak_mib']:.0f} MiB |"
+        )
     lines.append("\n| method | propagation wall time (jacobinerf-eval) | peak memory (RSS, eval) |")
     lines.append("|---|---|---|")
     for name, row in rows.items():
@@ -141,7 +177,9 @@ def table(rows: Dict[str, Optional[Dict]], trained: Dict[str, Dict], surrogate: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/replica_office0")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/replica_office0"
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_replica"))
     parser.add_argument("--steps", type=int, default=30000)
     parser.add_argument("--shaping-start", type=int, default=20000)

@@ -29,7 +29,9 @@ def load_pipeline(config_path, device: str):
 
     config = jacobinerf.config
     config.machine.device_type = device
-    config.pipeline.datamanager.data = make_sample_scene(Path(tempfile.gettempdir()) / "jacobinerf_bench_scene", width=160, height=120)
+    config.pipeline.datamanager.data = make_sample_scene(
+        Path(tempfile.gettempdir()) / "jacobinerf_bench_scene", width=160, height=120
+    )
     config.pipeline.model.shaping_start_step = -1
     return config.pipeline.setup(device=device, test_mode="test")
 
@@ -66,7 +68,13 @@ def main() -> None:
     camera = cameras[0:1].to(model.device)
     height, width = int(camera.height), int(camera.width)
     generator = torch.Generator().manual_seed(0)
-    pixels = torch.stack([torch.randint(height, (args.clicks,), generator=generator), torch.randint(width, (args.clicks,), generator=generator)], dim=-1)
+    pixels = torch.stack(
+        [
+            torch.randint(height, (args.clicks,), generator=generator),
+            torch.randint(width, (args.clicks,), generator=generator),
+        ],
+        dim=-1,
+    )
     sources = pixel_jacobians(model, camera, pixels)
 
     def plain():
@@ -83,7 +91,9 @@ def main() -> None:
     rays = camera.generate_rays(camera_indices=0, keep_shape=True)
 
     def click(y: int, x: int) -> ViewerClick:
-        return ViewerClick(tuple(rays.origins[y, x].tolist()), tuple(rays.directions[y, x].tolist()), (x / width, y / height))
+        return ViewerClick(
+            tuple(rays.origins[y, x].tolist()), tuple(rays.directions[y, x].tolist()), (x / width, y / height)
+        )
 
     plain()  # warm-up
     results = {"plain render": median_seconds(plain, args.repeats, args.device)}
@@ -96,7 +106,11 @@ def main() -> None:
         panel.on_label_click(click((index + 1) * height // 4, (index + 1) * width // 4))
     results["viewer: selection + 3 labels"] = median_seconds(plain, args.repeats, args.device)
 
-    machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    machine = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
     print(f"machine: {machine}; view {width}x{height}; {args.repeats} repeats (median)")
     base = results["plain render"]
     for name, seconds in results.items():

@@ -84,7 +84,12 @@ def jacobian_methods(trainer, device: str, repeats: int):
 
     def autograd_per_ray(outputs, head):
         gray = outputs["rgb"].mean(dim=-1)
-        return torch.stack([torch.autograd.grad(gray[i], weight, create_graph=True, retain_graph=True)[0].flatten() for i in range(len(gray))])
+        return torch.stack(
+            [
+                torch.autograd.grad(gray[i], weight, create_graph=True, retain_graph=True)[0].flatten()
+                for i in range(len(gray))
+            ]
+        )
 
     def sync():
         if device.startswith("cuda"):
@@ -124,7 +129,17 @@ def main() -> None:
         from jacobinerf_ns.sample_scene import make_sample_scene
 
         data = make_sample_scene(Path(tempfile.gettempdir()) / "jacobinerf_bench_scene")
-    extra = dict(log2_hashmap_size=15, num_levels=8, max_res=256, num_nerf_samples_per_ray=32, num_proposal_samples_per_ray=(64, 32)) if args.small_field else {}
+    extra = (
+        dict(
+            log2_hashmap_size=15,
+            num_levels=8,
+            max_res=256,
+            num_nerf_samples_per_ray=32,
+            num_proposal_samples_per_ray=(64, 32),
+        )
+        if args.small_field
+        else {}
+    )
     trainer = build_trainer(data, args.device, args.rays, extra)
     trainer.pipeline.datamanager.prepare_surrogate()
 
@@ -148,12 +163,22 @@ def main() -> None:
     photometric_s, shaping_s = sorted(photometric)[len(photometric) // 2], sorted(shaping)[len(shaping) // 2]
     closed_jac, closed_total = jacobian_timings["closed_form"]
     autograd_jac, autograd_total = jacobian_timings["autograd"]
-    print(f"machine: {machine(args.device)}; data: {data}; {args.rays} rays/step; contrastive batch {trainer.pipeline.model.config.contrastive_batch_size}")
-    print(f"(1) step time   photometric {photometric_s * 1e3:8.1f} ms   shaping {shaping_s * 1e3:8.1f} ms   ratio {shaping_s / photometric_s:.2f}x (target <= 1.5x)")
-    print(f"(2) 64-ray J    closed form {closed_jac * 1e3:8.2f} ms   per-ray autograd {autograd_jac * 1e3:8.2f} ms   speed-up {autograd_jac / closed_jac:.0f}x (target >= 100x)")
-    print(f"    J + MI-loss backward: closed form {closed_total * 1e3:8.2f} ms   autograd {autograd_total * 1e3:8.2f} ms   speed-up {autograd_total / closed_total:.0f}x")
+    print(
+        f"machine: {machine(args.device)}; data: {data}; {args.rays} rays/step; contrastive batch {trainer.pipeline.model.config.contrastive_batch_size}"
+    )
+    print(
+        f"(1) step time   photometric {photometric_s * 1e3:8.1f} ms   shaping {shaping_s * 1e3:8.1f} ms   ratio {shaping_s / photometric_s:.2f}x (target <= 1.5x)"
+    )
+    print(
+        f"(2) 64-ray J    closed form {closed_jac * 1e3:8.2f} ms   per-ray autograd {autograd_jac * 1e3:8.2f} ms   speed-up {autograd_jac / closed_jac:.0f}x (target >= 100x)"
+    )
+    print(
+        f"    J + MI-loss backward: closed form {closed_total * 1e3:8.2f} ms   autograd {autograd_total * 1e3:8.2f} ms   speed-up {autograd_total / closed_total:.0f}x"
+    )
     label = "max allocated" if args.device.startswith("cuda") else "peak RSS"
-    print(f"(3) memory ({label})   photometric phase {photometric_peak:8.0f} MiB   shaping phase {shaping_peak:8.0f} MiB")
+    print(
+        f"(3) memory ({label})   photometric phase {photometric_peak:8.0f} MiB   shaping phase {shaping_peak:8.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

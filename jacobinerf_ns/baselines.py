@@ -22,10 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jacobinerf_ns.evaluation import FittedPropagation, PropagationProtocol, PropagationViews, all_pixels, choose_clicks, click_decoders
+from jacobinerf_ns.evaluation import (
+    FittedPropagation,
+    PropagationProtocol,
+    PropagationViews,
+    all_pixels,
+    choose_clicks,
+    click_decoders,
+)
 from jacobinerf_ns.propagation import eval_head_inputs, sample_clicks
 from jacobinerf_ns.surrogates import FeatureMapSurrogate
-
 
 # ---- heads on the frozen field's colour features --------------------------------------------------------------
 
@@ -53,7 +59,15 @@ def composite(head: nn.Module, weights: Tensor, features: Tensor) -> Tensor:
     return (weights * head(features)).sum(dim=-2)
 
 
-def fit_rendered_head(weights: Tensor, features: Tensor, targets: Tensor, out_dim: int, loss: Callable, protocol: PropagationProtocol, generator: torch.Generator) -> nn.Module:
+def fit_rendered_head(
+    weights: Tensor,
+    features: Tensor,
+    targets: Tensor,
+    out_dim: int,
+    loss: Callable,
+    protocol: PropagationProtocol,
+    generator: torch.Generator,
+) -> nn.Module:
     """An MLP ``F → 128 → out_dim`` fitted (Adam, ``head_steps``, 1024 rays a step) so that its render matches ``targets``."""
     torch.manual_seed(int(torch.randint(1 << 30, (1,), generator=generator)))
     head = nn.Sequential(nn.Linear(features.shape[-1], 128), nn.ReLU(), nn.Linear(128, out_dim)).to(features.device)
@@ -75,14 +89,19 @@ def render_head(model, camera, head: nn.Module) -> Tensor:
     height, width = int(camera.height), int(camera.width)
     indices = first_camera(all_pixels(height, width))
     chunk = model.config.eval_num_rays_per_chunk
-    rendered = [composite(head, *pixel_head_inputs(model, camera, indices[start : start + chunk])).cpu() for start in range(0, len(indices), chunk)]
+    rendered = [
+        composite(head, *pixel_head_inputs(model, camera, indices[start : start + chunk])).cpu()
+        for start in range(0, len(indices), chunk)
+    ]
     return torch.cat(rendered).view(height, width, -1)
 
 
 # ---- the baselines ----------------------------------------------------------------------------------------------
 
 
-def fit_semantic_head(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+def fit_semantic_head(
+    model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator
+) -> FittedPropagation:
     """Semantic-NeRF style: a rendered semantic head trained on the source view's labelled pixels."""
     labels = views.source_labels.long()
     if setting == "sparse":
@@ -95,17 +114,32 @@ def fit_semantic_head(model, views: PropagationViews, setting: str, protocol: Pr
         raise ValueError(f"Unknown propagation setting {setting!r}: choose sparse or dense.")
     weights, features = pixel_head_inputs(model, views.source_camera, first_camera(pixels))
     num_labels = int(labels.max()) + 1
-    head = fit_rendered_head(weights, features, torch.tensor(click_labels), num_labels, F.cross_entropy, protocol, generator)
+    head = fit_rendered_head(
+        weights, features, torch.tensor(click_labels), num_labels, F.cross_entropy, protocol, generator
+    )
     allowed = torch.full((num_labels,), float("-inf"))
     allowed[torch.tensor(sorted(set(click_labels)))] = 0.0  # predict only labels given on the source view
 
     def decode(logits: Tensor) -> Tensor:
         return (logits + allowed).argmax(dim=-1)
 
-    return FittedPropagation(pixels, click_labels, lambda target: {"3d": render_head(model, views.target_cameras[target], head)}, {"3d": decode})
+    return FittedPropagation(
+        pixels,
+        click_labels,
+        lambda target: {"3d": render_head(model, views.target_cameras[target], head)},
+        {"3d": decode},
+    )
 
 
-def fit_feature_propagation(source_features: Tensor, target_features: Callable[[int], Tensor], space: str, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+def fit_feature_propagation(
+    source_features: Tensor,
+    target_features: Callable[[int], Tensor],
+    space: str,
+    views: PropagationViews,
+    setting: str,
+    protocol: PropagationProtocol,
+    generator: torch.Generator,
+) -> FittedPropagation:
     """Clicks on ``(H, W, C)`` feature maps; a pixel's score for click k is the cosine of their features."""
     unit_source = F.normalize(source_features.float(), dim=-1)
 
@@ -118,7 +152,9 @@ def fit_feature_propagation(source_features: Tensor, target_features: Callable[[
     def scores(features: Tensor) -> Dict[str, Tensor]:
         return {space: cosine(F.normalize(features.float(), dim=-1), clicks)}
 
-    decoders = click_decoders(setting, click_labels, (space,), lambda: scores(unit_source), views.source_labels, protocol, generator)
+    decoders = click_decoders(
+        setting, click_labels, (space,), lambda: scores(unit_source), views.source_labels, protocol, generator
+    )
     return FittedPropagation(pixels, click_labels, lambda target: scores(target_features(target)), decoders)
 
 
@@ -138,10 +174,14 @@ def upsampled(maps: Tensor, height: int, width: int) -> Tensor:
     return maps.permute(0, 2, 3, 1)
 
 
-def fit_dino_2d(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+def fit_dino_2d(
+    model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator
+) -> FittedPropagation:
     """DINO-2D: clicks matched by DINO feature similarity in each image; the NeRF plays no part."""
     height, width = views.source_labels.shape
-    maps = dino_maps(views, [views.source_image, *views.target_images])  # one extraction (one model load, one cache file)
+    maps = dino_maps(
+        views, [views.source_image, *views.target_images]
+    )  # one extraction (one model load, one cache file)
     source = upsampled(maps[:1], height, width)[0]
 
     def target_features(target: int) -> Tensor:
@@ -151,7 +191,9 @@ def fit_dino_2d(model, views: PropagationViews, setting: str, protocol: Propagat
     return fit_feature_propagation(source, target_features, "2d", views, setting, protocol, generator)
 
 
-def fit_dino_field(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+def fit_dino_field(
+    model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator
+) -> FittedPropagation:
     """DINO-NeRF style: a rendered feature head distilled from the training views' DINO features."""
     if views.train_cameras is None or not views.train_images:
         raise ValueError("dino-field needs the training cameras and images to distil DINO features from.")
@@ -159,7 +201,11 @@ def fit_dino_field(model, views: PropagationViews, setting: str, protocol: Propa
     height, width = int(views.train_cameras.height[0]), int(views.train_cameras.width[0])
     count = protocol.head_rays
     indices = torch.stack(
-        [torch.randint(len(maps), (count,), generator=generator), torch.randint(height, (count,), generator=generator), torch.randint(width, (count,), generator=generator)],
+        [
+            torch.randint(len(maps), (count,), generator=generator),
+            torch.randint(height, (count,), generator=generator),
+            torch.randint(width, (count,), generator=generator),
+        ],
         dim=-1,
     )
     targets = FeatureMapSurrogate(maps, height, width).descriptors(indices)
@@ -169,4 +215,12 @@ def fit_dino_field(model, views: PropagationViews, setting: str, protocol: Propa
     def render(camera) -> Tensor:
         return render_head(model, camera, head)
 
-    return fit_feature_propagation(render(views.source_camera), lambda target: render(views.target_cameras[target]), "3d", views, setting, protocol, generator)
+    return fit_feature_propagation(
+        render(views.source_camera),
+        lambda target: render(views.target_cameras[target]),
+        "3d",
+        views,
+        setting,
+        protocol,
+        generator,
+    )

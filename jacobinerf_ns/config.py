@@ -11,8 +11,8 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
 from jacobinerf_ns.datamanager import JacobiNerfDataManagerConfig
+from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
 from jacobinerf_ns.model import JacobiNerfModelConfig
 from jacobinerf_ns.pipeline import JacobiNerfPipelineConfig
 

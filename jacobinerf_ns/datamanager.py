@@ -53,7 +53,9 @@ class JacobiNerfDataManager(VanillaDataManager):
         if config.surrogate == "dino":
             from jacobinerf_ns.surrogates.dino import DinoExtraction
 
-            dino = DinoExtraction(weights=config.dino_weights, stride=config.dino_stride, short_side=config.dino_short_side)
+            dino = DinoExtraction(
+                weights=config.dino_weights, stride=config.dino_stride, short_side=config.dino_short_side
+            )
         self.surrogate = build_surrogate(
             config.surrogate,
             self.train_dataparser_outputs,

@@ -26,12 +26,19 @@ from jacobinerf_ns.sample_scene import make_sample_scene
 
 DEMO_MODEL_ARGS = [
     # A small field: the scene is 64×48 pixels, and the demo must run in minutes on two CPU cores.
-    "--pipeline.model.log2-hashmap-size", "15",
-    "--pipeline.model.num-levels", "8",
-    "--pipeline.model.max-res", "256",
-    "--pipeline.model.num-nerf-samples-per-ray", "32",
-    "--pipeline.model.num-proposal-samples-per-ray", "64", "32",
-    "--pipeline.datamanager.train-num-rays-per-batch", "1024",
+    "--pipeline.model.log2-hashmap-size",
+    "15",
+    "--pipeline.model.num-levels",
+    "8",
+    "--pipeline.model.max-res",
+    "256",
+    "--pipeline.model.num-nerf-samples-per-ray",
+    "32",
+    "--pipeline.model.num-proposal-samples-per-ray",
+    "64",
+    "32",
+    "--pipeline.datamanager.train-num-rays-per-batch",
+    "1024",
 ]
 CLICKED_INSTANCES = ("ball_red", "box_yellow")
 
@@ -40,18 +47,30 @@ def train(scene: Path, out: Path, steps: int, shaping_start: int, device: str, e
     """Runs ``ns-train jacobinerf`` as a user would and returns the run folder (the one holding ``config.yml``)."""
     arguments = [
         "jacobinerf",
-        "--data", str(scene),
-        "--output-dir", str(out),
-        "--experiment-name", "sample_scene",
-        "--timestamp", "demo",
-        "--machine.device-type", device,
-        "--vis", "tensorboard",
-        "--max-num-iterations", str(steps),
-        "--steps-per-save", str(shaping_start - 1),  # a checkpoint right before shaping starts
-        "--save-only-latest-checkpoint", "False",
-        "--steps-per-eval-all-images", str(10 * steps),
-        "--pipeline.model.shaping-start-step", str(shaping_start),
-        "--pipeline.datamanager.surrogate", "masks",
+        "--data",
+        str(scene),
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        "sample_scene",
+        "--timestamp",
+        "demo",
+        "--machine.device-type",
+        device,
+        "--vis",
+        "tensorboard",
+        "--max-num-iterations",
+        str(steps),
+        "--steps-per-save",
+        str(shaping_start - 1),  # a checkpoint right before shaping starts
+        "--save-only-latest-checkpoint",
+        "False",
+        "--steps-per-eval-all-images",
+        str(10 * steps),
+        "--pipeline.model.shaping-start-step",
+        str(shaping_start),
+        "--pipeline.datamanager.surrogate",
+        "masks",
         *DEMO_MODEL_ARGS,
         *extra,
     ]
@@ -143,12 +162,18 @@ def main(argv=None) -> None:
     metrics = pipeline.propagation_metrics()
 
     print("\nMean |cos| of Jacobians in two held-out views (instance pairs):")
-    print(f"  before shaping (step {args.shaping_start - 1}): same {before['cos_same']:.3f}  different {before['cos_different']:.3f}  gap {before['cos_gap']:+.3f}")
-    print(f"  after shaping  (step {args.steps - 1}): same {after['cos_same']:.3f}  different {after['cos_different']:.3f}  gap {after['cos_gap']:+.3f}")
+    print(
+        f"  before shaping (step {args.shaping_start - 1}): same {before['cos_same']:.3f}  different {before['cos_different']:.3f}  gap {before['cos_gap']:+.3f}"
+    )
+    print(
+        f"  after shaping  (step {args.steps - 1}): same {after['cos_same']:.3f}  different {after['cos_different']:.3f}  gap {after['cos_gap']:+.3f}"
+    )
     print("Sparse label propagation (one click per class/instance on training view 0, all eval views):")
     for key in sorted(metrics):
         print(f"  {key:32s} {metrics[key]:.3f}")
-    print(f"\nFigure: {figure}  (rows: clicked entity × held-out view; columns: render, response, selection, ground truth)")
+    print(
+        f"\nFigure: {figure}  (rows: clicked entity × held-out view; columns: render, response, selection, ground truth)"
+    )
     print(f"Config: {run / 'config.yml'}  (try: ns-eval --load-config {run / 'config.yml'} --output-path eval.json)")
 
 

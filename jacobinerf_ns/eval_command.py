@@ -38,11 +38,15 @@ class JacobiNerfEval(ComputePSNR):
             raise SystemExit(f"--output-path must be a .json file, got {self.output_path}")
         config, pipeline, checkpoint_path, _ = eval_setup(self.load_config)
         if not isinstance(pipeline, JacobiNerfPipeline):
-            raise SystemExit(f"{self.load_config} is a '{config.method_name}' run; jacobinerf-eval needs a jacobinerf run.")
+            raise SystemExit(
+                f"{self.load_config} is a '{config.method_name}' run; jacobinerf-eval needs a jacobinerf run."
+            )
         pipeline.config.propagation = self.propagation
         try:  # fail before any rendering when a DINO baseline has no usable weights
             if self.propagation.method in ("dino-2d", "dino-field") and pipeline.dino_features() is None:
-                raise ValueError(f"--propagation.method {self.propagation.method} needs DINO features: give local ViT-S/8 weights with --propagation.dino-weights PATH.")
+                raise ValueError(
+                    f"--propagation.method {self.propagation.method} needs DINO features: give local ViT-S/8 weights with --propagation.dino-weights PATH."
+                )
         except (ValueError, FileNotFoundError) as err:
             raise SystemExit(str(err)) from err
         if self.photometric:

@@ -22,7 +22,9 @@ def all_pixels(height: int, width: int) -> Tensor:
 
 
 @torch.no_grad()
-def jacobian_cosine_gap(model, cameras, label_maps: Sequence[Tensor], pixels_per_view: int = 512, seed: int = 0) -> Dict[str, float]:
+def jacobian_cosine_gap(
+    model, cameras, label_maps: Sequence[Tensor], pixels_per_view: int = 512, seed: int = 0
+) -> Dict[str, float]:
     """Mean ``|cos(J_p, J_q)|`` over pixel pairs of the same label vs of different labels (void excluded), per view, pooled.
 
     A shaped field has a clear gap (same ≫ different); an unshaped one has little.
@@ -140,7 +142,14 @@ class FittedPropagation:
         return {space: self.decoders[space](score.cpu()) for space, score in self.scores(target).items()}
 
 
-def choose_clicks(views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator, descriptors: Optional[Callable[[], Tensor]] = None, similarity=None):
+def choose_clicks(
+    views: PropagationViews,
+    setting: str,
+    protocol: PropagationProtocol,
+    generator: torch.Generator,
+    descriptors: Optional[Callable[[], Tensor]] = None,
+    similarity=None,
+):
     """Sparse: seeded random clicks per label. Dense: adaptive selection over the source's per-pixel ``descriptors``."""
     if setting == "sparse":
         return sample_clicks(views.source_labels.long(), protocol.clicks_per_class, generator)
@@ -149,7 +158,15 @@ def choose_clicks(views: PropagationViews, setting: str, protocol: PropagationPr
     raise ValueError(f"Unknown propagation setting {setting!r}: choose sparse or dense.")
 
 
-def click_decoders(setting: str, click_labels: List[int], spaces: Sequence[str], source_scores: Callable[[], Dict[str, Tensor]], source_labels: Tensor, protocol: PropagationProtocol, generator: torch.Generator):
+def click_decoders(
+    setting: str,
+    click_labels: List[int],
+    spaces: Sequence[str],
+    source_scores: Callable[[], Dict[str, Tensor]],
+    source_labels: Tensor,
+    protocol: PropagationProtocol,
+    generator: torch.Generator,
+):
     """Sparse: label of the strongest click. Dense: aggregation MLP fitted on the source view's ``(H, W, K)`` scores."""
     if setting == "sparse":
         return {space: partial(assign_labels, click_labels=click_labels) for space in spaces}
@@ -165,7 +182,9 @@ def abs_dot(descriptors: Tensor, clicks: Tensor) -> Tensor:
     return (descriptors @ clicks.T).abs()
 
 
-def fit_jacobian_propagation(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+def fit_jacobian_propagation(
+    model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator
+) -> FittedPropagation:
     """JacobiNeRF: responses of the clicks' Jacobians (2D and 3D), from one render per view."""
     height, width = views.source_labels.shape
 
@@ -180,23 +199,33 @@ def fit_jacobian_propagation(model, views: PropagationViews, setting: str, proto
         return {space: outputs[key].cpu() for space, key in RESPONSES.items()}
 
     source_scores = partial(responses, views.source_camera)
-    decoders = click_decoders(setting, click_labels, tuple(RESPONSES), source_scores, views.source_labels, protocol, generator)
+    decoders = click_decoders(
+        setting, click_labels, tuple(RESPONSES), source_scores, views.source_labels, protocol, generator
+    )
     return FittedPropagation(pixels, click_labels, lambda target: responses(views.target_cameras[target]), decoders)
 
 
-def fit_propagation(model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator) -> FittedPropagation:
+def fit_propagation(
+    model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator
+) -> FittedPropagation:
     """``protocol.method`` fitted to the source view's labels for ``setting``."""
     if protocol.method == "jacobian":
         return fit_jacobian_propagation(model, views, setting, protocol, generator)
     from jacobinerf_ns import baselines
 
-    fitters = {"semantic-head": baselines.fit_semantic_head, "dino-2d": baselines.fit_dino_2d, "dino-field": baselines.fit_dino_field}
+    fitters = {
+        "semantic-head": baselines.fit_semantic_head,
+        "dino-2d": baselines.fit_dino_2d,
+        "dino-field": baselines.fit_dino_field,
+    }
     if protocol.method not in fitters:
         raise ValueError(f"Unknown propagation method {protocol.method!r}: choose jacobian, {', '.join(fitters)}.")
     return fitters[protocol.method](model, views, setting, protocol, generator)
 
 
-def evaluate_propagation(model, views: PropagationViews, protocol: PropagationProtocol, prefix: str = "") -> Dict[str, float]:
+def evaluate_propagation(
+    model, views: PropagationViews, protocol: PropagationProtocol, prefix: str = ""
+) -> Dict[str, float]:
     """``{prefix}{setting}_{space}_{miou|class_avg_acc|total_acc}`` for label maps (void = 0) of source and targets."""
     generator = torch.Generator().manual_seed(protocol.seed)
     labels = sorted(set(torch.unique(views.source_labels).tolist()) - {0})
@@ -217,7 +246,13 @@ def evaluate_propagation(model, views: PropagationViews, protocol: PropagationPr
     return results
 
 
-def select_dense_clicks(source_descriptors: Tensor, similarity: Callable[[Tensor, Tensor], Tensor], source_labels: Tensor, protocol: PropagationProtocol, generator: torch.Generator):
+def select_dense_clicks(
+    source_descriptors: Tensor,
+    similarity: Callable[[Tensor, Tensor], Tensor],
+    source_labels: Tensor,
+    protocol: PropagationProtocol,
+    generator: torch.Generator,
+):
     """Adaptive selection of representative gradients (paper appendix 6.2.3), scored by source-view mIoU.
 
     Start from one click per label; each round tries ``dense_candidates`` sets that add one random pixel per label
@@ -249,7 +284,9 @@ def select_dense_clicks(source_descriptors: Tensor, similarity: Callable[[Tensor
     return pixels, click_labels
 
 
-def fit_aggregation_mlp(responses: Tensor, source_labels: Tensor, num_labels: int, protocol: PropagationProtocol, generator: torch.Generator):
+def fit_aggregation_mlp(
+    responses: Tensor, source_labels: Tensor, num_labels: int, protocol: PropagationProtocol, generator: torch.Generator
+):
     """The dense setting's aggregation MLP ``K → 256 → 128 → L`` (cross-entropy on the source view's labels).
 
     Scores are scaled by their per-click maximum magnitude over the source view, the same scale for every target.
@@ -263,7 +300,11 @@ def fit_aggregation_mlp(responses: Tensor, source_labels: Tensor, num_labels: in
     inputs, targets = inputs[keep], targets[keep]
     torch.manual_seed(int(torch.randint(1 << 30, (1,), generator=generator)))
     mlp = torch.nn.Sequential(
-        torch.nn.Linear(inputs.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, 128), torch.nn.ReLU(), torch.nn.Linear(128, num_labels)
+        torch.nn.Linear(inputs.shape[1], 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, num_labels),
     )
     optimizer = torch.optim.Adam(mlp.parameters(), lr=1e-3)
     with torch.enable_grad():

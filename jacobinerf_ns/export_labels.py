@@ -52,7 +52,9 @@ class ExportLabels:
             views = pipeline.propagation_views(self.kind)
         except ValueError as err:
             raise SystemExit(str(err)) from err
-        fitted = fit_propagation(pipeline.model, views, self.setting, protocol, torch.Generator().manual_seed(protocol.seed))
+        fitted = fit_propagation(
+            pipeline.model, views, self.setting, protocol, torch.Generator().manual_seed(protocol.seed)
+        )
         names = pipeline.datamanager.train_dataparser_outputs.metadata[self.kind].classes
         colors = palette(max(len(names), int(views.source_labels.max()) + 1))
         for folder in ("ids", "overlay"):
@@ -61,13 +63,25 @@ class ExportLabels:
             predicted = fitted.predict(index)
             labels = predicted.get(self.space, next(iter(predicted.values())))
             stem = Path(views.target_images[index]).stem
-            Image.fromarray(labels.numpy().astype(np.uint8 if labels.max() < 256 else np.uint16)).save(self.output_dir / "ids" / f"{stem}.png")
+            Image.fromarray(labels.numpy().astype(np.uint8 if labels.max() < 256 else np.uint16)).save(
+                self.output_dir / "ids" / f"{stem}.png"
+            )
             with Image.open(views.target_images[index]) as image:
                 rgb = torch.from_numpy(np.asarray(image.convert("RGB").resize(labels.shape[::-1]))).float() / 255
             overlay = 0.5 * rgb + 0.5 * colors[labels]
             Image.fromarray((overlay.numpy() * 255).astype(np.uint8)).save(self.output_dir / "overlay" / f"{stem}.png")
-        clicks = [{"y": int(y), "x": int(x), "label": int(label), "name": names[label] if label < len(names) else str(label)} for (y, x), label in zip(fitted.pixels.tolist(), fitted.click_labels)]
-        info = {"source_view": protocol.source_view, "kind": self.kind, "method": protocol.method, "setting": self.setting, "space": self.space, "clicks": clicks}
+        clicks = [
+            {"y": int(y), "x": int(x), "label": int(label), "name": names[label] if label < len(names) else str(label)}
+            for (y, x), label in zip(fitted.pixels.tolist(), fitted.click_labels)
+        ]
+        info = {
+            "source_view": protocol.source_view,
+            "kind": self.kind,
+            "method": protocol.method,
+            "setting": self.setting,
+            "space": self.space,
+            "clicks": clicks,
+        }
         (self.output_dir / "clicks.json").write_text(json.dumps(info, indent=2))
         CONSOLE.print(f"Wrote {len(views.target_cameras)} label maps to {self.output_dir}")
 

@@ -113,7 +113,9 @@ def perturbed_gray_difference(
     return torch.stack(ray_responses, dim=-1), torch.stack(point_responses, dim=-1)
 
 
-def linear_responses(weights: Tensor, rgb: Tensor, features: Tensor, sources: Tensor, shape_bias: bool = False) -> Tuple[Tensor, Tensor]:
+def linear_responses(
+    weights: Tensor, rgb: Tensor, features: Tensor, sources: Tensor, shape_bias: bool = False
+) -> Tuple[Tensor, Tensor]:
     """First-order responses to perturbations ``Δ_k = σ J_k`` divided by σ: ``(R, K)`` 2D and 3D.
 
     2D: ``|⟨J_p, J_k⟩|`` with the ray Jacobian; 3D: ``Σ_i w_i |⟨j_i, J_k⟩|`` with the point Jacobians.

@@ -87,7 +87,9 @@ def resolve_implementation(requested: str) -> Literal["tcnn", "torch"]:
             return "tcnn"
     except ImportError:
         pass
-    CONSOLE.print("[yellow]jacobinerf: tinycudann/CUDA not available, using nerfstudio's torch field (slower, same results).")
+    CONSOLE.print(
+        "[yellow]jacobinerf: tinycudann/CUDA not available, using nerfstudio's torch field (slower, same results)."
+    )
     return "torch"
 
 
@@ -99,8 +101,9 @@ class JacobiNerfModel(NerfactoModel):
         self.config.implementation = implementation
         field_class = partial(JacobiNerfField, head_in_dim=self.config.head_in_dim)
         # Reuse nerfacto's wiring with two parts swapped: our field, and an LPIPS that does not download at construction.
-        with mock.patch("nerfstudio.models.nerfacto.NerfactoField", field_class), mock.patch(
-            "torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity", OfflineLPIPS
+        with (
+            mock.patch("nerfstudio.models.nerfacto.NerfactoField", field_class),
+            mock.patch("torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity", OfflineLPIPS),
         ):
             super().populate_modules()
         self.threshold = AdaptiveThreshold(
@@ -155,7 +158,9 @@ class JacobiNerfModel(NerfactoModel):
             return outputs
         count = self.config.contrastive_batch_size
         outputs[JACOBIAN] = jacobians.flatten(
-            jacobians.ray_jacobian(head.weights[:count], head.rgb[:count], head.features[:count], self.config.shape_bias)
+            jacobians.ray_jacobian(
+                head.weights[:count], head.rgb[:count], head.features[:count], self.config.shape_bias
+            )
         )
         return outputs
 
@@ -166,7 +171,9 @@ class JacobiNerfModel(NerfactoModel):
         if JACOBIAN not in outputs:
             return loss_dict
         if "surrogate" not in batch:
-            raise RuntimeError("MI shaping is on but the batch has no surrogate descriptors: use the jacobinerf datamanager.")
+            raise RuntimeError(
+                "MI shaping is on but the batch has no surrogate descriptors: use the jacobinerf datamanager."
+            )
         count = outputs[JACOBIAN].shape[0]
         shaping = mi_shaping_losses(
             outputs[JACOBIAN],
@@ -192,7 +199,9 @@ class JacobiNerfModel(NerfactoModel):
             metrics.pop("lpips", None)
         return metrics, images
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
         callbacks = super().get_training_callbacks(training_callback_attributes)
         pipeline = training_callback_attributes.pipeline
 

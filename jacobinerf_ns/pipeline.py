@@ -30,7 +30,9 @@ class JacobiNerfPipeline(VanillaPipeline):
         if test_mode == "val" and self.model.config.shaping_start_step >= 0:
             self.datamanager.prepare_surrogate()
 
-    def get_average_eval_image_metrics(self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False):
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ):
         metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)
         metrics.update(self.propagation_metrics())
         return metrics
@@ -39,9 +41,13 @@ class JacobiNerfPipeline(VanillaPipeline):
         """Semantic (and ``instance_``-prefixed) propagation metrics; empty with a message when the data has no labels."""
         train_outputs = self.datamanager.train_dataparser_outputs
         eval_outputs = self.datamanager.eval_dataset._dataparser_outputs
-        kinds = [kind for kind in (SEMANTICS, INSTANCES) if kind in train_outputs.metadata and kind in eval_outputs.metadata]
+        kinds = [
+            kind for kind in (SEMANTICS, INSTANCES) if kind in train_outputs.metadata and kind in eval_outputs.metadata
+        ]
         if not kinds:
-            CONSOLE.print("[yellow]jacobinerf: this dataset has no semantic/instance labels, so no label-propagation metrics.")
+            CONSOLE.print(
+                "[yellow]jacobinerf: this dataset has no semantic/instance labels, so no label-propagation metrics."
+            )
             return {}
         protocol = self.config.propagation
         results: Dict[str, float] = {}
@@ -63,7 +69,9 @@ class JacobiNerfPipeline(VanillaPipeline):
             raise ValueError(f"This dataset has no {kind} labels: propagation needs a labelled source view.")
         index = self.config.propagation.source_view
         if not 0 <= index < len(train_outputs.cameras):
-            raise ValueError(f"propagation.source_view {index} is not a training view (there are {len(train_outputs.cameras)}).")
+            raise ValueError(
+                f"propagation.source_view {index} is not a training view (there are {len(train_outputs.cameras)})."
+            )
 
         def labels(outputs, i: int):
             if kind not in outputs.metadata:
@@ -91,8 +99,17 @@ class JacobiNerfPipeline(VanillaPipeline):
         if weights is None:
             return None
         if not Path(weights).is_file():
-            raise FileNotFoundError(f"DINO weights file not found: {weights} (set with --propagation.dino-weights PATH).")
+            raise FileNotFoundError(
+                f"DINO weights file not found: {weights} (set with --propagation.dino-weights PATH)."
+            )
         from jacobinerf_ns.surrogates.dino import DinoExtraction, load_or_extract
 
-        extraction = DinoExtraction(weights=Path(weights), stride=datamanager.dino_stride, short_side=datamanager.dino_short_side)
-        return partial(load_or_extract, extraction=extraction, cache_dir=Path(datamanager.cache_dir).expanduser(), device=str(self.device))
+        extraction = DinoExtraction(
+            weights=Path(weights), stride=datamanager.dino_stride, short_side=datamanager.dino_short_side
+        )
+        return partial(
+            load_or_extract,
+            extraction=extraction,
+            cache_dir=Path(datamanager.cache_dir).expanduser(),
+            device=str(self.device),
+        )

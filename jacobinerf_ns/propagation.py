@@ -42,7 +42,9 @@ def probe_responses(head, weight: Tensor, bias: Tensor, probe: Probe, shape_bias
         ray, point = jacobians.linear_responses(head.weights, head.rgb, head.features, sources, shape_bias)
         ray, point = probe.sigma * ray, probe.sigma * point
     else:
-        ray, point = jacobians.perturbed_gray_difference(head.weights, head.features, weight, bias, probe.sigma * sources)
+        ray, point = jacobians.perturbed_gray_difference(
+            head.weights, head.features, weight, bias, probe.sigma * sources
+        )
     return {RESPONSES["2d"]: ray, RESPONSES["3d"]: point}
 
 
@@ -118,8 +120,14 @@ def sample_clicks(label_map: Tensor, clicks_per_label: int, generator: torch.Gen
 
 
 def propagate(
-    model, source_camera, pixels: Tensor, click_labels: Sequence[int], target_cameras, sigma: float = 0.1,
-    mode: Literal["linear", "exact"] = "linear", space: Literal["2d", "3d"] = "3d",
+    model,
+    source_camera,
+    pixels: Tensor,
+    click_labels: Sequence[int],
+    target_cameras,
+    sigma: float = 0.1,
+    mode: Literal["linear", "exact"] = "linear",
+    space: Literal["2d", "3d"] = "3d",
 ) -> List[Tensor]:
     """Clicks ``pixels`` ``(K, 2)`` (y, x) with ``click_labels`` on ``source_camera`` → an ``(H, W)`` label map per target camera.
 
@@ -131,4 +139,7 @@ def propagate(
                          torch.tensor([[40, 60], [10, 5]]), [3, 7], [cameras[i : i + 1] for i in range(len(cameras))])
     """
     probe = Probe(sources=pixel_jacobians(model, source_camera, pixels), sigma=sigma, mode=mode)
-    return [assign_labels(render_responses(model, camera, probe)[RESPONSES[space]], click_labels) for camera in target_cameras]
+    return [
+        assign_labels(render_responses(model, camera, probe)[RESPONSES[space]], click_labels)
+        for camera in target_cameras
+    ]

@@ -147,7 +147,9 @@ class VerticalCylinder:
         with np.errstate(divide="ignore", invalid="ignore"):
             t_side = (-half_b - np.sqrt(np.maximum(discriminant, 0.0))) / a
             z_side = origins[:, 2] + t_side * directions[:, 2]
-            side_hit = (a > 1e-12) & (discriminant >= 0) & (t_side > HIT_EPSILON) & (z_side >= 0) & (z_side <= self.height)
+            side_hit = (
+                (a > 1e-12) & (discriminant >= 0) & (t_side > HIT_EPSILON) & (z_side >= 0) & (z_side <= self.height)
+            )
             t_top = (self.height - origins[:, 2]) / directions[:, 2]
             top_xy = offset + t_top[:, None] * horizontal
             top_hit = (directions[:, 2] < 0) & (t_top > HIT_EPSILON) & ((top_xy * top_xy).sum(axis=1) <= self.radius**2)
@@ -204,7 +206,9 @@ def _shade(points: np.ndarray, primitive_indices: np.ndarray) -> np.ndarray:
 def _camera_to_world_poses(num_views: int, seed: int) -> list[np.ndarray]:
     """OpenGL camera-to-world matrices on a jittered ring around the objects, looking at LOOK_AT."""
     rng = np.random.default_rng(seed)
-    azimuths = rng.uniform(0, 2 * np.pi) + 2 * np.pi * (np.arange(num_views) + rng.uniform(-0.2, 0.2, num_views)) / num_views
+    azimuths = (
+        rng.uniform(0, 2 * np.pi) + 2 * np.pi * (np.arange(num_views) + rng.uniform(-0.2, 0.2, num_views)) / num_views
+    )
     radii = 1.75 + rng.uniform(-0.1, 0.1, num_views)
     heights = 1.05 + 0.12 * np.sin(3 * azimuths) + rng.uniform(-0.05, 0.05, num_views)
     poses = []
@@ -221,7 +225,9 @@ def _camera_to_world_poses(num_views: int, seed: int) -> list[np.ndarray]:
     return poses
 
 
-def _pixel_rays(pose: np.ndarray, focal: float, width: int, height: int, offset: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _pixel_rays(
+    pose: np.ndarray, focal: float, width: int, height: int, offset: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """World rays through pixel positions (x + offset_x, y + offset_y), directions scaled to unit z-depth."""
     pixel_x, pixel_y = np.meshgrid(np.arange(width) + offset[0], np.arange(height) + offset[1])
     camera_directions = np.stack(
@@ -254,7 +260,8 @@ def _classes_table() -> dict:
     class_names = [name for name, _ in SEMANTIC_CLASSES]
     return {
         "semantic_classes": [
-            {"index": index, "name": name, "color": list(colour)} for index, (name, colour) in enumerate(SEMANTIC_CLASSES)
+            {"index": index, "name": name, "color": list(colour)}
+            for index, (name, colour) in enumerate(SEMANTIC_CLASSES)
         ],
         "instances": [{"index": 0, "class_index": 0, "name": "void"}]
         + [

@@ -72,8 +72,13 @@ class AdaptiveThreshold(nn.Module):
     """
 
     def __init__(
-        self, initial: float = 0.8, minimum: float = 0.5, maximum: float = 0.9, step: float = 1e-3,
-        low_ratio: float = 0.05, high_ratio: float = 0.15,
+        self,
+        initial: float = 0.8,
+        minimum: float = 0.5,
+        maximum: float = 0.9,
+        step: float = 1e-3,
+        low_ratio: float = 0.05,
+        high_ratio: float = 0.15,
     ) -> None:
         super().__init__()
         if not minimum <= initial <= maximum:

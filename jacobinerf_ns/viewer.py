@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import torch
 from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import (
     ViewerButton,
     ViewerClick,
@@ -31,12 +32,19 @@ from nerfstudio.viewer.viewer_elements import (
     ViewerSlider,
     ViewerText,
 )
-from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
 from jacobinerf_ns import jacobians
 from jacobinerf_ns.dataparsers.labels import palette
-from jacobinerf_ns.propagation import RESPONSES, Probe, assign_labels, probe_responses, ray_jacobians, relative_responses, render_responses
+from jacobinerf_ns.propagation import (
+    RESPONSES,
+    Probe,
+    assign_labels,
+    probe_responses,
+    ray_jacobians,
+    relative_responses,
+    render_responses,
+)
 
 RESPONSE, SELECTION, LABELS = "jacobinerf_response", "jacobinerf_selection", "jacobinerf_labels"
 HIGHLIGHT = torch.tensor([1.0, 0.15, 0.1])
@@ -68,7 +76,9 @@ class Click:
 
     def responses_to_self(self, sigma: float):
         weight, bias = self._model.head_parameters()
-        responses = probe_responses(self.head, weight.detach(), bias.detach(), Probe(self.jacobian, sigma=sigma), self._model.config.shape_bias)
+        responses = probe_responses(
+            self.head, weight.detach(), bias.detach(), Probe(self.jacobian, sigma=sigma), self._model.config.shape_bias
+        )
         return {space: responses[key][0, 0] for space, key in RESPONSES.items()}
 
 
@@ -94,21 +104,41 @@ class JacobiNerfPanel(nn.Module):
         object.__setattr__(self, "_model", model)
         self.viewer_control = ViewerControl()
         self.status = ViewerText("Status", "Press a button, then click in the scene.", disabled=True)
-        self.select = ViewerButton("Select entity (arms one click)", cb_hook=reported(lambda: self.arm(self.on_select_click, "select an entity"), self))
-        self.sigma = ViewerSlider("Perturbation σ", 0.1, 0.001, 1.0, 0.001, cb_hook=reported(lambda: self.refresh_probe(), self))
+        self.select = ViewerButton(
+            "Select entity (arms one click)",
+            cb_hook=reported(lambda: self.arm(self.on_select_click, "select an entity"), self),
+        )
+        self.sigma = ViewerSlider(
+            "Perturbation σ", 0.1, 0.001, 1.0, 0.001, cb_hook=reported(lambda: self.refresh_probe(), self)
+        )
         self.threshold = ViewerSlider("Selection threshold", 0.5, 0.0, 1.0, 0.01)
         self.space = ViewerDropdown("Response", "3d", ["3d", "2d"])
         self.label_name = ViewerText("Label name", "object", hint="The class the next label click paints")
-        self.paint = ViewerButton("Paint label (arms one click)", cb_hook=reported(lambda: self.arm(self.on_label_click, f"paint '{self.label_name.value}'"), self))
+        self.paint = ViewerButton(
+            "Paint label (arms one click)",
+            cb_hook=reported(lambda: self.arm(self.on_label_click, f"paint '{self.label_name.value}'"), self),
+        )
         self.undo_label = ViewerButton("Undo last label", cb_hook=reported(lambda: self.undo(), self))
         self.clear_labels = ViewerButton("Clear labels", cb_hook=reported(lambda: self.clear(), self))
         self.recolor_to = ViewerRGB("Recolor to", (230, 40, 40))
-        self.recolor = ViewerButton("Recolor entity (arms one click)", cb_hook=reported(lambda: self.arm(self.on_recolor_click, "recolor an entity"), self))
-        self.recolor_strength = ViewerSlider("Recolor strength", 1.0, 0.0, 2.0, 0.05, cb_hook=reported(lambda: self.apply_recolor(), self))
+        self.recolor = ViewerButton(
+            "Recolor entity (arms one click)",
+            cb_hook=reported(lambda: self.arm(self.on_recolor_click, "recolor an entity"), self),
+        )
+        self.recolor_strength = ViewerSlider(
+            "Recolor strength", 1.0, 0.0, 2.0, 0.05, cb_hook=reported(lambda: self.apply_recolor(), self)
+        )
         self.reset_colors = ViewerButton("Reset colors", cb_hook=reported(lambda: self.reset_recolor(), self))
-        self.export = ViewerButton("Export selection (masks + PLY)", cb_hook=reported(lambda: self.export_selection(), self))
-        self.view_index = ViewerNumber("Training view", 0, hint="Index of the training view 'Go to training view' jumps to")
-        self.go_to_view = ViewerButton("Go to training view", cb_hook=reported(lambda: self.jump_to_training_view(int(self.view_index.value)), self))
+        self.export = ViewerButton(
+            "Export selection (masks + PLY)", cb_hook=reported(lambda: self.export_selection(), self)
+        )
+        self.view_index = ViewerNumber(
+            "Training view", 0, hint="Index of the training view 'Go to training view' jumps to"
+        )
+        self.go_to_view = ViewerButton(
+            "Go to training view",
+            cb_hook=reported(lambda: self.jump_to_training_view(int(self.view_index.value)), self),
+        )
         self.selection: Optional[Click] = None
         self._probe: Optional[Probe] = None
         self.label_clicks: List[Tuple[Click, str]] = []
@@ -143,7 +173,9 @@ class JacobiNerfPanel(nn.Module):
     def on_select_click(self, click: ViewerClick) -> None:
         self.selection = self.clicked(click)
         if self.selection is not None:
-            self.say(f"Selected (clicked colour {self.selection.color}): see the jacobinerf_selection and jacobinerf_response outputs.")
+            self.say(
+                f"Selected (clicked colour {self.selection.color}): see the jacobinerf_selection and jacobinerf_response outputs."
+            )
         self.refresh_probe()
 
     def on_label_click(self, click: ViewerClick) -> None:
@@ -160,7 +192,9 @@ class JacobiNerfPanel(nn.Module):
         self.reset_recolor(rerender=False)
         target = torch.tensor(self.recolor_to.value, dtype=torch.float32) / 255.0
         head = hit.head
-        self._recolor_delta = jacobians.recolor_delta(head.weights[0], head.rgb[0], head.features[0], target, self._model.config.shape_bias)
+        self._recolor_delta = jacobians.recolor_delta(
+            head.weights[0], head.rgb[0], head.features[0], target, self._model.config.shape_bias
+        )
         self.apply_recolor(rerender=False)
         self.say("Recolored: move 'Recolor strength', or 'Reset colors' to restore the original head.")
 
@@ -225,7 +259,9 @@ class JacobiNerfPanel(nn.Module):
         raw = {space: outputs.pop(key) for space, key in RESPONSES.items()}
         responses = raw[self.space.value]
         if self.selection is not None:
-            relative = relative_responses(responses[..., :1], self.selection.self_responses[self.space.value].to(responses))
+            relative = relative_responses(
+                responses[..., :1], self.selection.self_responses[self.space.value].to(responses)
+            )
             selected = (relative > self.threshold.value).to(outputs["rgb"])
             outputs[RESPONSE] = relative
             outputs[SELECTION] = outputs["rgb"] * (1 - 0.6 * selected) + 0.6 * selected * HIGHLIGHT.to(outputs["rgb"])
@@ -240,7 +276,10 @@ class JacobiNerfPanel(nn.Module):
     def selection_mask(self, camera) -> Tuple[Tensor, dict]:
         """``(H, W)`` bool mask of the selected entity in ``camera``, and that render's outputs."""
         outputs = render_responses(self._model, camera, Probe(self.selection.jacobian, sigma=self.sigma.value))
-        relative = relative_responses(outputs[RESPONSES[self.space.value]][..., 0], self.selection.self_responses[self.space.value].to(outputs["rgb"]))
+        relative = relative_responses(
+            outputs[RESPONSES[self.space.value]][..., 0],
+            self.selection.self_responses[self.space.value].to(outputs["rgb"]),
+        )
         return relative > self.threshold.value, outputs
 
     def export_selection(self, folder: Optional[Path] = None) -> Optional[Path]:
@@ -260,16 +299,24 @@ class JacobiNerfPanel(nn.Module):
         for index in range(len(cameras)):
             camera = cameras[index : index + 1]
             mask, outputs = self.selection_mask(camera)
-            Image.fromarray((mask.cpu().numpy() * 255).astype(np.uint8)).save(folder / "masks" / f"{Path(outputs_meta.image_filenames[index]).stem}.png")
+            Image.fromarray((mask.cpu().numpy() * 255).astype(np.uint8)).save(
+                folder / "masks" / f"{Path(outputs_meta.image_filenames[index]).stem}.png"
+            )
             rays = camera.generate_rays(camera_indices=0, keep_shape=True)
             depth = outputs["depth"][..., 0].cpu()
             points.append((rays.origins + rays.directions * depth[..., None])[mask.cpu()])
             colors.append(outputs["rgb"].cpu()[mask.cpu()])
         world = torch.cat(points)
-        original = outputs_meta.transform_poses_to_original_space(
-            torch.cat([torch.eye(3).expand(len(world), 3, 3), world[..., None]], dim=-1)
-        )[:, :3, 3] if len(world) else world
-        write_ply(folder / "selection.ply", original.numpy(), (torch.cat(colors).clamp(0, 1).numpy() * 255).astype(np.uint8))
+        original = (
+            outputs_meta.transform_poses_to_original_space(
+                torch.cat([torch.eye(3).expand(len(world), 3, 3), world[..., None]], dim=-1)
+            )[:, :3, 3]
+            if len(world)
+            else world
+        )
+        write_ply(
+            folder / "selection.ply", original.numpy(), (torch.cat(colors).clamp(0, 1).numpy() * 255).astype(np.uint8)
+        )
         self.say(f"Exported {len(cameras)} masks and {len(world)} points to {folder}")
         return folder
 
@@ -313,7 +360,9 @@ class JacobiNerfPanel(nn.Module):
 
 def write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
     """Binary little-endian PLY with float xyz and uchar rgb."""
-    vertex = np.empty(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    vertex = np.empty(
+        len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    )
     vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
     vertex["red"], vertex["green"], vertex["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
     header = (

@@ -40,7 +40,9 @@ def build_tiny_model(seed: int = 0, **overrides):
 
     torch.manual_seed(seed)
     config = tiny_model_config(**overrides)
-    return config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={})
+    return config.setup(
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={}
+    )
 
 
 def random_ray_bundle(count: int, seed: int = 0, dtype=torch.float32):
@@ -75,7 +77,9 @@ def trained_run(tmp_path_factory) -> Path:
     """
     from jacobinerf_ns.demo import train
 
-    if os.environ.get("JACOBINERF_TRAINED_RUN"):  # reuse a run made by this fixture (or the demo) while iterating on tests
+    if os.environ.get(
+        "JACOBINERF_TRAINED_RUN"
+    ):  # reuse a run made by this fixture (or the demo) while iterating on tests
         return Path(os.environ["JACOBINERF_TRAINED_RUN"])
     root = tmp_path_factory.mktemp("trained")
     scene = make_sample_scene(root / "scene")

@@ -78,8 +78,13 @@ def label_views(feature_of) -> PropagationViews:
     names = [Path(f"view{i}.png") for i in range(3)]
     by_name = dict(zip(names, maps))
     return PropagationViews(
-        source_camera=cameras[0:1], source_labels=maps[0], target_cameras=[cameras[1:2], cameras[2:3]], target_labels=maps[1:],
-        source_image=names[0], target_images=names[1:], image_features=lambda files: torch.stack([feature_of(by_name[f]) for f in files]),
+        source_camera=cameras[0:1],
+        source_labels=maps[0],
+        target_cameras=[cameras[1:2], cameras[2:3]],
+        target_labels=maps[1:],
+        source_image=names[0],
+        target_images=names[1:],
+        image_features=lambda files: torch.stack([feature_of(by_name[f]) for f in files]),
     )
 
 
@@ -93,9 +98,13 @@ def test_dino_2d_propagates_by_feature_similarity():
 
     results = evaluate_propagation(None, label_views(label_features), protocol)
     assert set(results) == {f"{s}_2d_{m}" for s in ("sparse", "dense") for m in ("miou", "class_avg_acc", "total_acc")}
-    assert results["sparse_2d_miou"] > 0.8 and results["dense_2d_miou"] > 0.8  # only bilinear upsampling at borders errs
+    assert (
+        results["sparse_2d_miou"] > 0.8 and results["dense_2d_miou"] > 0.8
+    )  # only bilinear upsampling at borders errs
 
-    uninformative = evaluate_propagation(None, label_views(lambda label: torch.randn(6, 9, 4, generator=noise)), protocol)
+    uninformative = evaluate_propagation(
+        None, label_views(lambda label: torch.randn(6, 9, 4, generator=noise)), protocol
+    )
     assert uninformative["sparse_2d_miou"] < results["sparse_2d_miou"] - 0.3
 
 
@@ -113,11 +122,16 @@ def test_semantic_head_and_dino_field_run_on_a_field(model):
     """Plumbing on a random tiny field: the heads' metrics exist for their own space only (no quality claimed)."""
     protocol = PropagationProtocol(head_steps=20, head_rays=64, dense_rounds=1, dense_candidates=2, dense_mlp_steps=10)
     views = label_views(lambda label: torch.randn(6, 9, 4))
-    views.train_cameras, views.train_images = cameras_around_origin(3, height=12, width=18), [Path(f"view{i}.png") for i in range(3)]
+    views.train_cameras, views.train_images = (
+        cameras_around_origin(3, height=12, width=18),
+        [Path(f"view{i}.png") for i in range(3)],
+    )
     for method in ("semantic-head", "dino-field"):
         protocol.method = method
         results = evaluate_propagation(model, views, protocol, prefix="instance_")
-        assert set(results) == {f"instance_{s}_3d_{m}" for s in ("sparse", "dense") for m in ("miou", "class_avg_acc", "total_acc")}
+        assert set(results) == {
+            f"instance_{s}_3d_{m}" for s in ("sparse", "dense") for m in ("miou", "class_avg_acc", "total_acc")
+        }
         assert all(0.0 <= value <= 1.0 for value in results.values())
 
 

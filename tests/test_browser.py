@@ -28,7 +28,9 @@ from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (see scripts/test.sh)")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; scripts/test.sh does it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; scripts/test.sh does it)"
+)
 
 
 def free_port() -> int:
@@ -43,10 +45,21 @@ def viewer_url(trained_run):
     log = open(trained_run / "viewer_test.log", "w")
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "nerfstudio.scripts.viewer.run_viewer", "--load-config", str(trained_run / "config.yml"),
-            "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1", "--viewer.max-num-display-images", "0",
+            sys.executable,
+            "-m",
+            "nerfstudio.scripts.viewer.run_viewer",
+            "--load-config",
+            str(trained_run / "config.yml"),
+            "--viewer.websocket-port",
+            str(port),
+            "--viewer.websocket-host",
+            "127.0.0.1",
+            "--viewer.max-num-display-images",
+            "0",
         ],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
@@ -145,7 +158,10 @@ def test_select_and_recolor_in_the_browser(viewer_url, tmp_path):
     keep = Path(os.environ["JACOBINERF_SCREENSHOTS"]) if os.environ.get("JACOBINERF_SCREENSHOTS") else tmp_path
     keep.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+        )
         page = browser.new_page(viewport={"width": 1000, "height": 600})
         page.goto(viewer_url)
         page.get_by_role("button", name="Go to training view").wait_for(timeout=120_000)
@@ -163,7 +179,9 @@ def test_select_and_recolor_in_the_browser(viewer_url, tmp_path):
         red, green, blue = before[..., 0], before[..., 1], before[..., 2]
         yellow_box = (red > 0.55) & (green > 0.45) & (blue < 0.35)
         blue_ball = blue - np.maximum(red, green) > 0.2
-        assert yellow_box.mean() > 0.02 and blue_ball.mean() > 0.005, "training view 0 shows the yellow box and the blue ball"
+        assert yellow_box.mean() > 0.02 and blue_ball.mean() > 0.005, (
+            "training view 0 shows the yellow box and the blue ball"
+        )
 
         armed_click(page, "Select entity (arms one click)", region, yellow_box, "Selected")
         choose_output(page, "jacobinerf_selection")

@@ -65,9 +65,15 @@ def make_replica(root: Path, frames: int = FRAMES, info: bool = True) -> Path:
     for i in range(frames):
         write_rgb(sequence / "rgb" / f"rgb_{i}.png", i)
         write_label(sequence / "depth" / f"depth_{i}.png", np.full((HEIGHT, WIDTH), 3000, dtype=np.uint16))
-        write_label(sequence / "semantic_class" / f"semantic_class_{i}.png", label_map(i, RAW_CLASSES, (HEIGHT, WIDTH), np.uint8))
+        write_label(
+            sequence / "semantic_class" / f"semantic_class_{i}.png",
+            label_map(i, RAW_CLASSES, (HEIGHT, WIDTH), np.uint8),
+        )
         write_label(sequence / "semantic_class" / f"vis_sem_class_{i}.png", np.zeros((HEIGHT, WIDTH, 3), np.uint8))
-        write_label(sequence / "semantic_instance" / f"semantic_instance_{i}.png", label_map(i, RAW_INSTANCES, (HEIGHT, WIDTH), np.uint16))
+        write_label(
+            sequence / "semantic_instance" / f"semantic_instance_{i}.png",
+            label_map(i, RAW_INSTANCES, (HEIGHT, WIDTH), np.uint16),
+        )
     np.savetxt(sequence / "traj_w_c.txt", poses.reshape(frames, 16))
     if info:
         classes = [{"id": 17, "name": "wall"}, {"id": 40, "name": "floor"}, {"id": 5, "name": "unused"}]
@@ -136,7 +142,10 @@ def test_replica_ordering_split_intrinsics(replica, tmp_path):
     assert float(cameras.cx[0]) == WIDTH / 2 and float(cameras.cy[0]) == HEIGHT / 2
     narrower = parse(ReplicaSemanticNerfDataParserConfig(data=replica, cache_dir=tmp_path / "cache", hfov_degrees=60.0))
     assert float(narrower.cameras.fx[0]) == pytest.approx(WIDTH / (2 * math.tan(math.radians(30))))
-    other = parse(ReplicaSemanticNerfDataParserConfig(data=replica, cache_dir=tmp_path / "cache", train_every=4, test_offset=1), "test")
+    other = parse(
+        ReplicaSemanticNerfDataParserConfig(data=replica, cache_dir=tmp_path / "cache", train_every=4, test_offset=1),
+        "test",
+    )
     assert [p.name for p in other.image_filenames] == ["rgb_1.png", "rgb_5.png", "rgb_9.png"]
     # Default normalisation: camera origins within +/- 1, scene box +/- scene_scale.
     assert float(train.cameras.camera_to_worlds[:, :, 3].abs().max()) <= 1.0 + 1e-5
@@ -166,7 +175,11 @@ def test_replica_label_remap_names_and_cache(replica, tmp_path):
     assert semantics.classes == ["void", "wall", "floor", "class_93"]
     assert instances.classes == ["void", "instance_3", "instance_250", "instance_1000"]
     assert len(semantics.colors) == 4 and semantics.colors[0].abs().sum() == 0
-    assert [p.name for p in semantics.filenames] == ["semantic_class_0.png", "semantic_class_5.png", "semantic_class_10.png"]
+    assert [p.name for p in semantics.filenames] == [
+        "semantic_class_0.png",
+        "semantic_class_5.png",
+        "semantic_class_10.png",
+    ]
     for labels, raw_ids in ((semantics, RAW_CLASSES), (instances, RAW_INSTANCES)):
         for frame, path in zip((0, 5, 10), labels.filenames):
             assert path.parent.parent == cache
@@ -183,7 +196,10 @@ def test_replica_label_remap_names_and_cache(replica, tmp_path):
     again = parse(ReplicaSemanticNerfDataParserConfig(data=replica, cache_dir=cache), "test")
     assert {path: path.stat().st_mtime_ns for path in cached} == stamps
     assert again.metadata[SEMANTICS].classes == semantics.classes
-    assert [p.name for p in again.metadata[INSTANCES].filenames] == ["semantic_instance_2.png", "semantic_instance_7.png"]
+    assert [p.name for p in again.metadata[INSTANCES].filenames] == [
+        "semantic_instance_2.png",
+        "semantic_instance_7.png",
+    ]
 
 
 def test_replica_default_cache_names_without_info_and_no_labels(tmp_path, monkeypatch):
@@ -225,7 +241,11 @@ def test_replica_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="test_offset"):
         parse(ReplicaSemanticNerfDataParserConfig(data=sequence, cache_dir=tmp_path / "cache", test_offset=5))
     with pytest.raises(FileNotFoundError, match="info_semantic"):
-        parse(ReplicaSemanticNerfDataParserConfig(data=sequence, cache_dir=tmp_path / "cache", info_semantic=tmp_path / "no.json"))
+        parse(
+            ReplicaSemanticNerfDataParserConfig(
+                data=sequence, cache_dir=tmp_path / "cache", info_semantic=tmp_path / "no.json"
+            )
+        )
 
 
 def test_scannet_drops_invalid_poses_split_and_labels(scannet, tmp_path, capsys):

@@ -21,7 +21,9 @@ def random_head(rays=5, samples=7, features=6, seed=0):
 def render(weights, colors, background):
     """nerfstudio's RGBRenderer arithmetic: Σ w c + (1 − Σ w) · background."""
     accumulation = weights.sum(dim=-2)
-    background_color = colors[..., -1, :] if background == "last_sample" else torch.tensor([0.2, 0.5, 0.9], dtype=colors.dtype)
+    background_color = (
+        colors[..., -1, :] if background == "last_sample" else torch.tensor([0.2, 0.5, 0.9], dtype=colors.dtype)
+    )
     return (weights * colors).sum(dim=-2) + (1 - accumulation) * background_color
 
 

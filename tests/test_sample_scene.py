@@ -92,10 +92,14 @@ def test_instances_and_classes_visible(scene_dir: Path, transforms: dict, classe
         assert len(np.unique(load(scene_dir, frame["semantics_file_path"]))) >= 3
         seen_instances |= set(np.unique(load(scene_dir, frame["instance_file_path"])).tolist())
     for name in ("ball", "box"):
-        instances_of_class = {i["index"] for i in classes["instances"] if i["class_index"] == class_index(classes, name)}
+        instances_of_class = {
+            i["index"] for i in classes["instances"] if i["class_index"] == class_index(classes, name)
+        }
         assert len(instances_of_class) == 2
         assert instances_of_class <= seen_instances
-    assert class_index(classes, "vase") in {i["class_index"] for i in classes["instances"] if i["index"] in seen_instances}
+    assert class_index(classes, "vase") in {
+        i["class_index"] for i in classes["instances"] if i["index"] in seen_instances
+    }
 
 
 def backproject_to_world(depth_mm: np.ndarray, pose: np.ndarray, intrinsics: dict) -> np.ndarray:
@@ -114,7 +118,9 @@ def backproject_to_world(depth_mm: np.ndarray, pose: np.ndarray, intrinsics: dic
     return camera_points @ pose[:3, :3].T + pose[:3, 3]
 
 
-def project_to_pixels(points: np.ndarray, pose: np.ndarray, intrinsics: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def project_to_pixels(
+    points: np.ndarray, pose: np.ndarray, intrinsics: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel column, row (integer, pixel containing the projection) and z-depth of world points."""
     camera_points = (points - pose[:3, 3]) @ pose[:3, :3]
     z = -camera_points[:, 2]
@@ -175,6 +181,17 @@ def test_foreign_non_empty_folder_is_rejected(tmp_path: Path) -> None:
 
 
 def test_command_line(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "jacobinerf_ns.sample_scene", str(tmp_path / "cli"), "--num-views", "2", "--width", "8", "--height", "6"]
+    command = [
+        sys.executable,
+        "-m",
+        "jacobinerf_ns.sample_scene",
+        str(tmp_path / "cli"),
+        "--num-views",
+        "2",
+        "--width",
+        "8",
+        "--height",
+        "6",
+    ]
     subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1], capture_output=True)
     assert json.loads((tmp_path / "cli" / "transforms.json").read_text())["sample_scene"]["num_views"] == 2

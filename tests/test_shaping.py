@@ -59,7 +59,11 @@ def test_gradients_flow_to_jacobians_and_stats_are_logged():
     assert losses.positive_counts.tolist() == [3] * 8
     assert math.isclose(losses.stats["shaping/positive_ratio"].item(), 3 / 7, rel_tol=1e-6)
     cosine = abs_cosine(jacobians.detach())
-    assert math.isclose(losses.stats["shaping/cos_positive"].item(), cosine[affinity.bool() & ~torch.eye(8, dtype=torch.bool)].mean().item(), rel_tol=1e-5)
+    assert math.isclose(
+        losses.stats["shaping/cos_positive"].item(),
+        cosine[affinity.bool() & ~torch.eye(8, dtype=torch.bool)].mean().item(),
+        rel_tol=1e-5,
+    )
 
 
 def test_threshold_adapts_within_bounds_and_round_trips_through_state_dict():

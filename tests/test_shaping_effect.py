@@ -17,7 +17,10 @@ from tests.conftest import TRAINED_SHAPING_START, TRAINED_STEPS
 
 @pytest.fixture(scope="module")
 def fields(trained_run):
-    return {"before": load_step(trained_run, TRAINED_SHAPING_START - 1), "after": load_step(trained_run, TRAINED_STEPS - 1)}
+    return {
+        "before": load_step(trained_run, TRAINED_SHAPING_START - 1),
+        "after": load_step(trained_run, TRAINED_STEPS - 1),
+    }
 
 
 def test_shaping_opens_a_jacobian_cosine_gap(fields):
@@ -40,7 +43,9 @@ def selection_iou(pipeline, scene, instance_name: str) -> float:
     y, x = where[(where - where.mean(dim=0)).norm(dim=-1).argmin()].long().tolist()
     rays = train_outputs.cameras[0:1].generate_rays(camera_indices=0, keep_shape=True)
     panel = pipeline.model.jacobinerf
-    panel.on_select_click(ViewerClick(tuple(rays.origins[y, x].tolist()), tuple(rays.directions[y, x].tolist()), (0.5, 0.5)))
+    panel.on_select_click(
+        ViewerClick(tuple(rays.origins[y, x].tolist()), tuple(rays.directions[y, x].tolist()), (0.5, 0.5))
+    )
     assert panel.selection is not None
     intersection = union = 0
     for view, truth in enumerate(instance_maps(eval_outputs)):

@@ -12,23 +12,41 @@ import pytest
 import torch
 
 TINY_MODEL = [
-    "--pipeline.model.log2-hashmap-size", "10",
-    "--pipeline.model.num-levels", "4",
-    "--pipeline.model.max-res", "64",
-    "--pipeline.model.hidden-dim", "16",
-    "--pipeline.model.hidden-dim-color", "16",
-    "--pipeline.model.head-in-dim", "16",
-    "--pipeline.model.num-nerf-samples-per-ray", "8",
-    "--pipeline.model.num-proposal-samples-per-ray", "16", "8",
-    "--pipeline.model.eval-num-rays-per-chunk", "1024",
-    "--pipeline.datamanager.train-num-rays-per-batch", "128",
-    "--pipeline.datamanager.eval-num-rays-per-batch", "128",
-    "--pipeline.propagation.dense-mlp-steps", "20",
-    "--pipeline.propagation.dense-rounds", "2",
-    "--pipeline.propagation.dense-candidates", "3",
-    "--pipeline.propagation.head-steps", "20",
-    "--pipeline.datamanager.dino-stride", "8",  # DINO baselines with random weights: a tiny token grid
-    "--pipeline.datamanager.dino-short-side", "32",
+    "--pipeline.model.log2-hashmap-size",
+    "10",
+    "--pipeline.model.num-levels",
+    "4",
+    "--pipeline.model.max-res",
+    "64",
+    "--pipeline.model.hidden-dim",
+    "16",
+    "--pipeline.model.hidden-dim-color",
+    "16",
+    "--pipeline.model.head-in-dim",
+    "16",
+    "--pipeline.model.num-nerf-samples-per-ray",
+    "8",
+    "--pipeline.model.num-proposal-samples-per-ray",
+    "16",
+    "8",
+    "--pipeline.model.eval-num-rays-per-chunk",
+    "1024",
+    "--pipeline.datamanager.train-num-rays-per-batch",
+    "128",
+    "--pipeline.datamanager.eval-num-rays-per-batch",
+    "128",
+    "--pipeline.propagation.dense-mlp-steps",
+    "20",
+    "--pipeline.propagation.dense-rounds",
+    "2",
+    "--pipeline.propagation.dense-candidates",
+    "3",
+    "--pipeline.propagation.head-steps",
+    "20",
+    "--pipeline.datamanager.dino-stride",
+    "8",  # DINO baselines with random weights: a tiny token grid
+    "--pipeline.datamanager.dino-short-side",
+    "32",
 ]
 
 
@@ -42,15 +60,43 @@ ENTRY_POINTS = {  # console scripts → their modules, run with this interpreter
 
 def ns(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, "-m", ENTRY_POINTS[command], *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", ENTRY_POINTS[command], *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 def train(scene: Path, out: Path, *args: str, name: str = "run") -> subprocess.CompletedProcess:
     return ns(
-        "ns-train", "jacobinerf", "--data", str(scene), "--output-dir", str(out), "--experiment-name", name,
-        "--timestamp", "t", "--machine.device-type", "cpu", "--vis", "tensorboard", "--mixed-precision", "False",
-        "--steps-per-eval-batch", "1000", "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "100000",
-        *TINY_MODEL, *args, cwd=out,
+        "ns-train",
+        "jacobinerf",
+        "--data",
+        str(scene),
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        name,
+        "--timestamp",
+        "t",
+        "--machine.device-type",
+        "cpu",
+        "--vis",
+        "tensorboard",
+        "--mixed-precision",
+        "False",
+        "--steps-per-eval-batch",
+        "1000",
+        "--steps-per-eval-image",
+        "1000",
+        "--steps-per-eval-all-images",
+        "100000",
+        *TINY_MODEL,
+        *args,
+        cwd=out,
     )
 
 
@@ -63,9 +109,20 @@ def checkpoint_threshold(path: Path) -> float:
 def shaped_run(sample_scene, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     result = train(
-        sample_scene, out, "--max-num-iterations", "6", "--pipeline.model.shaping-start-step", "3",
-        "--pipeline.datamanager.surrogate", "masks", "--steps-per-save", "2", "--save-only-latest-checkpoint", "False",
-        "--pipeline.datamanager.cache-dir", str(out / "cache"),
+        sample_scene,
+        out,
+        "--max-num-iterations",
+        "6",
+        "--pipeline.model.shaping-start-step",
+        "3",
+        "--pipeline.datamanager.surrogate",
+        "masks",
+        "--steps-per-save",
+        "2",
+        "--save-only-latest-checkpoint",
+        "False",
+        "--pipeline.datamanager.cache-dir",
+        str(out / "cache"),
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "MI shaping on from step 3" in result.stdout
@@ -87,7 +144,14 @@ def test_checkpoint_loads_through_ns_eval_and_viewer_setup(shaped_run, tmp_path)
         _, pipeline, checkpoint, step = eval_setup(shaped_run / "config.yml", test_mode=test_mode)
         assert step == 5 and float(pipeline.model.threshold) == pytest.approx(saved)
 
-    result = ns("ns-eval", "--load-config", str(shaped_run / "config.yml"), "--output-path", str(tmp_path / "eval.json"), cwd=tmp_path)
+    result = ns(
+        "ns-eval",
+        "--load-config",
+        str(shaped_run / "config.yml"),
+        "--output-path",
+        str(tmp_path / "eval.json"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((tmp_path / "eval.json").read_text())["results"]
     assert "psnr" in metrics and "ssim" in metrics
@@ -103,9 +167,19 @@ def test_resume_restores_the_threshold_and_keeps_shaping(shaped_run, sample_scen
     saved = checkpoint_threshold(shaped_run / "nerfstudio_models" / "step-000000005.ckpt")
     out = shaped_run.parent.parent.parent
     result = train(
-        sample_scene, out, "--max-num-iterations", "8", "--pipeline.model.shaping-start-step", "3",
-        "--pipeline.datamanager.surrogate", "masks", "--load-dir", str(shaped_run / "nerfstudio_models"),
-        "--steps-per-save", "100", name="resumed",
+        sample_scene,
+        out,
+        "--max-num-iterations",
+        "8",
+        "--pipeline.model.shaping-start-step",
+        "3",
+        "--pipeline.datamanager.surrogate",
+        "masks",
+        "--load-dir",
+        str(shaped_run / "nerfstudio_models"),
+        "--steps-per-save",
+        "100",
+        name="resumed",
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "MI shaping on from step 6" in result.stdout
@@ -116,13 +190,19 @@ def test_resume_restores_the_threshold_and_keeps_shaping(shaped_run, sample_scen
 
 
 def test_unshaped_baseline_needs_no_surrogate_and_dino_without_weights_fails_fast(sample_scene, tmp_path):
-    unshaped = train(sample_scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "-1", name="plain")
+    unshaped = train(
+        sample_scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "-1", name="plain"
+    )
     assert unshaped.returncode == 0, unshaped.stderr[-4000:]
     assert "MI shaping on" not in unshaped.stdout
-    state = torch.load(tmp_path / "plain/jacobinerf/t/nerfstudio_models/step-000000001.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(
+        tmp_path / "plain/jacobinerf/t/nerfstudio_models/step-000000001.ckpt", map_location="cpu", weights_only=False
+    )
     assert float(state["pipeline"]["_model.threshold.value"]) == pytest.approx(0.8)
 
-    missing = train(sample_scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "1", name="dino")
+    missing = train(
+        sample_scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "1", name="dino"
+    )
     assert missing.returncode != 0
     assert "--pipeline.datamanager.dino-weights" in missing.stdout + missing.stderr
     assert not (tmp_path / "dino/jacobinerf/t/nerfstudio_models").exists()
@@ -130,14 +210,23 @@ def test_unshaped_baseline_needs_no_surrogate_and_dino_without_weights_fails_fas
 
 def test_export_labels_command_writes_ids_and_overlays(shaped_run, tmp_path):
     out = tmp_path / "labels"
-    result = ns("jacobinerf-export-labels", "--load-config", str(shaped_run / "config.yml"), "--output-dir", str(out), "--kind", "instances", cwd=tmp_path)
+    result = ns(
+        "jacobinerf-export-labels",
+        "--load-config",
+        str(shaped_run / "config.yml"),
+        "--output-dir",
+        str(out),
+        "--kind",
+        "instances",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     clicks = json.loads((out / "clicks.json").read_text())
     clicked = {click["label"] for click in clicks["clicks"]}
     ids = sorted((out / "ids").glob("*.png"))
     assert [p.name for p in ids] == ["frame_00004.png", "frame_00012.png"]
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     label_map = np.asarray(Image.open(ids[0]))
     assert label_map.shape == (36, 48) and set(np.unique(label_map).tolist()) <= clicked
@@ -145,7 +234,13 @@ def test_export_labels_command_writes_ids_and_overlays(shaped_run, tmp_path):
 
 
 def metric_keys(prefixes, settings, spaces):
-    return {f"{p}{s}_{d}_{m}" for p in prefixes for s in settings for d in spaces for m in ("miou", "class_avg_acc", "total_acc")}
+    return {
+        f"{p}{s}_{d}_{m}"
+        for p in prefixes
+        for s in settings
+        for d in spaces
+        for m in ("miou", "class_avg_acc", "total_acc")
+    }
 
 
 def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_path):
@@ -153,13 +248,34 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
 
     config = str(shaped_run / "config.yml")
     output = tmp_path / "semantic_head.json"
-    result = ns("jacobinerf-eval", "--load-config", config, "--output-path", str(output), "--propagation.method", "semantic-head", "--no-photometric", cwd=tmp_path)
+    result = ns(
+        "jacobinerf-eval",
+        "--load-config",
+        config,
+        "--output-path",
+        str(output),
+        "--propagation.method",
+        "semantic-head",
+        "--no-photometric",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     written = json.loads(output.read_text())
     assert written["propagation"]["method"] == "semantic-head"
-    assert set(written["results"]) == metric_keys(("", "instance_"), ("sparse", "dense"), ("3d",))  # no psnr: --no-photometric
+    assert set(written["results"]) == metric_keys(
+        ("", "instance_"), ("sparse", "dense"), ("3d",)
+    )  # no psnr: --no-photometric
 
-    missing = ns("jacobinerf-eval", "--load-config", config, "--output-path", str(tmp_path / "dino.json"), "--propagation.method", "dino-2d", cwd=tmp_path)
+    missing = ns(
+        "jacobinerf-eval",
+        "--load-config",
+        config,
+        "--output-path",
+        str(tmp_path / "dino.json"),
+        "--propagation.method",
+        "dino-2d",
+        cwd=tmp_path,
+    )
     assert missing.returncode != 0 and "--propagation.dino-weights" in missing.stdout + missing.stderr
     assert not (tmp_path / "dino.json").exists()
 
@@ -169,19 +285,40 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
     for method, space in (("dino-2d", "2d"), ("dino-field", "3d")):
         output = tmp_path / f"{method}.json"
         result = ns(
-            "jacobinerf-eval", "--load-config", config, "--output-path", str(output), "--propagation.method", method,
-            "--propagation.dino-weights", str(weights), "--propagation.settings", "sparse", cwd=tmp_path,
+            "jacobinerf-eval",
+            "--load-config",
+            config,
+            "--output-path",
+            str(output),
+            "--propagation.method",
+            method,
+            "--propagation.dino-weights",
+            str(weights),
+            "--propagation.settings",
+            "sparse",
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr[-4000:]
         results = json.loads(output.read_text())["results"]
         assert "psnr" in results and metric_keys(("", "instance_"), ("sparse",), (space,)) <= set(results)
         assert not any(key.endswith(f"_{'3d' if space == '2d' else '2d'}_miou") for key in results)
-    assert list((shaped_run.parent.parent.parent / "cache").glob("dino_*.pt"))  # features cached with the run's settings
+    assert list(
+        (shaped_run.parent.parent.parent / "cache").glob("dino_*.pt")
+    )  # features cached with the run's settings
 
 
 def test_export_labels_with_a_baseline_method(shaped_run, tmp_path):
     out = tmp_path / "labels"
-    result = ns("jacobinerf-export-labels", "--load-config", str(shaped_run / "config.yml"), "--output-dir", str(out), "--method", "semantic-head", cwd=tmp_path)
+    result = ns(
+        "jacobinerf-export-labels",
+        "--load-config",
+        str(shaped_run / "config.yml"),
+        "--output-dir",
+        str(out),
+        "--method",
+        "semantic-head",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert json.loads((out / "clicks.json").read_text())["method"] == "semantic-head"
     assert len(list((out / "ids").glob("*.png"))) == 2

@@ -99,7 +99,9 @@ def consecutive_label_maps(sources: Sequence[Path], out_dir: Path) -> Tuple[List
     out_dir = Path(out_dir).expanduser()
     targets = [out_dir / f"{source.stem}.png" for source in sources]
     if len(set(targets)) != len(targets):
-        raise ValueError(f"Label maps with the same file stem in {sorted({s.parent for s in sources})}: cannot cache them side by side.")
+        raise ValueError(
+            f"Label maps with the same file stem in {sorted({s.parent for s in sources})}: cannot cache them side by side."
+        )
     stamp = [[str(source.resolve()), source.stat().st_size, source.stat().st_mtime_ns] for source in sources]
     manifest_path = out_dir / _MANIFEST
     if manifest_path.exists():
@@ -107,7 +109,11 @@ def consecutive_label_maps(sources: Sequence[Path], out_dir: Path) -> Tuple[List
             manifest = json.loads(manifest_path.read_text())
         except (OSError, ValueError):
             manifest = {}
-        if manifest.get("version") == _MANIFEST_VERSION and manifest.get("sources") == stamp and all(t.exists() for t in targets):
+        if (
+            manifest.get("version") == _MANIFEST_VERSION
+            and manifest.get("sources") == stamp
+            and all(t.exists() for t in targets)
+        ):
             return targets, [int(raw) for raw in manifest["raw_ids"]]
 
     present: set = set()
@@ -131,7 +137,9 @@ def consecutive_label_maps(sources: Sequence[Path], out_dir: Path) -> Tuple[List
         partial.write_text(json.dumps({"version": _MANIFEST_VERSION, "raw_ids": raw_ids, "sources": stamp}))
         os.replace(partial, manifest_path)
     except OSError as error:
-        raise OSError(f"Cannot write the remapped label maps to {out_dir} ({error}): set the dataparser's cache_dir to a writable folder.") from error
+        raise OSError(
+            f"Cannot write the remapped label maps to {out_dir} ({error}): set the dataparser's cache_dir to a writable folder."
+        ) from error
     return targets, raw_ids
 
 

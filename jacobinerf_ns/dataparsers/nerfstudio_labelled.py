@@ -51,14 +51,20 @@ class LabelledNerfstudio(Nerfstudio):
             everything = Nerfstudio(replace(self.config, eval_mode="all"))
             outputs = everything._generate_dataparser_outputs(split)
             self.downscale_factor = everything.downscale_factor
-            indices = interval_split(len(outputs.image_filenames), self.config.eval_interval, self.config.eval_offset, split)
+            indices = interval_split(
+                len(outputs.image_filenames), self.config.eval_interval, self.config.eval_offset, split
+            )
             return subset_outputs(self._with_labels(outputs, meta, meta_path.parent), indices)
         return self._with_labels(super()._generate_dataparser_outputs(split), meta, meta_path.parent)
 
     def _with_labels(self, outputs, meta, data_dir: Path):
         frame_by_image = {self._get_fname(Path(frame["file_path"]), data_dir): frame for frame in meta["frames"]}
         frames = [frame_by_image[name] for name in outputs.image_filenames]
-        tables = json.loads((data_dir / self.config.classes_file).read_text()) if (data_dir / self.config.classes_file).exists() else {}
+        tables = (
+            json.loads((data_dir / self.config.classes_file).read_text())
+            if (data_dir / self.config.classes_file).exists()
+            else {}
+        )
         metadata = dict(outputs.metadata)
         for kind, key in LABEL_KEYS.items():
             present = [key in frame for frame in frames]

@@ -49,7 +49,9 @@ def frame_images(data: Path, folder: str, prefix: str, suffixes: Sequence[str], 
         raise FileNotFoundError(f"No {layout} folder at {data}: point --data at it.")
     images = numbered_files(data / folder, prefix, suffixes)
     if not images:
-        raise FileNotFoundError(f"No frames in {data / folder}: expected {folder}/{prefix}{{i}}{suffixes[0]} (i = 0, 1, ...).")
+        raise FileNotFoundError(
+            f"No frames in {data / folder}: expected {folder}/{prefix}{{i}}{suffixes[0]} (i = 0, 1, ...)."
+        )
     return images
 
 

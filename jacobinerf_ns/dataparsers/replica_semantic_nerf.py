@@ -60,7 +60,9 @@ class ReplicaSemanticNerf(PosedFramesDataParser):
 
     def _load_frames(self) -> PosedFrames:
         data = Path(self.config.data).expanduser()
-        images = frame_images(data, "rgb", "rgb_", IMAGE_SUFFIXES, "Replica Semantic-NeRF sequence (rgb/, traj_w_c.txt)")
+        images = frame_images(
+            data, "rgb", "rgb_", IMAGE_SUFFIXES, "Replica Semantic-NeRF sequence (rgb/, traj_w_c.txt)"
+        )
         numbers = list(images)
         poses = _read_trajectory(data / "traj_w_c.txt", len(numbers))
         if numbers != list(range(len(numbers))):
@@ -74,9 +76,13 @@ class ReplicaSemanticNerf(PosedFramesDataParser):
         focal = width / (2.0 * math.tan(math.radians(self.config.hfov_degrees) / 2.0))
         count = len(numbers)
         info = _read_info(self._info_path(data))
-        class_names = {int(row["id"]): str(row["name"]) for row in info.get("classes", []) if "id" in row and "name" in row}
+        class_names = {
+            int(row["id"]): str(row["name"]) for row in info.get("classes", []) if "id" in row and "name" in row
+        }
         object_classes = {
-            int(row["id"]): str(row["class_name"]) for row in info.get("objects", []) if "id" in row and "class_name" in row
+            int(row["id"]): str(row["class_name"])
+            for row in info.get("objects", [])
+            if "id" in row and "class_name" in row
         }
         name_of: Dict[str, Callable[[int], str]] = {
             SEMANTICS: lambda raw: class_names.get(raw, f"class_{raw}"),
@@ -105,7 +111,9 @@ class ReplicaSemanticNerf(PosedFramesDataParser):
         if self.config.info_semantic is not None:
             path = Path(self.config.info_semantic).expanduser()
             if not path.is_file():
-                raise FileNotFoundError(f"No {path}: info_semantic should be a Replica info_semantic.json (classes: [{{id, name}}]).")
+                raise FileNotFoundError(
+                    f"No {path}: info_semantic should be a Replica info_semantic.json (classes: [{{id, name}}])."
+                )
             return path
         for folder in (data, data.parent):
             if (folder / INFO_FILE).is_file():
@@ -116,10 +124,14 @@ class ReplicaSemanticNerf(PosedFramesDataParser):
 def _read_trajectory(path: Path, frame_count: int) -> torch.Tensor:
     """``(N, 4, 4)`` OpenCV camera-to-worlds from ``traj_w_c.txt`` (one row-major 4x4 per line)."""
     if not path.is_file():
-        raise FileNotFoundError(f"No {path}: expected traj_w_c.txt with one row of 16 floats (camera-to-world 4x4, row-major) per frame.")
+        raise FileNotFoundError(
+            f"No {path}: expected traj_w_c.txt with one row of 16 floats (camera-to-world 4x4, row-major) per frame."
+        )
     rows = np.loadtxt(path, ndmin=2)
     if rows.shape[1] != 16:
-        raise ValueError(f"{path} has {rows.shape[1]} values per row: expected 16 (camera-to-world 4x4, row-major) per frame.")
+        raise ValueError(
+            f"{path} has {rows.shape[1]} values per row: expected 16 (camera-to-world 4x4, row-major) per frame."
+        )
     if rows.shape[0] != frame_count:
         raise ValueError(
             f"{frame_count} frames in rgb/ but {rows.shape[0]} poses in {path}: expected one pose row per frame (row i = rgb_i)."

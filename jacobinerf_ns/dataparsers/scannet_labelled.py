@@ -31,8 +31,8 @@ from jacobinerf_ns.dataparsers.posed_frames import (
     PosedFramesDataParser,
     PosedFramesDataParserConfig,
     files_for_frames,
-    image_size,
     frame_images,
+    image_size,
     numbered_files,
 )
 
@@ -58,7 +58,9 @@ class ScanNetLabelled(PosedFramesDataParser):
 
     def _load_frames(self) -> PosedFrames:
         data = Path(self.config.data).expanduser()
-        images = frame_images(data, "color", "", COLOR_SUFFIXES, "ScanNet scene (SensReader export: color/, pose/, intrinsic/)")
+        images = frame_images(
+            data, "color", "", COLOR_SUFFIXES, "ScanNet scene (SensReader export: color/, pose/, intrinsic/)"
+        )
         all_numbers = list(images)
         pose_files = numbered_files(data / "pose", "", (".txt",))
         if len(pose_files) != len(all_numbers) or any(number not in pose_files for number in all_numbers):
@@ -73,7 +75,9 @@ class ScanNetLabelled(PosedFramesDataParser):
         if not valid.any():
             raise ValueError(f"All {len(all_numbers)} poses in {data / 'pose'} contain inf/nan: no frame can be used.")
         if not valid.all():
-            CONSOLE.print(f"ScanNet: dropped {int((~valid).sum())} of {len(all_numbers)} frames whose pose has inf/nan.")
+            CONSOLE.print(
+                f"ScanNet: dropped {int((~valid).sum())} of {len(all_numbers)} frames whose pose has inf/nan."
+            )
         # Slots count frames in file order before dropping, so dropped frames don't shift the every-k split.
         slots = [slot for slot in range(len(all_numbers)) if valid[slot]]
         numbers = [all_numbers[slot] for slot in slots]
@@ -85,7 +89,9 @@ class ScanNetLabelled(PosedFramesDataParser):
             sources = files_for_frames(data / folder, "", (".png",), numbers)
             if sources is not None:
                 prefix = LABEL_NAMES[kind]
-                labels[kind] = consecutive_semantics(sources, self.label_cache_dir() / kind, lambda raw, p=prefix: f"{p}_{raw}")
+                labels[kind] = consecutive_semantics(
+                    sources, self.label_cache_dir() / kind, lambda raw, p=prefix: f"{p}_{raw}"
+                )
         count = len(numbers)
         return PosedFrames(
             image_filenames=[images[number] for number in numbers],

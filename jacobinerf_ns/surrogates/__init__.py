@@ -53,7 +53,9 @@ class FeatureMapSurrogate:
 
     def descriptors(self, indices: Tensor) -> Tensor:
         cam, y, x = indices.long().cpu().unbind(-1)
-        return sample_bilinear(self.maps, cam, (y.float() + 0.5) / self.image_size[0], (x.float() + 0.5) / self.image_size[1])
+        return sample_bilinear(
+            self.maps, cam, (y.float() + 0.5) / self.image_size[0], (x.float() + 0.5) / self.image_size[1]
+        )
 
 
 def sample_bilinear(maps: Tensor, cam: Tensor, v: Tensor, u: Tensor) -> Tensor:
@@ -81,6 +83,8 @@ def load_label_maps(filenames, height: int, width: int) -> Tensor:
             label = label.resize((width, height), Image.NEAREST)
         array = np.asarray(label)
         if array.ndim != 2:
-            raise ValueError(f"Label map {name} has shape {array.shape}: expected a single-channel integer PNG (ids, 0 = void).")
+            raise ValueError(
+                f"Label map {name} has shape {array.shape}: expected a single-channel integer PNG (ids, 0 = void)."
+            )
         maps.append(torch.from_numpy(array.astype(np.int64)))
     return torch.stack(maps)

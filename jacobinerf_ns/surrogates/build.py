@@ -30,7 +30,9 @@ def build_surrogate(
     images = outputs.image_filenames
     if name == "masks":
         if masks_dir is not None:
-            return LabelMapSurrogate(load_label_maps(_files_by_stem(Path(masks_dir), images, (".png",), "mask"), height, width))
+            return LabelMapSurrogate(
+                load_label_maps(_files_by_stem(Path(masks_dir), images, (".png",), "mask"), height, width)
+            )
         if masks_from not in outputs.metadata:
             raise ValueError(
                 f"The mask surrogate needs per-pixel {masks_from} labels, and this dataset has none. Give masks from "
@@ -66,15 +68,25 @@ def _files_by_stem(folder: Path, images: Sequence[Path], suffixes, what: str):
         raise FileNotFoundError(f"{what} folder {folder} does not exist.")
     files = []
     for image in images:
-        found = [folder / f"{Path(image).stem}{suffix}" for suffix in suffixes if (folder / f"{Path(image).stem}{suffix}").exists()]
+        found = [
+            folder / f"{Path(image).stem}{suffix}"
+            for suffix in suffixes
+            if (folder / f"{Path(image).stem}{suffix}").exists()
+        ]
         if not found:
-            raise FileNotFoundError(f"No {what} for training image {Path(image).name} in {folder} (expected {Path(image).stem}{'|'.join(suffixes)}).")
+            raise FileNotFoundError(
+                f"No {what} for training image {Path(image).name} in {folder} (expected {Path(image).stem}{'|'.join(suffixes)})."
+            )
         files.append(found[0])
     return files
 
 
 def _load_feature_map(path: Path) -> torch.Tensor:
-    array = torch.load(path, map_location="cpu", weights_only=True) if path.suffix == ".pt" else torch.from_numpy(np.load(path))
+    array = (
+        torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".pt"
+        else torch.from_numpy(np.load(path))
+    )
     if array.dim() != 3:
         raise ValueError(f"Feature map {path} has shape {tuple(array.shape)}; expected (h, w, E).")
     return array.to(torch.float16)

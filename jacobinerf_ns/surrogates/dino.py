@@ -170,9 +170,8 @@ def load_or_extract(
     device: Union[str, torch.device] = "cpu",
 ) -> torch.Tensor:
     """(N,h,w,C) float16 CPU DINO keys for all images, cached in ``cache_dir/dino_{sha1}.pt``."""
-    from rich.progress import track
-
     from nerfstudio.utils.rich_utils import CONSOLE
+    from rich.progress import track
 
     weights = _check_weights(extraction)
     cache_dir = Path(cache_dir)
