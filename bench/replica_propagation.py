@@ -158,14 +158,16 @@ def table(rows: Dict[str, Optional[Dict]], trained: Dict[str, Dict], surrogate: 
                     key = f"{prefix}{setting}_{space}"
                     if f"{key}_miou" in r:
                         lines.append(
-                            f"| {name} | {setting} {space.upper()} | {r[f'{key}_miou']:.3f} | {r[f'{key}_class_avg_acc']:.3f} | {r[f'{key}_total_acc']:.3f} |"
+                            f"| {name} | {setting} {space.upper()} | {r[f'{key}_miou']:.3f} | "
+                            f"{r[f'{key}_class_avg_acc']:.3f} | {r[f'{key}_total_acc']:.3f} |"
                         )
     lines.append("\n| trained run | PSNR | SSIM | train wall time | peak memory (RSS, training) |")
     lines.append("|---|---|---|---|---|")
     for run, record in trained.items():
         r = record["photometric"]
         lines.append(
-            f"| {run} | {r['psnr']:.2f} | {r['ssim']:.3f} | {record['train_s'] / 60:.1f} min | {record['peak_mib']:.0f} MiB |"
+            f"| {run} | {r['psnr']:.2f} | {r['ssim']:.3f} | {record['train_s'] / 60:.1f} min | "
+            f"{record['peak_mib']:.0f} MiB |"
         )
     lines.append("\n| method | propagation wall time (jacobinerf-eval) | peak memory (RSS, eval) |")
     lines.append("|---|---|---|")
@@ -207,7 +209,8 @@ def main() -> None:
             trained[run]["photometric"] = rows[name]["results"]
     header = (
         f"machine: {platform.machine()} {args.device} ({platform.node()}); {args.steps} steps, shaping from "
-        f"{args.shaping_start}, {args.rays} rays/step{', small field' if args.small_field else ''}; settings {' '.join(args.settings)}"
+        f"{args.shaping_start}, {args.rays} rays/step{', small field' if args.small_field else ''}; "
+        f"settings {' '.join(args.settings)}"
     )
     print(header)
     print(table(rows, trained, args.surrogate))

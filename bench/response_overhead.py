@@ -3,7 +3,7 @@
     python bench/response_overhead.py [--load-config outputs/.../config.yml] [--clicks 20] [--repeats 3]
 
 Prints, for one eval view: the plain eval render; the same render with K-click responses (linear and exact,
-2D + 3D together) — the propagation cost (issue target ≤ 1.5×); and the viewer panel's frame with a selection and
+2D + 3D together) — the propagation cost (target ≤ 1.5×); and the viewer panel's frame with a selection and
 with painted labels (target ≤ 1.3×). Without ``--load-config`` it builds an untrained jacobinerf on the embedded
 sample scene (timings do not depend on training).
 """
@@ -24,10 +24,10 @@ def load_pipeline(config_path, device: str):
         from nerfstudio.utils.eval_utils import eval_setup
 
         return eval_setup(config_path, test_mode="test")[1]
-    from jacobinerf_ns.config import jacobinerf
+    from jacobinerf_ns.runs import method_config
     from jacobinerf_ns.sample_scene import make_sample_scene
 
-    config = jacobinerf.config
+    config = method_config()
     config.machine.device_type = device
     config.pipeline.datamanager.data = make_sample_scene(
         Path(tempfile.gettempdir()) / "jacobinerf_bench_scene", width=160, height=120
@@ -57,9 +57,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from nerfstudio.viewer.viewer_elements import ViewerClick
-
-    from jacobinerf_ns.propagation import Probe, pixel_jacobians, probing
+    from jacobinerf_ns.propagation import Probe, pixel_jacobians
+    from jacobinerf_ns.viewer.session import ViewerSession
 
     pipeline = load_pipeline(args.load_config, args.device)
     model = pipeline.model
@@ -82,28 +81,24 @@ def main() -> None:
 
     def with_probe(mode: str):
         def render():
-            with probing(model, Probe(sources, mode=mode)):
-                return model.get_outputs_for_camera(camera)
+            return model.get_outputs_for_camera(camera, probe=Probe(sources, mode=mode))
 
         return render
 
-    panel = model.jacobinerf
+    session = ViewerSession(model)  # what the viewer panel drives
     rays = camera.generate_rays(camera_indices=0, keep_shape=True)
 
-    def click(y: int, x: int) -> ViewerClick:
-        return ViewerClick(
-            tuple(rays.origins[y, x].tolist()), tuple(rays.directions[y, x].tolist()), (x / width, y / height)
-        )
+    def click(y: int, x: int):
+        return rays[y : y + 1, x]
 
     plain()  # warm-up
     results = {"plain render": median_seconds(plain, args.repeats, args.device)}
     results[f"+ {args.clicks} clicks, linear"] = median_seconds(with_probe("linear"), args.repeats, args.device)
     results[f"+ {args.clicks} clicks, exact"] = median_seconds(with_probe("exact"), args.repeats, args.device)
-    panel.on_select_click(click(height // 2, width // 2))
+    session.select(click(height // 2, width // 2))
     results["viewer: selection"] = median_seconds(plain, args.repeats, args.device)
     for index in range(3):
-        panel.label_name.value = f"label{index}"
-        panel.on_label_click(click((index + 1) * height // 4, (index + 1) * width // 4))
+        session.add_label(click((index + 1) * height // 4, (index + 1) * width // 4), f"label{index}")
     results["viewer: selection + 3 labels"] = median_seconds(plain, args.repeats, args.device)
 
     machine = (

@@ -34,9 +34,9 @@ def peak_memory_mib(device: str) -> float:
 
 
 def build_trainer(data: Path, device: str, rays: int, extra_model: dict):
-    from jacobinerf_ns.config import jacobinerf
+    from jacobinerf_ns.runs import method_config
 
-    config = jacobinerf.config
+    config = method_config()
     config.machine.device_type = device
     config.mixed_precision = device.startswith("cuda")
     config.vis = "tensorboard"
@@ -164,16 +164,20 @@ def main() -> None:
     closed_jac, closed_total = jacobian_timings["closed_form"]
     autograd_jac, autograd_total = jacobian_timings["autograd"]
     print(
-        f"machine: {machine(args.device)}; data: {data}; {args.rays} rays/step; contrastive batch {trainer.pipeline.model.config.contrastive_batch_size}"
+        f"machine: {machine(args.device)}; data: {data}; {args.rays} rays/step; "
+        f"contrastive batch {trainer.pipeline.model.config.contrastive_batch_size}"
     )
     print(
-        f"(1) step time   photometric {photometric_s * 1e3:8.1f} ms   shaping {shaping_s * 1e3:8.1f} ms   ratio {shaping_s / photometric_s:.2f}x (target <= 1.5x)"
+        f"(1) step time   photometric {photometric_s * 1e3:8.1f} ms   shaping {shaping_s * 1e3:8.1f} ms   "
+        f"ratio {shaping_s / photometric_s:.2f}x (target <= 1.5x)"
     )
     print(
-        f"(2) 64-ray J    closed form {closed_jac * 1e3:8.2f} ms   per-ray autograd {autograd_jac * 1e3:8.2f} ms   speed-up {autograd_jac / closed_jac:.0f}x (target >= 100x)"
+        f"(2) 64-ray J    closed form {closed_jac * 1e3:8.2f} ms   per-ray autograd {autograd_jac * 1e3:8.2f} ms   "
+        f"speed-up {autograd_jac / closed_jac:.0f}x (target >= 100x)"
     )
     print(
-        f"    J + MI-loss backward: closed form {closed_total * 1e3:8.2f} ms   autograd {autograd_total * 1e3:8.2f} ms   speed-up {autograd_total / closed_total:.0f}x"
+        f"    J + MI-loss backward: closed form {closed_total * 1e3:8.2f} ms   autograd {autograd_total * 1e3:8.2f} ms"
+        f"   speed-up {autograd_total / closed_total:.0f}x"
     )
     label = "max allocated" if args.device.startswith("cuda") else "peak RSS"
     print(

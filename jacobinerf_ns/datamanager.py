@@ -9,6 +9,7 @@ from typing import Literal, Optional, Type
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from jacobinerf_ns import cache
 from jacobinerf_ns.surrogates.build import SurrogateName, build_surrogate
 
 SURROGATE = "surrogate"
@@ -33,7 +34,7 @@ class JacobiNerfDataManagerConfig(VanillaDataManagerConfig):
     """With ``dino``: patch-embedding stride (paper: 4)."""
     dino_short_side: int = 360
     """With ``dino``: images are resized to this short side before extraction (paper: 360)."""
-    cache_dir: Path = Path("~/.cache/jacobinerf_ns")
+    cache_dir: Path = cache.DEFAULT_ROOT
     """Where extracted DINO features are cached (keyed by weights, images and extraction settings)."""
 
 

@@ -1,31 +1,51 @@
-"""Evaluation: the paper's label-propagation metrics and the Jacobian-cosine gap that shaping should open."""
+"""Evaluation: the paper's label-propagation metrics for every method, and the Jacobian-cosine gap shaping opens.
+
+The protocol's types live in :mod:`jacobinerf_ns.propagation.protocol`; ``PropagationProtocol`` is also importable
+from here, because saved ``config.yml`` files name it ``jacobinerf_ns.evaluation.PropagationProtocol``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
-from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Sequence
 
 import torch
-from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 
-from jacobinerf_ns.propagation import RESPONSES, Probe, assign_labels, pixel_jacobians, render_responses, sample_clicks
+from jacobinerf_ns.metrics import confusion_matrix, label_metrics
+from jacobinerf_ns.propagation.dino import fit_dino_2d, fit_dino_field
+from jacobinerf_ns.propagation.jacobian import fit_jacobian_propagation
+from jacobinerf_ns.propagation.probe import pixel_jacobians
+from jacobinerf_ns.propagation.protocol import (
+    FittedPropagation,
+    PropagationMethod,
+    PropagationProtocol,
+    PropagationViews,
+)
+from jacobinerf_ns.propagation.semantic_head import fit_semantic_head
 from jacobinerf_ns.shaping import abs_cosine
 
+if TYPE_CHECKING:
+    from nerfstudio.cameras.cameras import Cameras
 
-def all_pixels(height: int, width: int) -> Tensor:
-    """``(H·W, 2)`` (y, x) in row-major order."""
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    return torch.stack([ys.flatten(), xs.flatten()], dim=-1)
+    from jacobinerf_ns.model import JacobiNerfModel
+
+__all__ = ["METHODS", "PropagationMethod", "PropagationProtocol", "evaluate_propagation", "jacobian_cosine_gap"]
+
+METHODS: Dict[str, Callable[..., FittedPropagation]] = {
+    "jacobian": fit_jacobian_propagation,
+    "semantic-head": fit_semantic_head,
+    "dino-2d": fit_dino_2d,
+    "dino-field": fit_dino_field,
+}
+"""``--propagation.method`` → its fitter ``(model, views, setting, protocol, generator) -> FittedPropagation``."""
 
 
 @torch.no_grad()
 def jacobian_cosine_gap(
-    model, cameras, label_maps: Sequence[Tensor], pixels_per_view: int = 512, seed: int = 0
+    model: JacobiNerfModel, cameras: Cameras, label_maps: Sequence[Tensor], pixels_per_view: int = 512, seed: int = 0
 ) -> Dict[str, float]:
-    """Mean ``|cos(J_p, J_q)|`` over pixel pairs of the same label vs of different labels (void excluded), per view, pooled.
+    """Mean ``|cos(J_p, J_q)|`` over pixel pairs of the same label vs of different labels (void excluded), per view,
+    pooled.
 
     A shaped field has a clear gap (same ≫ different); an unshaped one has little.
     """
@@ -44,187 +64,21 @@ def jacobian_cosine_gap(
     return {"cos_same": same_mean, "cos_different": different_mean, "cos_gap": same_mean - different_mean}
 
 
-# ---- the paper's label-propagation protocol (DESIGN §7) -----------------------------------------------------------
-
-
-def confusion_matrix(predicted: Tensor, truth: Tensor, num_labels: int) -> Tensor:
-    """``(L, L)`` counts, rows = ground truth, columns = prediction."""
-    index = truth.flatten().long() * num_labels + predicted.flatten().long()
-    return torch.bincount(index, minlength=num_labels * num_labels).reshape(num_labels, num_labels)
-
-
-def label_metrics(confusion: Tensor, labels: Sequence[int]) -> Dict[str, float]:
-    """mIoU, class-average accuracy (mean recall) and total accuracy over ``labels`` (the source view's, void excluded).
-
-    The confusion matrix must already exclude pixels whose true label is void or not in ``labels``.
-    """
-    confusion = confusion.double()
-    index = torch.as_tensor(list(labels))
-    true_positive = confusion.diagonal()[index]
-    truth_total = confusion.sum(dim=1)[index]
-    predicted_total = confusion.sum(dim=0)[index]
-    union = truth_total + predicted_total - true_positive
-    present = truth_total > 0  # a source label absent from every target view has no IoU (nanmean, like the original)
-    iou = true_positive[present] / union[present]
-    recall = true_positive[present] / truth_total[present]
-    return {
-        "miou": iou.mean().item(),
-        "class_avg_acc": recall.mean().item(),
-        "total_acc": (true_positive.sum() / confusion.sum()).item(),
-    }
-
-
-PropagationMethod = Literal["jacobian", "semantic-head", "dino-2d", "dino-field"]
-
-
-@dataclass
-class PropagationProtocol:
-    """The paper's protocol: clicks on one source (training) view, every eval view a target, one pooled confusion matrix."""
-
-    method: PropagationMethod = "jacobian"
-    """How labels travel: ``jacobian`` (JacobiNeRF; the unshaped baseline is the same on an unshaped run), or a
-    baseline of the paper: ``semantic-head`` (Semantic-NeRF style), ``dino-2d``, ``dino-field`` (DINO-NeRF style);
-    see :mod:`jacobinerf_ns.baselines`."""
-    source_view: int = 0
-    """Index of the source view among the training views."""
-    clicks_per_class: int = 1
-    """Sparse setting: uniformly random clicks per label present in the source view."""
-    seed: int = 0
-    """Seed of the clicks (and of the dense setting's selection, the aggregation MLP and the baselines' heads)."""
-    sigma: float = 0.1
-    """Perturbation magnitude σ."""
-    mode: Literal["linear", "exact"] = "linear"
-    """Responses to first order (σ|⟨J_p, J_k⟩|) or exactly (perturbed head on cached trunk features)."""
-    settings: Tuple[Literal["sparse", "dense"], ...] = ("sparse", "dense")
-    """Which settings to compute; each gives the method's spaces (jacobian: 2D and 3D)."""
-    dense_rounds: int = 5
-    dense_candidates: int = 20
-    dense_mlp_steps: int = 2000
-    head_steps: int = 1000
-    """``semantic-head`` / ``dino-field``: Adam steps fitting the head on the frozen field."""
-    head_rays: int = 8192
-    """``semantic-head`` (dense) / ``dino-field``: rays the head is fitted on (random labelled source pixels / training pixels)."""
-    dino_weights: Optional[Path] = None
-    """``dino-2d`` / ``dino-field``: local DINO weights (default: ``--pipeline.datamanager.dino-weights``); extraction
-    settings and cache are the datamanager's."""
-
-
-@dataclass
-class PropagationViews:
-    """One propagation task: a labelled source view, labelled targets, and what the baselines learn from."""
-
-    source_camera: Cameras
-    source_labels: Tensor
-    """``(H, W)`` ids of the source view, 0 = void."""
-    target_cameras: List[Cameras]
-    target_labels: List[Optional[Tensor]]
-    """``(H, W)`` ids per target (``None`` when only label maps are wanted, not metrics)."""
-    source_image: Optional[Path] = None
-    target_images: Sequence[Path] = ()
-    train_cameras: Optional[Cameras] = None
-    train_images: Sequence[Path] = ()
-    image_features: Optional[Callable[[Sequence[Path]], Tensor]] = None
-    """Image files → ``(N, h, w, C)`` feature maps (DINO): needed by the ``dino-*`` methods only."""
-
-
-@dataclass
-class FittedPropagation:
-    """A method fitted to one setting's source labels: target index → ``{space: (H, W, K)}`` scores → label maps."""
-
-    pixels: Tensor
-    """``(K, 2)`` (y, x) source pixels the method learnt from (the clicks)."""
-    click_labels: List[int]
-    scores: Callable[[int], Dict[str, Tensor]]
-    decoders: Dict[str, Callable[[Tensor], Tensor]]
-
-    def predict(self, target: int) -> Dict[str, Tensor]:
-        """``(H, W)`` label maps per space of ``views.target_cameras[target]``."""
-        return {space: self.decoders[space](score.cpu()) for space, score in self.scores(target).items()}
-
-
-def choose_clicks(
+def fit_propagation(
+    model: JacobiNerfModel,
     views: PropagationViews,
     setting: str,
     protocol: PropagationProtocol,
     generator: torch.Generator,
-    descriptors: Optional[Callable[[], Tensor]] = None,
-    similarity=None,
-):
-    """Sparse: seeded random clicks per label. Dense: adaptive selection over the source's per-pixel ``descriptors``."""
-    if setting == "sparse":
-        return sample_clicks(views.source_labels.long(), protocol.clicks_per_class, generator)
-    if setting == "dense":
-        return select_dense_clicks(descriptors(), similarity, views.source_labels.long(), protocol, generator)
-    raise ValueError(f"Unknown propagation setting {setting!r}: choose sparse or dense.")
-
-
-def click_decoders(
-    setting: str,
-    click_labels: List[int],
-    spaces: Sequence[str],
-    source_scores: Callable[[], Dict[str, Tensor]],
-    source_labels: Tensor,
-    protocol: PropagationProtocol,
-    generator: torch.Generator,
-):
-    """Sparse: label of the strongest click. Dense: aggregation MLP fitted on the source view's ``(H, W, K)`` scores."""
-    if setting == "sparse":
-        return {space: partial(assign_labels, click_labels=click_labels) for space in spaces}
-    num_labels = int(source_labels.max()) + 1
-    return {
-        space: fit_aggregation_mlp(scores, source_labels.long(), num_labels, protocol, generator)
-        for space, scores in source_scores().items()
-    }
-
-
-def abs_dot(descriptors: Tensor, clicks: Tensor) -> Tensor:
-    """Jacobian similarity ``|⟨J_p, J_k⟩|`` (σ does not change the argmax)."""
-    return (descriptors @ clicks.T).abs()
-
-
-def fit_jacobian_propagation(
-    model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator
-) -> FittedPropagation:
-    """JacobiNeRF: responses of the clicks' Jacobians (2D and 3D), from one render per view."""
-    height, width = views.source_labels.shape
-
-    def descriptors() -> Tensor:  # (H·W, D): every source pixel's Jacobian (dense selection only)
-        return pixel_jacobians(model, views.source_camera, all_pixels(height, width)).flatten(1)
-
-    pixels, click_labels = choose_clicks(views, setting, protocol, generator, descriptors, abs_dot)
-    probe = Probe(pixel_jacobians(model, views.source_camera, pixels), sigma=protocol.sigma, mode=protocol.mode)
-
-    def responses(camera) -> Dict[str, Tensor]:
-        outputs = render_responses(model, camera, probe)
-        return {space: outputs[key].cpu() for space, key in RESPONSES.items()}
-
-    source_scores = partial(responses, views.source_camera)
-    decoders = click_decoders(
-        setting, click_labels, tuple(RESPONSES), source_scores, views.source_labels, protocol, generator
-    )
-    return FittedPropagation(pixels, click_labels, lambda target: responses(views.target_cameras[target]), decoders)
-
-
-def fit_propagation(
-    model, views: PropagationViews, setting: str, protocol: PropagationProtocol, generator: torch.Generator
 ) -> FittedPropagation:
     """``protocol.method`` fitted to the source view's labels for ``setting``."""
-    if protocol.method == "jacobian":
-        return fit_jacobian_propagation(model, views, setting, protocol, generator)
-    from jacobinerf_ns import baselines
-
-    fitters = {
-        "semantic-head": baselines.fit_semantic_head,
-        "dino-2d": baselines.fit_dino_2d,
-        "dino-field": baselines.fit_dino_field,
-    }
-    if protocol.method not in fitters:
-        raise ValueError(f"Unknown propagation method {protocol.method!r}: choose jacobian, {', '.join(fitters)}.")
-    return fitters[protocol.method](model, views, setting, protocol, generator)
+    if protocol.method not in METHODS:
+        raise ValueError(f"Unknown propagation method {protocol.method!r}: choose {', '.join(METHODS)}.")
+    return METHODS[protocol.method](model, views, setting, protocol, generator)
 
 
 def evaluate_propagation(
-    model, views: PropagationViews, protocol: PropagationProtocol, prefix: str = ""
+    model: JacobiNerfModel, views: PropagationViews, protocol: PropagationProtocol, prefix: str = ""
 ) -> Dict[str, float]:
     """``{prefix}{setting}_{space}_{miou|class_avg_acc|total_acc}`` for label maps (void = 0) of source and targets."""
     generator = torch.Generator().manual_seed(protocol.seed)
@@ -244,81 +98,3 @@ def evaluate_propagation(
             for metric, value in label_metrics(counts, labels).items():
                 results[f"{prefix}{setting}_{space}_{metric}"] = value
     return results
-
-
-def select_dense_clicks(
-    source_descriptors: Tensor,
-    similarity: Callable[[Tensor, Tensor], Tensor],
-    source_labels: Tensor,
-    protocol: PropagationProtocol,
-    generator: torch.Generator,
-):
-    """Adaptive selection of representative gradients (paper appendix 6.2.3), scored by source-view mIoU.
-
-    Start from one click per label; each round tries ``dense_candidates`` sets that add one random pixel per label
-    and keeps the best only if it beats the current set (the original accepted every round: its best-so-far was
-    never updated). A set is scored by labelling every source pixel with its most ``similarity``-similar click, on
-    the per-pixel ``source_descriptors`` ``(H·W, D)`` (JacobiNeRF: the source view's Jacobians, 2D linear responses).
-    """
-    height, width = source_labels.shape
-    labels = sorted(set(torch.unique(source_labels).tolist()) - {0})
-    valid = source_labels.flatten() > 0
-
-    def score(pixels: Tensor, click_labels) -> float:
-        clicks = source_descriptors[pixels[:, 0] * width + pixels[:, 1]]
-        predicted = assign_labels(similarity(source_descriptors, clicks), click_labels)
-        confusion = confusion_matrix(predicted[valid], source_labels.flatten()[valid], int(source_labels.max()) + 1)
-        return label_metrics(confusion, labels)["miou"]
-
-    pixels, click_labels = sample_clicks(source_labels, 1, generator)
-    best = score(pixels, click_labels)
-    for _ in range(protocol.dense_rounds):
-        candidates = []
-        for _ in range(protocol.dense_candidates):
-            extra, extra_labels = sample_clicks(source_labels, 1, generator)
-            candidates.append((torch.cat([pixels, extra]), click_labels + extra_labels))
-        scored = [(score(*candidate), candidate) for candidate in candidates]
-        round_best, candidate = max(scored, key=lambda item: item[0])
-        if round_best > best:
-            best, (pixels, click_labels) = round_best, candidate
-    return pixels, click_labels
-
-
-def fit_aggregation_mlp(
-    responses: Tensor, source_labels: Tensor, num_labels: int, protocol: PropagationProtocol, generator: torch.Generator
-):
-    """The dense setting's aggregation MLP ``K → 256 → 128 → L`` (cross-entropy on the source view's labels).
-
-    Scores are scaled by their per-click maximum magnitude over the source view, the same scale for every target.
-    Returns a decoder ``(H, W, K) responses → (H, W) labels``.
-    """
-    responses = responses.cpu().float()
-    scale = responses.flatten(0, 1).abs().amax(dim=0).clamp_min(1e-12)
-    inputs = (responses / scale).flatten(0, 1)
-    targets = source_labels.flatten()
-    keep = targets > 0
-    inputs, targets = inputs[keep], targets[keep]
-    torch.manual_seed(int(torch.randint(1 << 30, (1,), generator=generator)))
-    mlp = torch.nn.Sequential(
-        torch.nn.Linear(inputs.shape[1], 256),
-        torch.nn.ReLU(),
-        torch.nn.Linear(256, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, num_labels),
-    )
-    optimizer = torch.optim.Adam(mlp.parameters(), lr=1e-3)
-    with torch.enable_grad():
-        for _ in range(protocol.dense_mlp_steps):
-            batch = torch.randint(len(inputs), (min(4096, len(inputs)),), generator=generator)
-            loss = torch.nn.functional.cross_entropy(mlp(inputs[batch]), targets[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    allowed = torch.full((num_labels,), float("-inf"))
-    allowed[torch.unique(targets)] = 0.0  # predict only labels of the source view
-
-    @torch.no_grad()
-    def decode(target_responses: Tensor) -> Tensor:
-        return (mlp(target_responses.float() / scale) + allowed).argmax(dim=-1)
-
-    return decode

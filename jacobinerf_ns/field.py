@@ -60,7 +60,8 @@ class JacobiNerfField(NerfactoField):
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[List[Tuple[RaySamples, Dict]]]:
-        """Collects ``(ray_samples, field_outputs)`` of every forward pass inside the block (models call ``forward`` directly, so no hook).
+        """Collects ``(ray_samples, field_outputs)`` of every forward pass inside the block (models call
+        ``forward`` directly, so no hook).
 
         Re-entrant (a nested block shares the outer block's list) and per thread.
         """

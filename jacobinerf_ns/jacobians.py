@@ -22,13 +22,24 @@ This module is the one place these formulas live: training, propagation and the 
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 GRAY = 1.0 / 3.0
 """∂g/∂C_c: the gray value is the mean of the three channels."""
+
+
+class HeadInputs(NamedTuple):
+    """What the head sees for a batch of R rays of N samples: enough to recompute colours and Jacobians for any head."""
+
+    weights: Tensor
+    """``(R, N, 1)`` effective rendering weights (background residual included, see :func:`effective_weights`)."""
+    rgb: Tensor
+    """``(R, N, 3)`` per-sample colours of the current head."""
+    features: Tensor
+    """``(R, N, F)`` head inputs ``h``."""
 
 
 def effective_weights(weights: Tensor, background: str) -> Tensor:
@@ -88,6 +99,15 @@ def head_colors(features: Tensor, weight: Tensor, bias: Optional[Tensor], delta:
     if bias is not None:
         logits = logits + bias
     return torch.sigmoid(logits)
+
+
+def recolored(head: HeadInputs, weight: Tensor, bias: Optional[Tensor], delta: Tensor) -> Tensor:
+    """Change ``(R, 3)`` of the rendered colour when the head moves by ``delta``:
+    ``Σ_i w_i (σ((W + ΔW) h_i + b) − c_i)``.
+
+    Exact for every background (the constant ones do not depend on the head; ``last_sample`` is in the weights).
+    """
+    return (head.weights * (head_colors(head.features, weight, bias, delta) - head.rgb)).sum(dim=-2)
 
 
 def gray(colors: Tensor) -> Tensor:

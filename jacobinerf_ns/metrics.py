@@ -1,32 +1,35 @@
-"""Photometric metric helpers that behave offline."""
+"""Label-propagation metrics: one confusion matrix pooled over pixels, then mIoU and accuracies (pure functions)."""
 
 from __future__ import annotations
 
+from typing import Dict, Sequence
+
 import torch
-from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
 
 
-class OfflineLPIPS(torch.nn.Module):
-    """LPIPS built on first use; without network (its AlexNet weights download) it reports itself unavailable.
+def confusion_matrix(predicted: Tensor, truth: Tensor, num_labels: int) -> Tensor:
+    """``(L, L)`` counts, rows = ground truth, columns = prediction."""
+    index = truth.flatten().long() * num_labels + predicted.flatten().long()
+    return torch.bincount(index, minlength=num_labels * num_labels).reshape(num_labels, num_labels)
 
-    nerfacto builds LPIPS eagerly, which downloads at model construction and fails offline.
+
+def label_metrics(confusion: Tensor, labels: Sequence[int]) -> Dict[str, float]:
+    """mIoU, class-average accuracy (mean recall) and total accuracy over ``labels`` (the source view's, void excluded).
+
+    The confusion matrix must already exclude pixels whose true label is void or not in ``labels``.
     """
-
-    def __init__(self, normalize: bool = True) -> None:
-        super().__init__()
-        self.normalize = normalize
-        self.available = True
-        self._metric = None
-
-    def forward(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self._metric is None and self.available:
-            from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
-            try:
-                self._metric = LearnedPerceptualImagePatchSimilarity(normalize=self.normalize).to(preds.device)
-            except Exception as error:  # offline: URLError / OSError from the weight download
-                self.available = False
-                CONSOLE.print(f"[yellow]LPIPS unavailable ({type(error).__name__}); it is left out of the metrics.")
-        if self._metric is None:
-            return torch.full((), float("nan"))
-        return self._metric(preds, target)
+    confusion = confusion.double()
+    index = torch.as_tensor(list(labels))
+    true_positive = confusion.diagonal()[index]
+    truth_total = confusion.sum(dim=1)[index]
+    predicted_total = confusion.sum(dim=0)[index]
+    union = truth_total + predicted_total - true_positive
+    present = truth_total > 0  # a source label absent from every target view has no IoU (nanmean, like the original)
+    iou = true_positive[present] / union[present]
+    recall = true_positive[present] / truth_total[present]
+    return {
+        "miou": iou.mean().item(),
+        "class_avg_acc": recall.mean().item(),
+        "total_acc": (true_positive.sum() / confusion.sum()).item(),
+    }

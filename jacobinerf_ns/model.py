@@ -7,10 +7,10 @@ One ``ns-train`` run trains photometrically until ``shaping_start_step``, then a
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, List, Literal, NamedTuple, Type
-from unittest import mock
+from typing import Dict, List, Literal, Optional, Type
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -20,28 +20,14 @@ from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
-from jacobinerf_ns import jacobians
-from jacobinerf_ns.checkpoints import allow_numpy_scalars
+from jacobinerf_ns import compat, jacobians
 from jacobinerf_ns.field import HEAD_FEATURES, JacobiNerfField
-from jacobinerf_ns.metrics import OfflineLPIPS
-from jacobinerf_ns.propagation import probe_responses
+from jacobinerf_ns.jacobians import HeadInputs
+from jacobinerf_ns.propagation.probe import Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import affinity
 
 JACOBIAN = "jacobian"
-
-allow_numpy_scalars()  # our checkpoints must load in ns-eval / ns-viewer / resume under torch >= 2.6
-
-
-class HeadInputs(NamedTuple):
-    """What the head sees for a batch of rays: enough to recompute colours and Jacobians for any head."""
-
-    weights: Tensor
-    """``(R, N, 1)`` effective rendering weights (background residual included, see ``jacobians.effective_weights``)."""
-    rgb: Tensor
-    """``(R, N, 3)`` per-sample colours of the current head."""
-    features: Tensor
-    """``(R, N, F)`` head inputs ``h``."""
 
 
 @dataclass
@@ -99,13 +85,10 @@ class JacobiNerfModel(NerfactoModel):
     def populate_modules(self) -> None:
         implementation = resolve_implementation(self.config.implementation)
         self.config.implementation = implementation
-        field_class = partial(JacobiNerfField, head_in_dim=self.config.head_in_dim)
-        # Reuse nerfacto's wiring with two parts swapped: our field, and an LPIPS that does not download at construction.
-        with (
-            mock.patch("nerfstudio.models.nerfacto.NerfactoField", field_class),
-            mock.patch("torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity", OfflineLPIPS),
-        ):
+        # nerfacto's wiring, with our field and an LPIPS that does not download at construction
+        with compat.nerfacto_parts(partial(JacobiNerfField, head_in_dim=self.config.head_in_dim)):
             super().populate_modules()
+        compat.check_nerfacto_parts(self, JacobiNerfField)
         self.threshold = AdaptiveThreshold(
             initial=self.config.threshold_init,
             minimum=self.config.threshold_min,
@@ -116,10 +99,9 @@ class JacobiNerfModel(NerfactoModel):
         )
         self.shaping_active = False
         self._positive_counts = None
-        self.probe = None  # a propagation.Probe: eval renders then also output its responses
-        from jacobinerf_ns.viewer import JacobiNerfPanel
-
-        self.jacobinerf = JacobiNerfPanel(self)
+        self.probe: Optional[Probe] = None
+        """Rendered by eval renders that are given no probe of their own (the viewer publishes its state here)."""
+        self._rendering = threading.local()  # the probe of the render in progress, per thread
 
     # ---- head inputs and Jacobians ---------------------------------------------------------------------------
 
@@ -146,15 +128,19 @@ class JacobiNerfModel(NerfactoModel):
 
     def get_outputs(self, ray_bundle: RayBundle):
         shaping = self.training and self.shaping_active
-        probing = not self.training and self.probe is not None
-        if not (shaping or probing):
+        probe: Optional[Probe] = None if self.training else getattr(self._rendering, "probe", None)
+        if not (shaping or probe is not None):
             return super().get_outputs(ray_bundle)
         with self.field.recording() as captured:
             outputs = super().get_outputs(ray_bundle)
         head = self._head_inputs(*captured[-1])
-        if probing:
+        if probe is not None:
             weight, bias = self.head_parameters()
-            outputs.update(probe_responses(head, weight, bias, self.probe, self.config.shape_bias))
+            if probe.sources is not None:
+                outputs.update(probe_responses(head, weight, bias, probe, self.config.shape_bias))
+            if probe.recolor is not None:
+                change = jacobians.recolored(head, weight, bias, probe.recolor.to(weight))
+                outputs["rgb"] = (outputs["rgb"] + change).clamp(0.0, 1.0)
             return outputs
         count = self.config.contrastive_batch_size
         outputs[JACOBIAN] = jacobians.flatten(
@@ -189,9 +175,15 @@ class JacobiNerfModel(NerfactoModel):
         self._positive_counts = shaping.positive_counts
         return loss_dict
 
-    def get_outputs_for_camera(self, camera, obb_box=None):
-        """Eval render; the viewer panel turns the probe's responses into its outputs (selection, labels)."""
-        return self.jacobinerf.decorate(super().get_outputs_for_camera(camera, obb_box=obb_box))
+    def get_outputs_for_camera(self, camera, obb_box=None, probe: Optional[Probe] = None):
+        """Eval render with ``probe`` (default: :attr:`probe`, read once, so a render never mixes two probes)."""
+        probe = self.probe if probe is None else probe
+        previous, self._rendering.probe = getattr(self._rendering, "probe", None), probe
+        try:
+            outputs = super().get_outputs_for_camera(camera, obb_box=obb_box)
+        finally:
+            self._rendering.probe = previous
+        return probe.decorate(outputs) if probe is not None and probe.decorate is not None else outputs
 
     def get_image_metrics_and_images(self, outputs, batch):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)

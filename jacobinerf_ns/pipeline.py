@@ -1,4 +1,5 @@
-"""JacobiNeRF pipeline: prepares the MI surrogate before training, and adds label-propagation metrics to ``ns-eval``."""
+"""JacobiNeRF pipeline: prepares the MI surrogate before training, adds label-propagation metrics to ``ns-eval``, and
+owns the viewer panel."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Callable, Dict, Optional, Type
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from jacobinerf_ns.dataparsers.labels import INSTANCES, SEMANTICS
-from jacobinerf_ns.evaluation import PropagationProtocol, PropagationViews, evaluate_propagation
-from jacobinerf_ns.surrogates import load_label_maps
+from jacobinerf_ns import cache, compat
+from jacobinerf_ns.evaluation import evaluate_propagation
+from jacobinerf_ns.labels import INSTANCES, SEMANTICS, load_label_maps
+from jacobinerf_ns.propagation.protocol import PropagationProtocol, PropagationViews
+from jacobinerf_ns.viewer.panel import JacobiNerfPanel
 
 
 @dataclass
@@ -26,7 +29,9 @@ class JacobiNerfPipeline(VanillaPipeline):
     config: JacobiNerfPipelineConfig
 
     def __init__(self, config: JacobiNerfPipelineConfig, *args, test_mode: str = "val", **kwargs) -> None:
+        compat.allow_numpy_scalars()  # before nerfstudio loads a checkpoint into this pipeline (torch >= 2.6)
         super().__init__(config, *args, test_mode=test_mode, **kwargs)
+        self.jacobinerf = JacobiNerfPanel(self)  # found by nerfstudio's viewer (ns-viewer, and live in ns-train)
         if test_mode == "val" and self.model.config.shaping_start_step >= 0:
             self.datamanager.prepare_surrogate()
 
@@ -38,7 +43,7 @@ class JacobiNerfPipeline(VanillaPipeline):
         return metrics
 
     def propagation_metrics(self) -> Dict[str, float]:
-        """Semantic (and ``instance_``-prefixed) propagation metrics; empty with a message when the data has no labels."""
+        """Semantic (and ``instance_``-prefixed) propagation metrics; empty, with a message, without labels."""
         train_outputs = self.datamanager.train_dataparser_outputs
         eval_outputs = self.datamanager.eval_dataset._dataparser_outputs
         kinds = [
@@ -54,7 +59,8 @@ class JacobiNerfPipeline(VanillaPipeline):
         for kind in kinds:
             views = self.propagation_views(kind)
             CONSOLE.print(
-                f"jacobinerf: propagating {kind} from training view {protocol.source_view} to {len(views.target_cameras)} "
+                f"jacobinerf: propagating {kind} from training view {protocol.source_view} to "
+                f"{len(views.target_cameras)} "
                 f"eval views ({protocol.method})"
             )
             prefix = "instance_" if kind == INSTANCES else ""
@@ -93,7 +99,8 @@ class JacobiNerfPipeline(VanillaPipeline):
         )
 
     def dino_features(self) -> Optional[Callable]:
-        """Image files → cached DINO keys, with ``propagation.dino_weights`` (else the datamanager's) and its settings."""
+        """Image files → cached DINO keys, with ``propagation.dino_weights`` (else the datamanager's) and its
+        settings."""
         datamanager = self.datamanager.config
         weights = self.config.propagation.dino_weights or datamanager.dino_weights
         if weights is None:
@@ -110,6 +117,6 @@ class JacobiNerfPipeline(VanillaPipeline):
         return partial(
             load_or_extract,
             extraction=extraction,
-            cache_dir=Path(datamanager.cache_dir).expanduser(),
+            cache_dir=cache.cache_root(datamanager.cache_dir),
             device=str(self.device),
         )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the package with its test extras (and Debian's chromium for the browser test, when this is a root shell with
-# apt), then run the test suite (CPU; GPU-only tests skip without CUDA).
+# apt), lint with ruff, then run the test suite (CPU; GPU-only tests skip without CUDA). Extra arguments go to pytest,
+# e.g. `bash scripts/test.sh -m "not slow"` for the quick inner loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q -e ".[test]"
@@ -11,4 +12,6 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "chromium is not installed and cannot be installed here: the browser test will be skipped"
   fi
 fi
+python3 -m ruff check .
+python3 -m ruff format --check .
 exec python3 -m pytest -q "$@"

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny JacobiNeRF model and the embedded sample scene (generated, never downloaded)."""
+"""Shared fixtures: the embedded sample scene (generated, never downloaded) and a run trained on it."""
 
 from __future__ import annotations
 
@@ -6,67 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from jacobinerf_ns.sample_scene import make_sample_scene
-
-
-def tiny_model_config(**overrides):
-    from jacobinerf_ns.model import JacobiNerfModelConfig
-
-    settings = dict(
-        implementation="torch",
-        num_levels=4,
-        log2_hashmap_size=10,
-        max_res=64,
-        hidden_dim=16,
-        hidden_dim_color=16,
-        head_in_dim=8,
-        appearance_embed_dim=4,
-        num_nerf_samples_per_ray=8,
-        num_proposal_samples_per_ray=(16, 8),
-        proposal_net_args_list=[
-            {"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 3, "max_res": 32, "use_linear": False},
-            {"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 3, "max_res": 32, "use_linear": False},
-        ],
-        eval_num_rays_per_chunk=256,
-    )
-    settings.update(overrides)
-    return JacobiNerfModelConfig(**settings)
-
-
-def build_tiny_model(seed: int = 0, **overrides):
-    from nerfstudio.data.scene_box import SceneBox
-
-    torch.manual_seed(seed)
-    config = tiny_model_config(**overrides)
-    return config.setup(
-        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={}
-    )
-
-
-def random_ray_bundle(count: int, seed: int = 0, dtype=torch.float32):
-    from nerfstudio.cameras.rays import RayBundle
-
-    generator = torch.Generator().manual_seed(seed)
-    origins = (torch.rand(count, 3, generator=generator) - 0.5) * 0.5
-    directions = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator), dim=-1)
-    return RayBundle(
-        origins=origins.to(dtype),
-        directions=directions.to(dtype),
-        pixel_area=torch.full((count, 1), 1e-4, dtype=dtype),
-        camera_indices=torch.randint(0, 4, (count, 1), generator=generator),
-        nears=torch.full((count, 1), 0.05, dtype=dtype),
-        fars=torch.full((count, 1), 2.0, dtype=dtype),
-    )
+from tests.helpers import TRAINED_SHAPING_START, TRAINED_STEPS
 
 
 @pytest.fixture(scope="session")
 def sample_scene(tmp_path_factory) -> Path:
     return make_sample_scene(tmp_path_factory.mktemp("sample_scene") / "scene", num_views=16, width=48, height=36)
-
-
-TRAINED_STEPS, TRAINED_SHAPING_START = 800, 400  # the demo's recipe
 
 
 @pytest.fixture(scope="session")
@@ -75,12 +22,17 @@ def trained_run(tmp_path_factory) -> Path:
 
     Checkpoints: ``TRAINED_SHAPING_START - 1`` (the field before shaping) and ``TRAINED_STEPS - 1`` (shaped).
     """
-    from jacobinerf_ns.demo import train
+    from jacobinerf_ns.runs import train
 
-    if os.environ.get(
-        "JACOBINERF_TRAINED_RUN"
-    ):  # reuse a run made by this fixture (or the demo) while iterating on tests
+    if os.environ.get("JACOBINERF_TRAINED_RUN"):  # reuse a run of this recipe (or the demo's) while iterating on tests
         return Path(os.environ["JACOBINERF_TRAINED_RUN"])
     root = tmp_path_factory.mktemp("trained")
     scene = make_sample_scene(root / "scene")
     return train(scene, root / "runs", TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", ["--mixed-precision", "False"])
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that need the trained run are slow (``pytest -m "not slow"`` skips them)."""
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

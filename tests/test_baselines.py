@@ -1,4 +1,4 @@
-"""The paper's baselines (``jacobinerf_ns.baselines``): rendered heads on the frozen field, DINO-feature propagation."""
+"""The paper's baselines (``jacobinerf_ns.propagation``): heads on the frozen field, DINO-feature propagation."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from nerfstudio.cameras.cameras import Cameras
 from torch import nn
 
-from jacobinerf_ns.baselines import fit_rendered_head, pixel_head_inputs, render_head
-from jacobinerf_ns.evaluation import PropagationProtocol, PropagationViews, evaluate_propagation, fit_propagation
-from jacobinerf_ns.propagation import eval_head_inputs
-from tests.conftest import build_tiny_model
+from jacobinerf_ns.evaluation import evaluate_propagation, fit_propagation
+from jacobinerf_ns.propagation.heads import fit_rendered_head, pixel_head_inputs, render_head
+from jacobinerf_ns.propagation.probe import eval_head_inputs
+from jacobinerf_ns.propagation.protocol import PropagationProtocol, PropagationViews
+from tests.helpers import build_tiny_model
 
 
 def cameras_around_origin(count: int, height: int = 6, width: int = 8) -> Cameras:
@@ -66,7 +67,7 @@ def test_fit_rendered_head_recovers_a_teacher_head():
 
 
 def label_views(feature_of) -> PropagationViews:
-    """Source and two targets whose labels are vertical stripes (1, 2, 3) shifted per view; features from ``feature_of``."""
+    """Source and two targets, labels = vertical stripes (1, 2, 3) shifted per view; features from ``feature_of``."""
     cameras = cameras_around_origin(3, height=12, width=18)
     maps = []
     for shift in (0, 2, 4):

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from jacobinerf_ns.dataparsers.labels import INSTANCES, SEMANTICS
 from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
+from jacobinerf_ns.labels import INSTANCES, SEMANTICS
 
 
 def test_split_and_labels(sample_scene):

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from jacobinerf_ns.dataparsers.labels import INSTANCES, SEMANTICS
 from jacobinerf_ns.dataparsers.posed_frames import every_k_split, opencv_to_opengl
 from jacobinerf_ns.dataparsers.replica_semantic_nerf import ReplicaSemanticNerfDataParserConfig
 from jacobinerf_ns.dataparsers.scannet_labelled import ScanNetLabelledDataParserConfig
+from jacobinerf_ns.labels import INSTANCES, SEMANTICS
 
 FRAMES, WIDTH, HEIGHT = 12, 16, 12
 RAW_CLASSES = (17, 40, 93)

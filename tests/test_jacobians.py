@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from jacobinerf_ns import jacobians
-from tests.conftest import build_tiny_model, random_ray_bundle
+from tests.helpers import build_tiny_model, random_ray_bundle
 
 
 def random_head(rays=5, samples=7, features=6, seed=0):

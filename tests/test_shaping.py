@@ -10,7 +10,8 @@ from jacobinerf_ns.shaping import AdaptiveThreshold, abs_cosine, mi_shaping_loss
 
 
 def loop_reference(jacobians, affinity, threshold, temperature):
-    """The original code's loss: pos = Σ_P exp(|cos|/τ), neg = Σ_¬P exp(|cos|/τ), −log(pos / (pos + neg)), anchor ∈ P."""
+    """The original code's loss: pos = Σ_P exp(|cos|/τ), neg = Σ_¬P exp(|cos|/τ), −log(pos / (pos + neg)),
+    anchor ∈ P."""
     batch = jacobians.shape[0]
     losses = []
     for i in range(batch):

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # every test runs nerfstudio commands in subprocesses
+
 TINY_MODEL = [
     "--pipeline.model.log2-hashmap-size",
     "10",
@@ -53,8 +55,8 @@ TINY_MODEL = [
 ENTRY_POINTS = {  # console scripts → their modules, run with this interpreter (no dependence on PATH or shims)
     "ns-train": "nerfstudio.scripts.train",
     "ns-eval": "nerfstudio.scripts.eval",
-    "jacobinerf-export-labels": "jacobinerf_ns.export_labels",
-    "jacobinerf-eval": "jacobinerf_ns.eval_command",
+    "jacobinerf-export-labels": "jacobinerf_ns.commands.export_labels",
+    "jacobinerf-eval": "jacobinerf_ns.commands.eval",
 }
 
 

@@ -16,7 +16,8 @@ import torch
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
 from nerfstudio.utils.io import load_from_json
 
-from jacobinerf_ns.dataparsers.labels import INSTANCES, SEMANTICS, interval_split, make_semantics, subset_outputs
+from jacobinerf_ns.dataparsers.outputs import interval_split, make_semantics, subset_outputs
+from jacobinerf_ns.labels import INSTANCES, SEMANTICS, max_label
 
 LABEL_KEYS = {SEMANTICS: "semantics_file_path", INSTANCES: "instance_file_path"}
 
@@ -31,7 +32,7 @@ class LabelledNerfstudioDataParserConfig(NerfstudioDataParserConfig):
     eval_interval: int = 8
     """With ``interval``: every ``eval_interval``-th frame is an eval frame."""
     eval_offset: int = 4
-    """With ``interval``: eval frames are those with ``index % eval_interval == eval_offset`` (replica_office0's split)."""
+    """With ``interval``: eval frames have ``index % eval_interval == eval_offset`` (replica_office0's split)."""
     classes_file: str = "classes.json"
     """Class and instance table beside transforms.json (optional)."""
 
@@ -76,7 +77,7 @@ class LabelledNerfstudio(Nerfstudio):
             names, colors = _table(tables, kind)
             filenames = [data_dir / frame[key] for frame in frames]
             if names is None:
-                names = [f"{kind}_{i}" for i in range(_max_label(filenames) + 1)]
+                names = [f"{kind}_{i}" for i in range(max_label(filenames) + 1)]
             metadata[kind] = make_semantics(filenames, names, colors)
         return replace(outputs, metadata=metadata)
 
@@ -96,10 +97,3 @@ def _table(tables: dict, kind: str):
         for row in rows:
             colors[row["index"]] = torch.tensor(row["color"], dtype=torch.float32) / 255.0
     return names, colors
-
-
-def _max_label(filenames) -> int:
-    import numpy as np
-    from PIL import Image
-
-    return max(int(np.asarray(Image.open(name)).max()) for name in filenames)

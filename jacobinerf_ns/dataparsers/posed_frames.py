@@ -20,14 +20,15 @@ from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs, Semantics
 from nerfstudio.data.scene_box import SceneBox
 
-from jacobinerf_ns.dataparsers.labels import default_cache_dir, subset_outputs
+from jacobinerf_ns import cache
+from jacobinerf_ns.dataparsers.outputs import subset_outputs
 
 OPENCV_TO_OPENGL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
-"""Right-multiply an OpenCV camera-to-world (x right, y down, z forward) to get nerfstudio's OpenGL one (y up, z back)."""
+"""Right-multiply an OpenCV camera-to-world (x right, y down, z forward) for nerfstudio's OpenGL one (y up, z back)."""
 
 
 def opencv_to_opengl(camera_to_worlds: torch.Tensor) -> torch.Tensor:
-    """``(..., 4, 4)`` camera-to-world matrices from the OpenCV to the OpenGL camera convention (flips camera y and z)."""
+    """``(..., 4, 4)`` camera-to-worlds from the OpenCV to the OpenGL camera convention (flips camera y and z)."""
     return camera_to_worlds @ OPENCV_TO_OPENGL.to(camera_to_worlds)
 
 
@@ -44,7 +45,7 @@ def numbered_files(folder: Path, prefix: str, suffixes: Sequence[str]) -> Dict[i
 
 
 def frame_images(data: Path, folder: str, prefix: str, suffixes: Sequence[str], layout: str) -> Dict[int, Path]:
-    """The numbered images ``data/folder/{prefix}{i}{suffix}``; clear errors when the folder or its frames are missing."""
+    """The numbered images ``data/folder/{prefix}{i}{suffix}``; clear errors when the folder or frames are missing."""
     if not data.is_dir():
         raise FileNotFoundError(f"No {layout} folder at {data}: point --data at it.")
     images = numbered_files(data / folder, prefix, suffixes)
@@ -60,7 +61,8 @@ def files_for_frames(
 ) -> Optional[List[Path]]:
     """``folder/{prefix}{i}{suffix}`` for each frame number; ``None`` when the folder is absent (and not ``required``).
 
-    Raises when the folder exists but lacks a file for some frame: a per-frame modality is given for every frame or none.
+    Raises when the folder exists but lacks a file for some frame: a per-frame modality is given for every frame or
+    none.
     """
     example = f"{folder.name}/{prefix}{{i}}{suffixes[0]}"
     if not folder.is_dir():
@@ -78,7 +80,8 @@ def files_for_frames(
 
 
 def every_k_split(slots: Sequence[int], train_every: int, test_offset: int, split: str) -> List[int]:
-    """Positions ``j`` of this split's frames: train where ``slots[j] % train_every == 0``, val/test where it is ``test_offset``.
+    """Positions ``j`` of this split's frames: train where ``slots[j] % train_every == 0``, val/test where it is
+    ``test_offset``.
 
     ``slots`` are the frames' places in the sequence (frame 0, 1, ...), so train = frames 0, k, 2k, ... and
     test = train frames + ``test_offset`` (the JacobiNeRF / Semantic-NeRF split with ``k = 5``, offset 2).
@@ -144,7 +147,8 @@ class PosedFramesDataParserConfig(DataParserConfig):
     depth_unit_scale_factor: float = 1e-3
     """Depth PNG values times this are metres (uint16 millimetres: 1e-3)."""
     cache_dir: Optional[Path] = None
-    """Folder for the label maps remapped to consecutive ids (written once, reused); default ~/.cache/jacobinerf_ns/<dataset>_labels/<hash of the data path>."""
+    """Folder for the label maps remapped to consecutive ids (written once, reused); default
+    ~/.cache/jacobinerf_ns/<dataset>_labels/<hash of the data path>."""
 
 
 class PosedFramesDataParser(DataParser):
@@ -165,7 +169,7 @@ class PosedFramesDataParser(DataParser):
     def label_cache_dir(self) -> Path:
         if self.config.cache_dir is not None:
             return Path(self.config.cache_dir).expanduser()
-        return default_cache_dir(self.cache_namespace, self.config.data)
+        return cache.dataset_cache_dir(self.cache_namespace, self.config.data)
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         if self._frames is None:

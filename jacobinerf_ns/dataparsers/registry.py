@@ -13,10 +13,12 @@ labelled_nerfstudio = DataParserSpecification(
 
 replica_semantic_nerf = DataParserSpecification(
     config=ReplicaSemanticNerfDataParserConfig(),
-    description="Replica in the Semantic-NeRF layout (rgb/, semantic_class/, traj_w_c.txt), JacobiNeRF's split (jacobinerf).",
+    description="Replica in the Semantic-NeRF layout (rgb/, semantic_class/, traj_w_c.txt), JacobiNeRF's split "
+    "(jacobinerf).",
 )
 
 scannet_labelled = DataParserSpecification(
     config=ScanNetLabelledDataParserConfig(),
-    description="ScanNet SensReader export (color/, pose/, intrinsic/) with label-filt/ and instance-filt/ (jacobinerf).",
+    description="ScanNet SensReader export (color/, pose/, intrinsic/) with label-filt/ and instance-filt/ "
+    "(jacobinerf).",
 )

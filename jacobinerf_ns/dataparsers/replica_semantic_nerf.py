@@ -26,7 +26,7 @@ from typing import Callable, Dict, Optional, Type
 import numpy as np
 import torch
 
-from jacobinerf_ns.dataparsers.labels import INSTANCES, SEMANTICS, consecutive_semantics
+from jacobinerf_ns.dataparsers.outputs import consecutive_semantics
 from jacobinerf_ns.dataparsers.posed_frames import (
     PosedFrames,
     PosedFramesDataParser,
@@ -35,6 +35,7 @@ from jacobinerf_ns.dataparsers.posed_frames import (
     frame_images,
     image_size,
 )
+from jacobinerf_ns.labels import INSTANCES, SEMANTICS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABEL_FOLDERS = {SEMANTICS: "semantic_class", INSTANCES: "semantic_instance"}
@@ -51,7 +52,8 @@ class ReplicaSemanticNerfDataParserConfig(PosedFramesDataParserConfig):
     hfov_degrees: float = 90.0
     """Horizontal field of view of the renders: fx = fy = W / (2 tan(hfov / 2)), cx = W/2, cy = H/2."""
     info_semantic: Optional[Path] = None
-    """Replica info_semantic.json naming the classes; default: one beside or one level above the sequence (else class_<raw id>)."""
+    """Replica info_semantic.json naming the classes; default: one beside or one level above the sequence (else
+    class_<raw id>)."""
 
 
 class ReplicaSemanticNerf(PosedFramesDataParser):
@@ -134,7 +136,8 @@ def _read_trajectory(path: Path, frame_count: int) -> torch.Tensor:
         )
     if rows.shape[0] != frame_count:
         raise ValueError(
-            f"{frame_count} frames in rgb/ but {rows.shape[0]} poses in {path}: expected one pose row per frame (row i = rgb_i)."
+            f"{frame_count} frames in rgb/ but {rows.shape[0]} poses in {path}: expected one pose row per frame "
+            "(row i = rgb_i)."
         )
     if not np.isfinite(rows).all():
         bad = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])

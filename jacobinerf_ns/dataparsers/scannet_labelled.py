@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from jacobinerf_ns.dataparsers.labels import INSTANCES, SEMANTICS, consecutive_semantics
+from jacobinerf_ns.dataparsers.outputs import consecutive_semantics
 from jacobinerf_ns.dataparsers.posed_frames import (
     PosedFrames,
     PosedFramesDataParser,
@@ -35,6 +35,7 @@ from jacobinerf_ns.dataparsers.posed_frames import (
     image_size,
     numbered_files,
 )
+from jacobinerf_ns.labels import INSTANCES, SEMANTICS
 
 COLOR_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABEL_FOLDERS = {SEMANTICS: "label-filt", INSTANCES: "instance-filt"}
@@ -49,7 +50,8 @@ class ScanNetLabelledDataParserConfig(PosedFramesDataParserConfig):
     data: Path = Path("data/scannet/scans/scene0000_00")
     """ScanNet scene folder (with color/, pose/ and intrinsic/intrinsic_color.txt)."""
     intrinsics_size: Optional[Tuple[int, int]] = None
-    """(width, height) the colour intrinsics were calibrated for, when the colour images were resized since; default: colorWidth/colorHeight from the scene's <scene>.txt or _info.txt if present, else the colour images' own size."""
+    """(width, height) the colour intrinsics were calibrated for, when the colour images were resized since;
+    default: colorWidth/colorHeight from the scene's <scene>.txt or _info.txt if present, else the images' own size."""
 
 
 class ScanNetLabelled(PosedFramesDataParser):
@@ -67,7 +69,8 @@ class ScanNetLabelled(PosedFramesDataParser):
             missing = [number for number in all_numbers if number not in pose_files]
             detail = f" (first frame without one: {missing[0]})" if missing else ""
             raise ValueError(
-                f"{len(all_numbers)} frames in {data / 'color'} but {len(pose_files)} poses in {data / 'pose'}{detail}: "
+                f"{len(all_numbers)} frames in {data / 'color'} but {len(pose_files)} poses in "
+                f"{data / 'pose'}{detail}: "
                 "expected one pose/{i}.txt (4x4 camera-to-world) per color/{i}.jpg."
             )
         poses = np.stack([_read_pose(pose_files[number]) for number in all_numbers])
@@ -122,7 +125,8 @@ class ScanNetLabelled(PosedFramesDataParser):
             fx, cx, fy, cy = fx * sx, cx * sx, fy * sy, cy * sy
         if not (0 < cx < width and 0 < cy < height):
             CONSOLE.print(
-                f"[yellow]ScanNet: principal point ({cx:.1f}, {cy:.1f}) lies outside the {width}x{height} colour images: "
+                f"[yellow]ScanNet: principal point ({cx:.1f}, {cy:.1f}) lies outside the {width}x{height} colour "
+                "images: "
                 "were they resized? Set intrinsics_size to the size intrinsic_color.txt is for."
             )
         return fx, fy, cx, cy

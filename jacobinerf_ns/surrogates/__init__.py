@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -59,7 +58,8 @@ class FeatureMapSurrogate:
 
 
 def sample_bilinear(maps: Tensor, cam: Tensor, v: Tensor, u: Tensor) -> Tensor:
-    """Bilinear sample of ``maps (N, h, w, E)`` at normalised coordinates ``u, v ∈ [0, 1]`` (cell centres at (k+.5)/n)."""
+    """Bilinear sample of ``maps (N, h, w, E)`` at normalised coordinates ``u, v ∈ [0, 1]`` (cell centres at
+    (k+.5)/n)."""
     _, h, w, _ = maps.shape
     fy = (v * h - 0.5).clamp(0, h - 1)
     fx = (u * w - 0.5).clamp(0, w - 1)
@@ -69,22 +69,3 @@ def sample_bilinear(maps: Tensor, cam: Tensor, v: Tensor, u: Tensor) -> Tensor:
     top = maps[cam, y0, x0].float() * (1 - wx) + maps[cam, y0, x1].float() * wx
     bottom = maps[cam, y1, x0].float() * (1 - wx) + maps[cam, y1, x1].float() * wx
     return top * (1 - wy) + bottom * wy
-
-
-def load_label_maps(filenames, height: int, width: int) -> Tensor:
-    """Integer label PNGs resized (nearest) to the training image size, stacked ``(N, H, W)`` int64."""
-    import numpy as np
-    from PIL import Image
-
-    maps = []
-    for name in filenames:
-        label = Image.open(name)
-        if label.size != (width, height):
-            label = label.resize((width, height), Image.NEAREST)
-        array = np.asarray(label)
-        if array.ndim != 2:
-            raise ValueError(
-                f"Label map {name} has shape {array.shape}: expected a single-channel integer PNG (ids, 0 = void)."
-            )
-        maps.append(torch.from_numpy(array.astype(np.int64)))
-    return torch.stack(maps)

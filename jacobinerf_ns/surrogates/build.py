@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 
-from jacobinerf_ns.surrogates import FeatureMapSurrogate, LabelMapSurrogate, Surrogate, load_label_maps
+from jacobinerf_ns import cache
+from jacobinerf_ns.labels import load_label_maps
+from jacobinerf_ns.surrogates import FeatureMapSurrogate, LabelMapSurrogate, Surrogate
 
 SurrogateName = Literal["dino", "masks", "features"]
 
@@ -22,7 +24,7 @@ def build_surrogate(
     masks_dir: Optional[Path] = None,
     features_dir: Optional[Path] = None,
     dino=None,
-    cache_dir: Path = Path("~/.cache/jacobinerf_ns"),
+    cache_dir: Optional[Path] = None,
     device: str = "cpu",
 ) -> Surrogate:
     """The surrogate for the training images of ``outputs`` (all of one size)."""
@@ -51,7 +53,7 @@ def build_surrogate(
     if name == "dino":
         from jacobinerf_ns.surrogates.dino import load_or_extract
 
-        maps = load_or_extract(images, dino, Path(cache_dir).expanduser(), device=device)
+        maps = load_or_extract(images, dino, cache.cache_root(cache_dir), device=device)
         return FeatureMapSurrogate(maps, height, width)
     raise ValueError(f"Unknown surrogate {name!r}: choose dino, masks or features.")
 
@@ -75,7 +77,8 @@ def _files_by_stem(folder: Path, images: Sequence[Path], suffixes, what: str):
         ]
         if not found:
             raise FileNotFoundError(
-                f"No {what} for training image {Path(image).name} in {folder} (expected {Path(image).stem}{'|'.join(suffixes)})."
+                f"No {what} for training image {Path(image).name} in {folder} "
+                f"(expected {Path(image).stem}{'|'.join(suffixes)})."
             )
         files.append(found[0])
     return files

@@ -9,10 +9,7 @@ attention (all heads concatenated, CLS token dropped) are the per-token descript
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
@@ -21,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from jacobinerf_ns import cache, files
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -147,20 +146,15 @@ def extract_keys(model: torch.nn.Module, image: torch.Tensor, extraction: DinoEx
     return F.normalize(keys.float(), dim=-1)
 
 
-def _file_signature(path: Path) -> list:
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
 def _cache_key(image_filenames: Sequence[Path], extraction: DinoExtraction, weights: Path) -> str:
     """sha1 over the extraction settings (minus ``weights``), the weights file and every image (path, size, mtime)."""
     settings = {f.name: getattr(extraction, f.name) for f in dataclasses.fields(extraction) if f.name != "weights"}
     payload = {
         "extraction": settings,
-        "weights": _file_signature(weights),
-        "images": [_file_signature(Path(p)) for p in image_filenames],
+        "weights": cache.file_signature(weights),
+        "images": [cache.file_signature(Path(p)) for p in image_filenames],
     }
-    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return cache.digest(payload)
 
 
 def load_or_extract(
@@ -198,8 +192,5 @@ def load_or_extract(
         features.append(extract_keys(model, image, extraction).to("cpu", torch.float16))
     stacked = torch.stack(features)
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp_file = cache_file.with_name(f"{cache_file.name}.tmp{os.getpid()}")
-    torch.save(stacked, tmp_file)
-    os.replace(tmp_file, cache_file)
+    files.torch_save(cache_file, stacked)
     return stacked

@@ -1,42 +1,56 @@
-"""Perturbation responses and label propagation (paper §3.4): clicks in, label maps out.
+"""Perturbation responses of clicked pixels (paper §3.4), computed inside the model's eval render.
 
-A :class:`Probe` holds the Jacobians ``J_k`` of K clicked source pixels. Perturbing the head along
-``σ J_k`` changes target pixel p by ``R_k(p)``; p gets the label of ``argmax_k R_k(p)``:
+A :class:`Probe` holds the Jacobians ``J_k`` of K clicked pixels. Perturbing the head along ``σ J_k`` changes
+target pixel p by ``R_k(p)``; p gets the label of ``argmax_k R_k(p)``:
 
 * ``linear``: ``R_k(p) = σ |⟨J_p, J_k⟩|`` (2D) or ``σ Σ_i w_i |⟨j_i, J_k⟩|`` (3D);
 * ``exact``: ``|g(p; θ + σ J_k) − g(p; θ)|`` (2D) or ``Σ_i w_i |g_i(θ + σ J_k) − g_i(θ)|`` (3D),
   evaluated on the cached trunk features of one render (K head evaluations, never K re-renders).
 
-Responses are computed inside the model's chunked eval render (``JacobiNerfModel.probe``), so the
-viewer, ``ns-eval`` and these functions share one implementation.
+The model renders a probe's responses as outputs (:data:`RESPONSES`) in the same pass as the colour, so the viewer,
+``ns-eval`` and the commands share one implementation. A probe can also carry a head perturbation applied to the
+rendered colour (recolouring) and a function that turns the outputs into what the viewer shows.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from jacobinerf_ns import jacobians
+from jacobinerf_ns.jacobians import HeadInputs
+
+if TYPE_CHECKING:
+    from nerfstudio.cameras.cameras import Cameras
+    from nerfstudio.cameras.rays import RayBundle
+
+    from jacobinerf_ns.model import JacobiNerfModel
 
 RESPONSES = {"2d": "responses_2d", "3d": "responses_3d"}
 """Model output keys: ``(H, W, K)`` 2D and 3D responses of the active probe."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Probe:
-    """K source Jacobians ``(K, 3, F[+1])`` and how their responses are computed (2D and 3D come together)."""
+    """What an eval render computes besides colour: responses to K source Jacobians, and an optional recolouring."""
 
-    sources: Tensor
+    sources: Optional[Tensor] = None
+    """``(K, 3, F[+1])`` Jacobians of the clicked pixels (``None``: no responses)."""
     sigma: float = 0.1
     mode: Literal["linear", "exact"] = "linear"
+    recolor: Optional[Tensor] = None
+    """``(3, F[+1])`` head perturbation applied to the rendered colour (:func:`jacobians.recolored`)."""
+    decorate: Optional[Callable[[dict], dict]] = None
+    """Applied to the whole render's outputs (the viewer turns responses into its outputs)."""
 
 
-def probe_responses(head, weight: Tensor, bias: Tensor, probe: Probe, shape_bias: bool) -> Dict[str, Tensor]:
-    """``{RESPONSES[space]: (R, K)}`` for the rays whose :class:`~jacobinerf_ns.model.HeadInputs` are ``head``."""
+def probe_responses(
+    head: HeadInputs, weight: Tensor, bias: Tensor, probe: Probe, shape_bias: bool
+) -> Dict[str, Tensor]:
+    """``{RESPONSES[space]: (R, K)}`` for the rays whose head inputs are ``head``."""
     sources = probe.sources.to(head.features)
     if probe.mode == "linear":
         ray, point = jacobians.linear_responses(head.weights, head.rgb, head.features, sources, shape_bias)
@@ -49,8 +63,8 @@ def probe_responses(head, weight: Tensor, bias: Tensor, probe: Probe, shape_bias
 
 
 @torch.no_grad()
-def eval_head_inputs(model, bundle):
-    """Eval-mode (deterministic sampling) outputs and :class:`~jacobinerf_ns.model.HeadInputs` of a flat ray bundle."""
+def eval_head_inputs(model: JacobiNerfModel, bundle: RayBundle) -> Tuple[dict, HeadInputs]:
+    """Eval-mode (deterministic sampling) outputs and head inputs of a flat ray bundle."""
     was_training = model.training
     model.eval()
     try:
@@ -59,13 +73,13 @@ def eval_head_inputs(model, bundle):
         model.train(was_training)
 
 
-def ray_jacobians(model, bundle):
-    """Eval-mode ray Jacobians ``(R, 3, F[+1])`` of a flat ray bundle, with the outputs and head inputs of the same pass."""
+def ray_jacobians(model: JacobiNerfModel, bundle: RayBundle) -> Tuple[Tensor, dict, HeadInputs]:
+    """Eval-mode ray Jacobians ``(R, 3, F[+1])`` of a flat ray bundle, with the outputs and head inputs of that pass."""
     outputs, head = eval_head_inputs(model, bundle)
     return jacobians.ray_jacobian(head.weights, head.rgb, head.features, model.config.shape_bias), outputs, head
 
 
-def pixel_jacobians(model, camera, pixels: Tensor) -> Tensor:
+def pixel_jacobians(model: JacobiNerfModel, camera: Cameras, pixels: Tensor) -> Tensor:
     """Ray Jacobians ``(K, 3, F[+1])`` of ``pixels`` ``(K, 2)`` = (y, x) of a one-camera ``camera`` (chunked)."""
     bundle = camera.generate_rays(camera_indices=0, keep_shape=True)[pixels[:, 0].long(), pixels[:, 1].long()]
     chunk = model.config.eval_num_rays_per_chunk
@@ -77,23 +91,12 @@ def relative_responses(responses: Tensor, self_responses: Tensor) -> Tensor:
     return responses / self_responses.clamp_min(1e-12)
 
 
-@contextlib.contextmanager
-def probing(model, probe: Probe) -> Iterator[None]:
-    """Within the block, the model's eval renders also output ``RESPONSES``."""
-    previous, model.probe = model.probe, probe
-    try:
-        yield
-    finally:
-        model.probe = previous
-
-
-def render_responses(model, camera, probe: Probe) -> dict:
-    """One eval render of ``camera`` with its 2D and 3D responses ``(H, W, K)`` (and rgb, depth, accumulation)."""
+def render_responses(model: JacobiNerfModel, camera: Cameras, probe: Probe) -> dict:
+    """One eval render of ``camera`` with ``probe``: rgb, depth, accumulation and the ``(H, W, K)`` responses."""
     was_training = model.training
     model.eval()
     try:
-        with probing(model, probe):
-            return model.get_outputs_for_camera(camera)
+        return model.get_outputs_for_camera(camera, probe=probe)
     finally:
         model.train(was_training)
 
@@ -104,32 +107,17 @@ def assign_labels(responses: Tensor, click_labels: Sequence[int]) -> Tensor:
     return labels[responses.argmax(dim=-1)]
 
 
-def sample_clicks(label_map: Tensor, clicks_per_label: int, generator: torch.Generator, ignore: Sequence[int] = (0,)):
-    """Uniformly random pixels ``(K, 2)`` (y, x) and their labels: ``clicks_per_label`` per label present."""
-    pixels, labels = [], []
-    for label in torch.unique(label_map).tolist():
-        if label in ignore:
-            continue
-        where = torch.nonzero(label_map == label)
-        picks = torch.randint(len(where), (clicks_per_label,), generator=generator)
-        pixels.append(where[picks])
-        labels += [label] * clicks_per_label
-    if not pixels:
-        raise ValueError("The source label map has no labelled (non-void) pixel to click.")
-    return torch.cat(pixels), labels
-
-
 def propagate(
-    model,
-    source_camera,
+    model: JacobiNerfModel,
+    source_camera: Cameras,
     pixels: Tensor,
     click_labels: Sequence[int],
-    target_cameras,
+    target_cameras: Sequence[Cameras],
     sigma: float = 0.1,
     mode: Literal["linear", "exact"] = "linear",
     space: Literal["2d", "3d"] = "3d",
 ) -> List[Tensor]:
-    """Clicks ``pixels`` ``(K, 2)`` (y, x) with ``click_labels`` on ``source_camera`` → an ``(H, W)`` label map per target camera.
+    """Clicks ``pixels`` ``(K, 2)`` (y, x) with ``click_labels`` on ``source_camera`` → ``(H, W)`` label map per target.
 
     Example::
 

@@ -7,17 +7,14 @@ Uses the run's propagation protocol (source view, seeded clicks) — the same cl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-import numpy as np
 import torch
 import tyro
-from PIL import Image
 
-from jacobinerf_ns.evaluation import PropagationMethod
+from jacobinerf_ns.propagation.protocol import PropagationMethod
 
 
 @dataclass
@@ -41,8 +38,9 @@ class ExportLabels:
         from nerfstudio.utils.rich_utils import CONSOLE
         from rich.progress import track
 
-        from jacobinerf_ns.dataparsers.labels import palette
+        from jacobinerf_ns import files
         from jacobinerf_ns.evaluation import fit_propagation
+        from jacobinerf_ns.visualization import label_image, label_overlay, load_rgb, palette, to_uint8
 
         _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")
         if self.method is not None:
@@ -57,19 +55,13 @@ class ExportLabels:
         )
         names = pipeline.datamanager.train_dataparser_outputs.metadata[self.kind].classes
         colors = palette(max(len(names), int(views.source_labels.max()) + 1))
-        for folder in ("ids", "overlay"):
-            (self.output_dir / folder).mkdir(parents=True, exist_ok=True)
         for index in track(range(len(views.target_cameras)), description="Propagating labels", console=CONSOLE):
             predicted = fitted.predict(index)
             labels = predicted.get(self.space, next(iter(predicted.values())))
             stem = Path(views.target_images[index]).stem
-            Image.fromarray(labels.numpy().astype(np.uint8 if labels.max() < 256 else np.uint16)).save(
-                self.output_dir / "ids" / f"{stem}.png"
-            )
-            with Image.open(views.target_images[index]) as image:
-                rgb = torch.from_numpy(np.asarray(image.convert("RGB").resize(labels.shape[::-1]))).float() / 255
-            overlay = 0.5 * rgb + 0.5 * colors[labels]
-            Image.fromarray((overlay.numpy() * 255).astype(np.uint8)).save(self.output_dir / "overlay" / f"{stem}.png")
+            files.save_image(self.output_dir / "ids" / f"{stem}.png", label_image(labels))
+            rgb = load_rgb(views.target_images[index], *labels.shape)
+            files.save_image(self.output_dir / "overlay" / f"{stem}.png", to_uint8(label_overlay(rgb, labels, colors)))
         clicks = [
             {"y": int(y), "x": int(x), "label": int(label), "name": names[label] if label < len(names) else str(label)}
             for (y, x), label in zip(fitted.pixels.tolist(), fitted.click_labels)
@@ -82,7 +74,7 @@ class ExportLabels:
             "space": self.space,
             "clicks": clicks,
         }
-        (self.output_dir / "clicks.json").write_text(json.dumps(info, indent=2))
+        files.write_json(self.output_dir / "clicks.json", info)
         CONSOLE.print(f"Wrote {len(views.target_cameras)} label maps to {self.output_dir}")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import tyro
 from nerfstudio.scripts.eval import ComputePSNR
 
-from jacobinerf_ns.evaluation import PropagationProtocol
+from jacobinerf_ns.propagation.protocol import PropagationProtocol
 
 
 @dataclass
@@ -45,7 +45,8 @@ class JacobiNerfEval(ComputePSNR):
         try:  # fail before any rendering when a DINO baseline has no usable weights
             if self.propagation.method in ("dino-2d", "dino-field") and pipeline.dino_features() is None:
                 raise ValueError(
-                    f"--propagation.method {self.propagation.method} needs DINO features: give local ViT-S/8 weights with --propagation.dino-weights PATH."
+                    f"--propagation.method {self.propagation.method} needs DINO features: give local ViT-S/8 "
+                    "weights with --propagation.dino-weights PATH."
                 )
         except (ValueError, FileNotFoundError) as err:
             raise SystemExit(str(err)) from err

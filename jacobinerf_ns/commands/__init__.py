@@ -1,0 +1,1 @@
+"""The package's console scripts (``jacobinerf-*``), one module each; each ``entrypoint`` parses with tyro."""
