@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional, Type
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from jacobinerf_ns import cache, compat
+from jacobinerf_ns import cache, compat, errors
 from jacobinerf_ns.evaluation import evaluate_propagation
 from jacobinerf_ns.labels import INSTANCES, SEMANTICS, load_label_maps
 from jacobinerf_ns.propagation.protocol import PropagationProtocol, PropagationViews
@@ -29,6 +29,7 @@ class JacobiNerfPipeline(VanillaPipeline):
     config: JacobiNerfPipelineConfig
 
     def __init__(self, config: JacobiNerfPipelineConfig, *args, test_mode: str = "val", **kwargs) -> None:
+        errors.report_user_errors()  # ns-train / ns-eval / ns-viewer / ns-render of a jacobinerf run
         compat.allow_numpy_scalars()  # before nerfstudio loads a checkpoint into this pipeline (torch >= 2.6)
         super().__init__(config, *args, test_mode=test_mode, **kwargs)
         self.jacobinerf = JacobiNerfPanel(self)  # found by nerfstudio's viewer (ns-viewer, and live in ns-train)

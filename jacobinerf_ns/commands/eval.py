@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import tyro
 from nerfstudio.scripts.eval import ComputePSNR
 
+from jacobinerf_ns import errors
 from jacobinerf_ns.propagation.protocol import PropagationProtocol
 
 
@@ -69,6 +70,7 @@ class JacobiNerfEval(ComputePSNR):
 
 
 def entrypoint() -> None:
+    errors.report_user_errors()
     tyro.cli(JacobiNerfEval).main()
 
 

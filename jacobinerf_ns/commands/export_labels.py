@@ -14,6 +14,7 @@ from typing import Literal, Optional
 import torch
 import tyro
 
+from jacobinerf_ns import errors
 from jacobinerf_ns.propagation.protocol import PropagationMethod
 
 
@@ -79,6 +80,7 @@ class ExportLabels:
 
 
 def entrypoint() -> None:
+    errors.report_user_errors()
     tyro.cli(ExportLabels).main()
 
 
