@@ -28,19 +28,8 @@ from typing import Dict, List, Optional, Tuple
 
 import psutil
 
-SMALL_FIELD = [
-    "--pipeline.model.log2-hashmap-size",
-    "17",
-    "--pipeline.model.num-levels",
-    "12",
-    "--pipeline.model.max-res",
-    "512",
-    "--pipeline.model.num-nerf-samples-per-ray",
-    "32",
-    "--pipeline.model.num-proposal-samples-per-ray",
-    "96",
-    "48",
-]
+from jacobinerf_ns.runs import REPLICA_SMALL_FIELD
+
 ROWS = [  # (table row, trained run, propagation method)
     ("JacobiNeRF", "jacobinerf", "jacobian"),
     ("NeRF (unshaped)", "unshaped", "jacobian"),
@@ -106,7 +95,7 @@ def train(run: str, args, shaping_start: int) -> Dict:
         "--pipeline.datamanager.train-num-rays-per-batch",
         str(args.rays),
         *(["--pipeline.datamanager.dino-weights", str(args.dino_weights)] if args.dino_weights else []),
-        *(SMALL_FIELD if args.small_field else []),
+        *(REPLICA_SMALL_FIELD if args.small_field else []),
         *(["--mixed-precision", "False"] if args.device == "cpu" else []),
     ]
     wall, peak = run_tracked(command)

@@ -32,6 +32,15 @@ SAMPLE_SCENE_FIELD = [
 ]  # fmt: skip
 """The demo's field and batch size (also the tests' trained run)."""
 
+REPLICA_SMALL_FIELD = [
+    # The reduced CPU recipe for Replica office_0 (docs/replica_office0_cpu_2026-11-29.md).
+    "--pipeline.model.log2-hashmap-size", "17",
+    "--pipeline.model.num-levels", "12",
+    "--pipeline.model.max-res", "512",
+    "--pipeline.model.num-nerf-samples-per-ray", "32",
+    "--pipeline.model.num-proposal-samples-per-ray", "96", "48",
+]  # fmt: skip
+
 
 def run_folder(out: Path, experiment: str, timestamp: str, method: str = "jacobinerf") -> Path:
     """Where ``ns-train`` puts a run (the folder that holds ``config.yml``)."""
