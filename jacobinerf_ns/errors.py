@@ -52,3 +52,9 @@ def report_user_errors() -> None:
 
     hook.reports_user_errors = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+
+
+def require(condition: bool, option: str, problem: str) -> None:
+    """Raises ``JacobiNerfError("<option>: <problem>")`` unless ``condition`` (option checks, before any work)."""
+    if not condition:
+        raise JacobiNerfError(f"{option} {problem}")

@@ -138,15 +138,19 @@ def linear_responses(
 ) -> Tuple[Tensor, Tensor]:
     """First-order responses to perturbations ``Δ_k = σ J_k`` divided by σ: ``(R, K)`` 2D and 3D.
 
-    2D: ``|⟨J_p, J_k⟩|`` with the ray Jacobian; 3D: ``Σ_i w_i |⟨j_i, J_k⟩|`` with the point Jacobians.
-    ``⟨j_i, J_k⟩ = (1/3) Σ_c s_ic ⟨h_i, J_k[c]⟩`` is evaluated without forming the (R, N, 3, F) point Jacobians.
+    2D: ``|⟨J_p, J_k⟩|`` with the ray Jacobian; 3D: ``Σ_i w_i |⟨j_i, J_k⟩|`` with the point Jacobians. When every
+    factor is non-negative (``h ≥ 0`` from a ReLU trunk, ``c (1 − c) ≥ 0``, ``w ≥ 0``, and sources that are Jacobians
+    of such a field), every ``⟨j_i, J_k⟩ ≥ 0`` and the 3D response *is* the 2D one: one ``(R, D)·(D, K)`` product.
+    Otherwise ``⟨j_i, J_k⟩ = (1/3) Σ_c s_ic ⟨h_i, J_k[c]⟩`` is evaluated per sample, without forming the
+    ``(R, N, 3, F)`` point Jacobians.
     """
+    ray = (flatten(ray_jacobian(weights, rgb, features, shape_bias)) @ flatten(sources).T).abs()
+    if features.min() >= 0 and sources.min() >= 0 and weights.min() >= 0:
+        return ray, ray
     inputs = with_bias_input(features, shape_bias)  # (R, N, F')
     projections = torch.einsum("rnf,kcf->rnkc", inputs, sources)  # ⟨h_i, J_k[c]⟩
     point = GRAY * (sigmoid_slope(rgb)[:, :, None, :] * projections).sum(dim=-1)  # (R, N, K) = ⟨j_i, J_k⟩
-    ray = (weights * point).sum(dim=1).abs()
-    composited = (weights * point.abs()).sum(dim=1)
-    return ray, composited
+    return ray, (weights * point.abs()).sum(dim=1)
 
 
 def recolor_delta(weights: Tensor, rgb: Tensor, features: Tensor, target: Tensor, shape_bias: bool = False) -> Tensor:

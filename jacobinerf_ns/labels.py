@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from jacobinerf_ns import cache, files
+from jacobinerf_ns.errors import JacobiNerfError
 
 SEMANTICS = "semantics"
 INSTANCES = "instances"
@@ -22,12 +23,17 @@ VOID_NAME = "void"
 
 def read_label_map(path: Path) -> np.ndarray:
     """The ids of one label PNG, ``(H, W)`` integer array; raises on anything but a single-channel integer image."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as image:
-        array = np.asarray(image)
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image)
+    except (OSError, UnidentifiedImageError) as error:
+        raise JacobiNerfError(
+            f"Label map {path} cannot be read ({error}): give a single-channel integer PNG."
+        ) from error
     if array.ndim != 2 or array.dtype.kind not in "uib":
-        raise ValueError(
+        raise JacobiNerfError(
             f"Label map {path} has shape {array.shape} and dtype {array.dtype}: expected a single-channel integer PNG "
             "(raw class/instance ids, 0 = void)."
         )
@@ -71,7 +77,7 @@ def consecutive_label_maps(sources: Sequence[Path], out_dir: Path) -> Tuple[List
     targets = [out_dir / f"{source.stem}.png" for source in sources]
     if len(set(targets)) != len(targets):
         folders = sorted({s.parent for s in sources})
-        raise ValueError(f"Label maps with the same file stem in {folders}: cannot cache them side by side.")
+        raise JacobiNerfError(f"Label maps with the same file stem in {folders}: cannot cache them side by side.")
     stamp = [cache.file_signature(source) for source in sources]
     manifest_path = out_dir / _MANIFEST
     if manifest_path.exists():
@@ -88,7 +94,7 @@ def consecutive_label_maps(sources: Sequence[Path], out_dir: Path) -> Tuple[List
         present.update(int(raw) for raw in np.unique(read_label_map(source)) if raw > 0)
     raw_ids = sorted(present)
     if len(raw_ids) > np.iinfo(np.uint16).max:
-        raise ValueError(f"{len(raw_ids)} distinct ids in {sources[0].parent}: more than a 16-bit PNG can hold.")
+        raise JacobiNerfError(f"{len(raw_ids)} distinct ids in {sources[0].parent}: more than a 16-bit PNG can hold.")
     dtype = np.uint8 if len(raw_ids) <= np.iinfo(np.uint8).max else np.uint16
     lookup = np.zeros((raw_ids[-1] if raw_ids else 0) + 1, dtype=dtype)
     lookup[raw_ids] = np.arange(1, len(raw_ids) + 1, dtype=dtype)
@@ -99,7 +105,7 @@ def consecutive_label_maps(sources: Sequence[Path], out_dir: Path) -> Tuple[List
         # written last: the manifest marks a complete set
         files.write_json(manifest_path, {"version": _MANIFEST_VERSION, "raw_ids": raw_ids, "sources": stamp})
     except OSError as error:
-        raise OSError(
+        raise JacobiNerfError(
             f"Cannot write the remapped label maps to {out_dir} ({error}): set the dataparser's cache_dir to a "
             "writable folder."
         ) from error

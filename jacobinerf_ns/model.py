@@ -7,12 +7,15 @@ One ``ns-train`` run trains photometrically until ``shaping_start_step``, then a
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, List, Literal, Optional, Type
+from typing import Dict, Iterator, List, Literal, Optional, Type
 
 import torch
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.field_heads import FieldHeadNames
@@ -21,6 +24,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from jacobinerf_ns import compat, jacobians
+from jacobinerf_ns.errors import require
 from jacobinerf_ns.field import HEAD_FEATURES, JacobiNerfField
 from jacobinerf_ns.jacobians import HeadInputs
 from jacobinerf_ns.propagation.probe import Probe, probe_responses
@@ -28,6 +32,9 @@ from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import affinity
 
 JACOBIAN = "jacobian"
+RESPONSE_CHUNK_BYTES = 1 << 28
+"""Eval chunks shrink so that a chunk's per-sample response products stay under this size."""
+RESPONSE_CHUNK_MIN_RAYS = 256
 
 
 @dataclass
@@ -60,6 +67,44 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     """Anchors with fewer positives than this fraction of the batch lower the threshold."""
     positive_ratio_high: float = 0.15
     """Anchors with more positives than this fraction of the batch raise the threshold."""
+
+    def validate(self) -> None:
+        """Options that would fail, or train to the end doing nothing, raise :class:`JacobiNerfError` before any work
+        (called when the pipeline is built: configs loaded from config.yml skip ``__post_init__``)."""
+        option = "--pipeline.model."
+        require(
+            self.contrastive_batch_size >= 2,
+            f"{option}contrastive-batch-size",
+            "must be at least 2 (the MI loss "
+            f"compares rays of the contrastive batch; the paper uses 64), got {self.contrastive_batch_size}.",
+        )
+        require(
+            self.shaping_start_step >= -1,
+            f"{option}shaping-start-step",
+            f"must be a step ≥ 0, or -1 (never shape), got {self.shaping_start_step}.",
+        )
+        for name in ("mi_loss_mult", "norm_loss_mult"):
+            value = getattr(self, name)
+            require(value >= 0, f"{option}{name.replace('_', '-')}", f"must be ≥ 0, got {value}.")
+        require(self.temperature > 0, f"{option}temperature", f"must be > 0, got {self.temperature}.")
+        require(
+            0 <= self.threshold_min <= self.threshold_max <= 1,
+            f"{option}threshold-min/max",
+            f"must satisfy 0 ≤ min ≤ max ≤ 1, got [{self.threshold_min}, {self.threshold_max}].",
+        )
+        require(
+            self.threshold_min <= self.threshold_init <= self.threshold_max,
+            f"{option}threshold-init",
+            f"must lie in [threshold-min, threshold-max] = [{self.threshold_min}, {self.threshold_max}], got "
+            f"{self.threshold_init}.",
+        )
+        require(self.threshold_step >= 0, f"{option}threshold-step", f"must be ≥ 0, got {self.threshold_step}.")
+        require(
+            0 <= self.positive_ratio_low <= self.positive_ratio_high <= 1,
+            f"{option}positive-ratio-low/high",
+            f"must satisfy 0 ≤ low ≤ high ≤ 1, got [{self.positive_ratio_low}, {self.positive_ratio_high}].",
+        )
+        require(self.head_in_dim >= 1, f"{option}head-in-dim", f"must be ≥ 1, got {self.head_in_dim}.")
 
 
 def resolve_implementation(requested: str) -> Literal["tcnn", "torch"]:
@@ -101,7 +146,7 @@ class JacobiNerfModel(NerfactoModel):
         self._positive_counts = None
         self.probe: Optional[Probe] = None
         """Rendered by eval renders that are given no probe of their own (the viewer publishes its state here)."""
-        self._rendering = threading.local()  # the probe of the render in progress, per thread
+        self._rendering = threading.local()  # the probe set with `probing`, per thread
 
     # ---- head inputs and Jacobians ---------------------------------------------------------------------------
 
@@ -126,9 +171,11 @@ class JacobiNerfModel(NerfactoModel):
         head = self.field.rgb_head
         return head.weight, head.bias
 
-    def get_outputs(self, ray_bundle: RayBundle):
+    def get_outputs(self, ray_bundle: RayBundle, probe: Optional[Probe] = None):
+        """nerfacto's outputs; while training and shaping, the contrastive rays' Jacobians; in eval renders, the
+        ``probe``'s responses (and recolouring)."""
         shaping = self.training and self.shaping_active
-        probe: Optional[Probe] = None if self.training else getattr(self._rendering, "probe", None)
+        probe = None if self.training else probe
         if not (shaping or probe is not None):
             return super().get_outputs(ray_bundle)
         with self.field.recording() as captured:
@@ -175,15 +222,36 @@ class JacobiNerfModel(NerfactoModel):
         self._positive_counts = shaping.positive_counts
         return loss_dict
 
-    def get_outputs_for_camera(self, camera, obb_box=None, probe: Optional[Probe] = None):
-        """Eval render with ``probe`` (default: :attr:`probe`, read once, so a render never mixes two probes)."""
-        probe = self.probe if probe is None else probe
+    @contextlib.contextmanager
+    def probing(self, probe: Probe) -> Iterator[None]:
+        """Within the block, this thread's renders without a probe of their own use ``probe`` (for renders that
+        nerfstudio makes, e.g. ns-eval's; the viewer, in its own thread, keeps :attr:`probe`)."""
         previous, self._rendering.probe = getattr(self._rendering, "probe", None), probe
         try:
-            outputs = super().get_outputs_for_camera(camera, obb_box=obb_box)
+            yield
         finally:
             self._rendering.probe = previous
-        return probe.decorate(outputs) if probe is not None and probe.decorate is not None else outputs
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box=None, probe: Optional[Probe] = None) -> Dict[str, Tensor]:
+        """Eval render with ``probe`` (default: :meth:`probing`'s, else :attr:`probe`), read once, so a frame never
+        mixes two probes; rays in chunks that shrink with the number of clicks (their responses are per sample)."""
+        probe = probe or getattr(self._rendering, "probe", None) or self.probe
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
+        height, width = bundle.origins.shape[:2]
+        chunk = self.config.eval_num_rays_per_chunk
+        if probe is not None and probe.sources is not None:
+            per_ray = self.config.num_nerf_samples_per_ray * len(probe.sources) * 3 * 4  # bytes of ⟨h_i, J_k[c]⟩
+            chunk = int(min(chunk, max(RESPONSE_CHUNK_MIN_RAYS, RESPONSE_CHUNK_BYTES // per_ray)))
+        pieces = defaultdict(list)
+        for start in range(0, height * width, chunk):
+            rays = bundle.get_row_major_sliced_ray_bundle(start, start + chunk).to(self.device)
+            rays = self.collider(rays) if self.collider is not None else rays
+            for name, output in self.get_outputs(rays, probe=probe).items():
+                if isinstance(output, Tensor):
+                    pieces[name].append(output.to(bundle.origins.device))
+        outputs = {name: torch.cat(parts).view(height, width, -1) for name, parts in pieces.items()}
+        return probe.decorate(outputs, camera) if probe is not None and probe.decorate is not None else outputs
 
     def get_image_metrics_and_images(self, outputs, batch):
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
@@ -191,11 +259,31 @@ class JacobiNerfModel(NerfactoModel):
             metrics.pop("lpips", None)
         return metrics, images
 
+    def warn_about_the_schedule(self, trainer, pipeline) -> None:
+        """Warnings, before training starts, for a run whose shaping would silently not happen as asked."""
+        start = self.config.shaping_start_step
+        if trainer is not None and start >= 0:
+            last = trainer._start_step + trainer.config.max_num_iterations - 1
+            if start > last:
+                CONSOLE.print(
+                    f"[yellow]jacobinerf: --pipeline.model.shaping-start-step {start} is after the last step of this "
+                    f"run ({last}, from step {trainer._start_step}): it will not shape. Lower it or raise "
+                    "--max-num-iterations."
+                )
+        rays = getattr(getattr(pipeline, "datamanager", None), "config", None)
+        rays = getattr(rays, "train_num_rays_per_batch", None)
+        if start >= 0 and rays is not None and self.config.contrastive_batch_size > rays:
+            CONSOLE.print(
+                f"[yellow]jacobinerf: --pipeline.model.contrastive-batch-size {self.config.contrastive_batch_size} is "
+                f"larger than the ray batch ({rays}): the whole batch ({rays} rays) is the contrastive batch."
+            )
+
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
     ) -> List[TrainingCallback]:
         callbacks = super().get_training_callbacks(training_callback_attributes)
         pipeline = training_callback_attributes.pipeline
+        self.warn_about_the_schedule(training_callback_attributes.trainer, pipeline)
 
         def switch_phase(step: int) -> None:
             start = self.config.shaping_start_step

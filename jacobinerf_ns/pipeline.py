@@ -3,17 +3,21 @@ owns the viewer panel."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, Optional, Type
+from typing import Callable, Dict, List, Optional, Type
 
+import torch
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
 
 from jacobinerf_ns import cache, compat, errors
-from jacobinerf_ns.evaluation import evaluate_propagation
-from jacobinerf_ns.labels import INSTANCES, SEMANTICS, load_label_maps
+from jacobinerf_ns.errors import JacobiNerfError
+from jacobinerf_ns.evaluation import PropagationEvaluation
+from jacobinerf_ns.labels import INSTANCES, LABEL_KINDS, load_label_maps
 from jacobinerf_ns.propagation.protocol import PropagationProtocol, PropagationViews
 from jacobinerf_ns.viewer.panel import JacobiNerfPanel
 
@@ -31,7 +35,9 @@ class JacobiNerfPipeline(VanillaPipeline):
     def __init__(self, config: JacobiNerfPipelineConfig, *args, test_mode: str = "val", **kwargs) -> None:
         errors.report_user_errors()  # ns-train / ns-eval / ns-viewer / ns-render of a jacobinerf run
         compat.allow_numpy_scalars()  # before nerfstudio loads a checkpoint into this pipeline (torch >= 2.6)
+        config.model.validate()
         super().__init__(config, *args, test_mode=test_mode, **kwargs)
+        config.propagation.validate(len(self.datamanager.train_dataparser_outputs.cameras))
         self.jacobinerf = JacobiNerfPanel(self)  # found by nerfstudio's viewer (ns-viewer, and live in ns-train)
         if test_mode == "val" and self.model.config.shaping_start_step >= 0:
             self.datamanager.prepare_surrogate()
@@ -39,64 +45,105 @@ class JacobiNerfPipeline(VanillaPipeline):
     def get_average_eval_image_metrics(
         self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
     ):
-        metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)
-        metrics.update(self.propagation_metrics())
+        """ns-eval's photometric metrics and the propagation metrics. With the Jacobian method, the photometric render
+        of each eval view carries every draw's responses: each eval view is rendered once for both."""
+        evaluation = self.propagation_evaluation()
+        probe = None if evaluation is None else evaluation.target_probe()
+        if probe is None:
+            metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)
+        else:
+            scored = self.score_renders(evaluation)
+            with self.model.probing(replace(probe, decorate=scored)):
+                metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)
+        if evaluation is not None:
+            self.finish(evaluation)
+            metrics.update(evaluation.metrics())
         return metrics
+
+    def score_renders(self, evaluation: PropagationEvaluation) -> Callable[[dict, Cameras], dict]:
+        """A probe's ``decorate``: scores the eval view a render shows (found by its pose) with that render."""
+        poses = self.datamanager.eval_dataset.cameras.camera_to_worlds
+
+        def score(outputs: dict, camera: Cameras) -> dict:
+            matches = [i for i in range(len(poses)) if torch.allclose(poses[i], camera.camera_to_worlds[0].to(poses))]
+            unscored = [i for i in matches if i not in evaluation.scored]
+            if unscored:
+                evaluation.score(unscored[0], outputs)
+            return outputs
+
+        return score
+
+    @staticmethod
+    def finish(evaluation: PropagationEvaluation) -> None:
+        for target in range(evaluation.target_count):
+            if target not in evaluation.scored:
+                evaluation.score(target)
 
     def propagation_metrics(self) -> Dict[str, float]:
         """Semantic (and ``instance_``-prefixed) propagation metrics; empty, with a message, without labels."""
+        evaluation = self.propagation_evaluation()
+        if evaluation is None:
+            return {}
+        self.finish(evaluation)
+        return evaluation.metrics()
+
+    def propagation_evaluation(self) -> Optional[PropagationEvaluation]:
+        """Every draw of the protocol fitted for every label kind of the data; ``None`` (with a message) without
+        labels."""
         train_outputs = self.datamanager.train_dataparser_outputs
         eval_outputs = self.datamanager.eval_dataset._dataparser_outputs
-        kinds = [
-            kind for kind in (SEMANTICS, INSTANCES) if kind in train_outputs.metadata and kind in eval_outputs.metadata
-        ]
+        kinds = [kind for kind in LABEL_KINDS if kind in train_outputs.metadata and kind in eval_outputs.metadata]
         if not kinds:
             CONSOLE.print(
                 "[yellow]jacobinerf: this dataset has no semantic/instance labels, so no label-propagation metrics."
             )
-            return {}
+            return None
         protocol = self.config.propagation
-        results: Dict[str, float] = {}
+        tasks = {}
         for kind in kinds:
-            views = self.propagation_views(kind)
-            CONSOLE.print(
-                f"jacobinerf: propagating {kind} from training view {protocol.source_view} to "
-                f"{len(views.target_cameras)} "
-                f"eval views ({protocol.method})"
-            )
+            targets = [self.label_map(eval_outputs, kind, i) for i in range(len(eval_outputs.cameras))]
             prefix = "instance_" if kind == INSTANCES else ""
-            results.update(evaluate_propagation(self.model, views, protocol, prefix))
-        return results
+            tasks[prefix] = [self.propagation_views(kind, view, targets) for view in protocol.draw_views()]
+        CONSOLE.print(
+            f"jacobinerf: propagating {' and '.join(kinds)} from training views {list(protocol.draw_views())} with "
+            f"seeds {list(protocol.draw_seeds())} to {len(eval_outputs.cameras)} eval views ({protocol.method})"
+        )
+        return PropagationEvaluation(self.model, tasks, protocol)
 
-    def propagation_views(self, kind: str) -> PropagationViews:
-        """Source = training view ``propagation.source_view`` with its ``kind`` labels; targets = every eval view."""
+    @staticmethod
+    def label_map(outputs, kind: str, index: int) -> Optional[Tensor]:
+        """``(H, W)`` ids of frame ``index`` of a split, at its camera's resolution (``None`` without ``kind``)."""
+        if kind not in outputs.metadata:
+            return None
+        camera = outputs.cameras[index : index + 1]
+        return load_label_maps([outputs.metadata[kind].filenames[index]], int(camera.height), int(camera.width))[0]
+
+    def propagation_views(
+        self, kind: str, source_view: Optional[int] = None, target_labels: Optional[List[Optional[Tensor]]] = None
+    ) -> PropagationViews:
+        """Source = training view ``source_view`` (default: the protocol's first) with its ``kind`` labels; targets =
+        every eval view."""
         train_outputs = self.datamanager.train_dataparser_outputs
         eval_outputs = self.datamanager.eval_dataset._dataparser_outputs
         if kind not in train_outputs.metadata:
-            raise ValueError(f"This dataset has no {kind} labels: propagation needs a labelled source view.")
-        index = self.config.propagation.source_view
-        if not 0 <= index < len(train_outputs.cameras):
-            raise ValueError(
-                f"propagation.source_view {index} is not a training view (there are {len(train_outputs.cameras)})."
+            raise JacobiNerfError(
+                f"This dataset has no {kind} labels: propagating them needs a labelled source view (--kind)."
             )
-
-        def labels(outputs, i: int):
-            if kind not in outputs.metadata:
-                return None
-            camera = outputs.cameras[i : i + 1]
-            return load_label_maps([outputs.metadata[kind].filenames[i]], int(camera.height), int(camera.width))[0]
-
+        index = self.config.propagation.draw_views()[0] if source_view is None else source_view
         eval_cameras = eval_outputs.cameras
+        if target_labels is None:
+            target_labels = [self.label_map(eval_outputs, kind, i) for i in range(len(eval_cameras))]
         return PropagationViews(
             source_camera=train_outputs.cameras[index : index + 1],
-            source_labels=labels(train_outputs, index),
+            source_labels=self.label_map(train_outputs, kind, index),
             target_cameras=[eval_cameras[i : i + 1] for i in range(len(eval_cameras))],
-            target_labels=[labels(eval_outputs, i) for i in range(len(eval_cameras))],
+            target_labels=target_labels,
             source_image=train_outputs.image_filenames[index],
             target_images=list(eval_outputs.image_filenames),
             train_cameras=train_outputs.cameras,
             train_images=list(train_outputs.image_filenames),
             image_features=self.dino_features(),
+            source_index=index,
         )
 
     def dino_features(self) -> Optional[Callable]:

@@ -130,3 +130,25 @@ def method_config():
     from jacobinerf_ns.config import jacobinerf
 
     return copy.deepcopy(jacobinerf.config)
+
+
+def open_run(config_path: Path, test_mode: str = "test", option: str = "--load-config"):
+    """``(config, pipeline, checkpoint path)`` of a trained jacobinerf run (ns-eval's loader), with clear errors for a
+    path that is not one."""
+    import yaml
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from jacobinerf_ns.errors import JacobiNerfError
+
+    if not Path(config_path).is_file():
+        raise JacobiNerfError(f"{option} {config_path} does not exist: give the config.yml of a trained run.")
+    try:
+        method = getattr(yaml.load(Path(config_path).read_text(), Loader=yaml.Loader), "method_name", None)
+    except yaml.YAMLError as error:
+        raise JacobiNerfError(f"{option} {config_path} is not a run's config.yml ({error}).") from error
+    if method != "jacobinerf":
+        raise JacobiNerfError(f"{option} {config_path} is a '{method}' run: this command needs a jacobinerf run.")
+    if not sorted((Path(config_path).parent / "nerfstudio_models").glob("step-*.ckpt")):
+        raise JacobiNerfError(f"{option} {config_path}: the run has saved no checkpoint yet (nerfstudio_models/).")
+    config, pipeline, checkpoint, _ = eval_setup(Path(config_path), test_mode=test_mode)
+    return config, pipeline, checkpoint

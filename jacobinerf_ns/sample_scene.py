@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from jacobinerf_ns.errors import JacobiNerfError
+
 SEMANTIC_CLASSES = (  # (name, visualisation colour); index = position, 0 = void
     ("void", (0, 0, 0)),
     ("floor", (242, 0, 81)),
@@ -289,7 +291,7 @@ def make_sample_scene(out_dir: Path, num_views: int = 24, width: int = 64, heigh
     other arguments is replaced. Any other non-empty folder raises ValueError.
     """
     if num_views < 1 or width < 1 or height < 1:
-        raise ValueError(f"num_views, width and height must be positive, got {num_views}, {width}, {height}")
+        raise JacobiNerfError(f"num_views, width and height must be positive, got {num_views}, {width}, {height}")
     out_dir = Path(out_dir)
     arguments = {"num_views": num_views, "width": width, "height": height, "seed": seed}
     transforms_path = out_dir / "transforms.json"
@@ -297,7 +299,7 @@ def make_sample_scene(out_dir: Path, num_views: int = 24, width: int = 64, heigh
     if stored_arguments == arguments:
         return out_dir
     if stored_arguments is None and out_dir.exists() and any(out_dir.iterdir()):
-        raise ValueError(
+        raise JacobiNerfError(
             f"{out_dir} is not empty and holds no sample scene written by make_sample_scene; "
             "choose an empty (or not yet existing) folder"
         )

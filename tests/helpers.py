@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 TRAINED_STEPS, TRAINED_SHAPING_START = 800, 400  # the demo's recipe (the `trained_run` fixture)
@@ -55,3 +57,49 @@ def random_ray_bundle(count: int, seed: int = 0, dtype=torch.float32):
         nears=torch.full((count, 1), 0.05, dtype=dtype),
         fars=torch.full((count, 1), 2.0, dtype=dtype),
     )
+
+
+def cameras_around_origin(count: int, height: int = 6, width: int = 8):
+    """``count`` pinhole cameras 0.6 in front of the origin (looking along -z), shifted sideways."""
+    from nerfstudio.cameras.cameras import Cameras
+
+    poses = torch.eye(4)[:3].repeat(count, 1, 1)
+    poses[:, 0, 3] = torch.linspace(-0.2, 0.2, count)
+    poses[:, 2, 3] = 0.6
+    return Cameras(camera_to_worlds=poses, fx=6.0, fy=6.0, cx=width / 2, cy=height / 2, width=width, height=height)
+
+
+def label_views(feature_of=None, source_index: int = 0):
+    """Source view ``source_index`` of three (0 by default) and targets 1 and 2; labels = vertical stripes (1, 2, 3)
+    shifted per view; features from ``feature_of``."""
+    from jacobinerf_ns.propagation.protocol import PropagationViews
+
+    cameras = cameras_around_origin(3, height=12, width=18)
+    maps = []
+    for shift in (0, 2, 4):
+        label = torch.ones(12, 18, dtype=torch.long)
+        label[:, 6 + shift :] = 2
+        label[:, 12 + shift :] = 3
+        label[:2] = 0  # void rows
+        maps.append(label)
+
+    names = [Path(f"view{i}.png") for i in range(3)]
+    by_name = dict(zip(names, maps))
+    return PropagationViews(
+        source_camera=cameras[source_index : source_index + 1],
+        source_labels=maps[source_index],
+        target_cameras=[cameras[1:2], cameras[2:3]],
+        target_labels=maps[1:],
+        source_image=names[source_index],
+        target_images=names[1:],
+        image_features=None
+        if feature_of is None
+        else lambda paths: torch.stack([feature_of(by_name[p]) for p in paths]),
+        source_index=source_index,
+    )
+
+
+def metric_keys(prefix: str, settings, space: str, draws=("view0_seed0",)) -> set:
+    """The mean, its ``_std`` and each draw's value, for every metric."""
+    means = {f"{prefix}{s}_{space}_{m}" for s in settings for m in ("miou", "class_avg_acc", "total_acc")}
+    return means | {f"{key}_std" for key in means} | {f"{key}_{draw}" for key in means for draw in draws}

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
+from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import INSTANCES, SEMANTICS
 
 
@@ -46,7 +47,7 @@ def test_partial_labels_and_missing_folder_are_clear_errors(sample_scene, tmp_pa
     meta = json.loads((broken / "transforms.json").read_text())
     meta["frames"][3].pop("semantics_file_path")
     (broken / "transforms.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="give every frame one, or none"):
+    with pytest.raises(JacobiNerfError, match="give every frame one, or none"):
         LabelledNerfstudioDataParserConfig(data=broken).setup().get_dataparser_outputs("train")
-    with pytest.raises(FileNotFoundError, match="transforms.json"):
+    with pytest.raises(JacobiNerfError, match="transforms.json"):
         LabelledNerfstudioDataParserConfig(data=tmp_path / "nowhere").setup().get_dataparser_outputs("train")

@@ -14,6 +14,7 @@ from PIL import Image
 from jacobinerf_ns.dataparsers.posed_frames import every_k_split, opencv_to_opengl
 from jacobinerf_ns.dataparsers.replica_semantic_nerf import ReplicaSemanticNerfDataParserConfig
 from jacobinerf_ns.dataparsers.scannet_labelled import ScanNetLabelledDataParserConfig
+from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import INSTANCES, SEMANTICS
 
 FRAMES, WIDTH, HEIGHT = 12, 16, 12
@@ -122,7 +123,7 @@ def test_every_k_split_and_opencv_to_opengl():
     assert every_k_split(range(12), 5, 2, "train") == [0, 5, 10]
     assert every_k_split(range(12), 5, 2, "test") == [2, 7]
     assert every_k_split([0, 1, 2, 3, 5, 6, 8], 5, 2, "val") == [2]
-    with pytest.raises(ValueError, match="test_offset"):
+    with pytest.raises(JacobiNerfError, match="test_offset"):
         every_k_split(range(12), 5, 5, "train")
     flipped = opencv_to_opengl(torch.eye(4)[None])[0]
     assert torch.equal(flipped, torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0])))
@@ -219,28 +220,28 @@ def test_replica_default_cache_names_without_info_and_no_labels(tmp_path, monkey
 
 
 def test_replica_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="Semantic-NeRF sequence"):
+    with pytest.raises(JacobiNerfError, match="Semantic-NeRF sequence"):
         parse(ReplicaSemanticNerfDataParserConfig(data=tmp_path / "nowhere"))
     sequence = make_replica(tmp_path / "data", frames=6, info=False)
     config = ReplicaSemanticNerfDataParserConfig(data=sequence, cache_dir=tmp_path / "cache")
     (sequence / "semantic_class" / "semantic_class_3.png").unlink()
-    with pytest.raises(FileNotFoundError, match="semantic_class_3|frame 3"):
+    with pytest.raises(JacobiNerfError, match="semantic_class_3|frame 3"):
         parse(config)
     write_label(sequence / "semantic_class" / "semantic_class_3.png", np.zeros((HEIGHT, WIDTH, 3), np.uint8))
-    with pytest.raises(ValueError, match="single-channel"):
+    with pytest.raises(JacobiNerfError, match="single-channel"):
         parse(config)
     write_label(sequence / "semantic_class" / "semantic_class_3.png", np.zeros((HEIGHT, WIDTH), np.uint8))
     rows = np.loadtxt(sequence / "traj_w_c.txt")
     np.savetxt(sequence / "traj_w_c.txt", rows[:-1])
-    with pytest.raises(ValueError, match="6 frames in rgb/ but 5 poses"):
+    with pytest.raises(JacobiNerfError, match="6 frames in rgb/ but 5 poses"):
         parse(config)
     (sequence / "traj_w_c.txt").unlink()
-    with pytest.raises(FileNotFoundError, match="traj_w_c.txt"):
+    with pytest.raises(JacobiNerfError, match="traj_w_c.txt"):
         parse(config)
     np.savetxt(sequence / "traj_w_c.txt", rows)
-    with pytest.raises(ValueError, match="test_offset"):
+    with pytest.raises(JacobiNerfError, match="test_offset"):
         parse(ReplicaSemanticNerfDataParserConfig(data=sequence, cache_dir=tmp_path / "cache", test_offset=5))
-    with pytest.raises(FileNotFoundError, match="info_semantic"):
+    with pytest.raises(JacobiNerfError, match="info_semantic"):
         parse(
             ReplicaSemanticNerfDataParserConfig(
                 data=sequence, cache_dir=tmp_path / "cache", info_semantic=tmp_path / "no.json"
@@ -288,18 +289,18 @@ def test_scannet_intrinsics_scaling(scannet, tmp_path):
 
 
 def test_scannet_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="SensReader"):
+    with pytest.raises(JacobiNerfError, match="SensReader"):
         parse(ScanNetLabelledDataParserConfig(data=tmp_path / "nowhere"))
     scene = make_scannet(tmp_path / "data", invalid=range(FRAMES))
     config = ScanNetLabelledDataParserConfig(data=scene, cache_dir=tmp_path / "cache")
-    with pytest.raises(ValueError, match="inf/nan"):
+    with pytest.raises(JacobiNerfError, match="inf/nan"):
         parse(config)
     (scene / "pose" / "3.txt").unlink()
-    with pytest.raises(ValueError, match=r"12 frames .* but 11 poses .*first frame without one: 3"):
+    with pytest.raises(JacobiNerfError, match=r"12 frames .* but 11 poses .*first frame without one: 3"):
         parse(config)
     (scene / "intrinsic" / "intrinsic_color.txt").unlink()
     np.savetxt(scene / "pose" / "3.txt", np.eye(4))
-    with pytest.raises(FileNotFoundError, match="intrinsic_color.txt"):
+    with pytest.raises(JacobiNerfError, match="intrinsic_color.txt"):
         parse(config)
 
 

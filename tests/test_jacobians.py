@@ -113,3 +113,16 @@ def test_tcnn_model_jacobians_match_autograd():
     for ray in range(len(gray)):
         (grad,) = torch.autograd.grad(gray[ray], model.field.rgb_head.weight, retain_graph=True)
         torch.testing.assert_close(closed[ray], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_with_non_negative_factors_3d_responses_are_the_2d_ones():
+    """ReLU features, sigmoid slopes and weights ≥ 0: every ⟨j_i, J_k⟩ ≥ 0, so Σ_i w_i |⟨j_i, J_k⟩| = |⟨J_p, J_k⟩|
+    (the fast path) — checked against the explicit point Jacobians."""
+    weights, h, weight, bias = random_head(rays=6)
+    h = h.relu()
+    colors = jacobians.head_colors(h, weight.detach(), bias.detach())
+    sources = jacobians.ray_jacobian(weights, colors, h)[:3]
+    ray, composited = jacobians.linear_responses(weights, colors, h, sources)
+    explicit = (weights * torch.einsum("rncf,kcf->rnk", jacobians.point_jacobian(colors, h), sources).abs()).sum(dim=1)
+    torch.testing.assert_close(composited, explicit)
+    torch.testing.assert_close(ray, explicit)

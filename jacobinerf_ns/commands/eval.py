@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import tyro
 from nerfstudio.scripts.eval import ComputePSNR
 
-from jacobinerf_ns import errors
+from jacobinerf_ns import errors, files
+from jacobinerf_ns.errors import JacobiNerfError, require
 from jacobinerf_ns.propagation.protocol import PropagationProtocol
 
 
@@ -30,34 +31,26 @@ class JacobiNerfEval(ComputePSNR):
     """Also compute ns-eval's PSNR/SSIM of the eval views (off: propagation metrics only)."""
 
     def main(self) -> None:
-        from nerfstudio.utils.eval_utils import eval_setup
         from nerfstudio.utils.rich_utils import CONSOLE
 
-        from jacobinerf_ns.pipeline import JacobiNerfPipeline
+        from jacobinerf_ns.runs import open_run
 
-        if self.output_path.suffix != ".json":
-            raise SystemExit(f"--output-path must be a .json file, got {self.output_path}")
-        config, pipeline, checkpoint_path, _ = eval_setup(self.load_config)
-        if not isinstance(pipeline, JacobiNerfPipeline):
-            raise SystemExit(
-                f"{self.load_config} is a '{config.method_name}' run; jacobinerf-eval needs a jacobinerf run."
-            )
+        require(self.output_path.suffix == ".json", "--output-path", f"must be a .json file, got {self.output_path}.")
+        config, pipeline, checkpoint_path = open_run(self.load_config)
+        self.propagation.validate(len(pipeline.datamanager.train_dataparser_outputs.cameras), "--propagation.")
         pipeline.config.propagation = self.propagation
-        try:  # fail before any rendering when a DINO baseline has no usable weights
-            if self.propagation.method in ("dino-2d", "dino-field") and pipeline.dino_features() is None:
-                raise ValueError(
-                    f"--propagation.method {self.propagation.method} needs DINO features: give local ViT-S/8 "
-                    "weights with --propagation.dino-weights PATH."
-                )
-        except (ValueError, FileNotFoundError) as err:
-            raise SystemExit(str(err)) from err
+        # fail before any rendering when a DINO baseline has no usable weights
+        if self.propagation.method in ("dino-2d", "dino-field") and pipeline.dino_features() is None:
+            raise JacobiNerfError(
+                f"--propagation.method {self.propagation.method} needs DINO features: give local ViT-S/8 "
+                "weights with --propagation.dino-weights PATH."
+            )
         if self.photometric:
             if self.render_output_path is not None:
                 self.render_output_path.mkdir(parents=True, exist_ok=True)
             metrics = pipeline.get_average_eval_image_metrics(output_path=self.render_output_path, get_std=True)
         else:
             metrics = pipeline.propagation_metrics()
-        self.output_path.parent.mkdir(parents=True, exist_ok=True)
         info = {
             "experiment_name": config.experiment_name,
             "method_name": config.method_name,
@@ -65,7 +58,7 @@ class JacobiNerfEval(ComputePSNR):
             "propagation": json.loads(json.dumps(dataclasses.asdict(self.propagation), default=str)),
             "results": metrics,
         }
-        self.output_path.write_text(json.dumps(info, indent=2), "utf8")
+        files.write_json(self.output_path, info)
         CONSOLE.print(f"Saved results to: {self.output_path}")
 
 

@@ -15,7 +15,7 @@ import torch
 import tyro
 
 from jacobinerf_ns import errors
-from jacobinerf_ns.propagation.protocol import PropagationMethod
+from jacobinerf_ns.propagation.protocol import MethodName
 
 
 @dataclass
@@ -31,29 +31,25 @@ class ExportLabels:
     setting: Literal["sparse", "dense"] = "sparse"
     space: Literal["3d", "2d"] = "3d"
     """Which space's labels to write, when the method has both (jacobian); otherwise the method's own."""
-    method: Optional[PropagationMethod] = None
+    method: Optional[MethodName] = None
     """Propagation method (default: the run's ``--pipeline.propagation.method``)."""
 
     def main(self) -> None:
-        from nerfstudio.utils.eval_utils import eval_setup
         from nerfstudio.utils.rich_utils import CONSOLE
         from rich.progress import track
 
         from jacobinerf_ns import files
         from jacobinerf_ns.evaluation import fit_propagation
+        from jacobinerf_ns.runs import open_run
         from jacobinerf_ns.visualization import label_image, label_overlay, load_rgb, palette, to_uint8
 
-        _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")
+        _, pipeline, _ = open_run(self.load_config)
         if self.method is not None:
             pipeline.config.propagation.method = self.method
         protocol = pipeline.config.propagation
-        try:
-            views = pipeline.propagation_views(self.kind)
-        except ValueError as err:
-            raise SystemExit(str(err)) from err
-        fitted = fit_propagation(
-            pipeline.model, views, self.setting, protocol, torch.Generator().manual_seed(protocol.seed)
-        )
+        views = pipeline.propagation_views(self.kind)
+        seed = protocol.draw_seeds()[0]  # the first draw of the protocol
+        fitted = fit_propagation(pipeline.model, views, self.setting, protocol, torch.Generator().manual_seed(seed))
         names = pipeline.datamanager.train_dataparser_outputs.metadata[self.kind].classes
         colors = palette(max(len(names), int(views.source_labels.max()) + 1))
         for index in track(range(len(views.target_cameras)), description="Propagating labels", console=CONSOLE):
@@ -68,7 +64,8 @@ class ExportLabels:
             for (y, x), label in zip(fitted.pixels.tolist(), fitted.click_labels)
         ]
         info = {
-            "source_view": protocol.source_view,
+            "source_view": views.source_index,
+            "seed": seed,
             "kind": self.kind,
             "method": protocol.method,
             "setting": self.setting,

@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs, Semantics
 
+from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import LABEL_KINDS, VOID_NAME, consecutive_label_maps
 from jacobinerf_ns.visualization import palette
 
@@ -42,7 +43,7 @@ def subset_outputs(outputs: DataparserOutputs, indices: Sequence[int]) -> Datapa
 def interval_split(count: int, interval: int, offset: int, split: str) -> List[int]:
     """Frames with ``index % interval == offset`` are eval frames, the others train frames."""
     if not 0 <= offset < interval:
-        raise ValueError(f"eval offset {offset} must lie in [0, {interval})")
+        raise JacobiNerfError(f"eval offset {offset} must lie in [0, {interval})")
     is_eval = [i % interval == offset for i in range(count)]
     return [i for i in range(count) if is_eval[i] == (split != "train")]
 

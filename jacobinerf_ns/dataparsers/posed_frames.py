@@ -22,6 +22,7 @@ from nerfstudio.data.scene_box import SceneBox
 
 from jacobinerf_ns import cache
 from jacobinerf_ns.dataparsers.outputs import subset_outputs
+from jacobinerf_ns.errors import JacobiNerfError
 
 OPENCV_TO_OPENGL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
 """Right-multiply an OpenCV camera-to-world (x right, y down, z forward) for nerfstudio's OpenGL one (y up, z back)."""
@@ -47,10 +48,10 @@ def numbered_files(folder: Path, prefix: str, suffixes: Sequence[str]) -> Dict[i
 def frame_images(data: Path, folder: str, prefix: str, suffixes: Sequence[str], layout: str) -> Dict[int, Path]:
     """The numbered images ``data/folder/{prefix}{i}{suffix}``; clear errors when the folder or frames are missing."""
     if not data.is_dir():
-        raise FileNotFoundError(f"No {layout} folder at {data}: point --data at it.")
+        raise JacobiNerfError(f"No {layout} folder at {data}: point --data at it.")
     images = numbered_files(data / folder, prefix, suffixes)
     if not images:
-        raise FileNotFoundError(
+        raise JacobiNerfError(
             f"No frames in {data / folder}: expected {folder}/{prefix}{{i}}{suffixes[0]} (i = 0, 1, ...)."
         )
     return images
@@ -67,12 +68,12 @@ def files_for_frames(
     example = f"{folder.name}/{prefix}{{i}}{suffixes[0]}"
     if not folder.is_dir():
         if required:
-            raise FileNotFoundError(f"No folder {folder}: expected one {example} per frame.")
+            raise JacobiNerfError(f"No folder {folder}: expected one {example} per frame.")
         return None
     found = numbered_files(folder, prefix, suffixes)
     missing = [number for number in numbers if number not in found]
     if missing:
-        raise FileNotFoundError(
+        raise JacobiNerfError(
             f"{folder} has no file for {len(missing)} of {len(numbers)} frames (first missing: frame {missing[0]}): "
             f"expected {example} for every frame" + ("." if required else f", or no {folder.name}/ folder at all.")
         )
@@ -87,9 +88,9 @@ def every_k_split(slots: Sequence[int], train_every: int, test_offset: int, spli
     test = train frames + ``test_offset`` (the JacobiNeRF / Semantic-NeRF split with ``k = 5``, offset 2).
     """
     if train_every < 1:
-        raise ValueError(f"train_every must be >= 1, got {train_every}.")
+        raise JacobiNerfError(f"train_every must be >= 1, got {train_every}.")
     if not 0 <= test_offset < train_every:
-        raise ValueError(f"test_offset must lie in [0, train_every) = [0, {train_every}), got {test_offset}.")
+        raise JacobiNerfError(f"test_offset must lie in [0, train_every) = [0, {train_every}), got {test_offset}.")
     if split == "train":
         offset = 0
     elif split in ("val", "test"):
@@ -98,7 +99,7 @@ def every_k_split(slots: Sequence[int], train_every: int, test_offset: int, spli
         raise ValueError(f"Unknown split {split!r}: expected 'train', 'val' or 'test'.")
     indices = [j for j, slot in enumerate(slots) if slot % train_every == offset]
     if not indices:
-        raise ValueError(
+        raise JacobiNerfError(
             f"No {split} frames among {len(slots)} frames with train_every={train_every}, test_offset={test_offset}: "
             "the sequence is too short for this split."
         )

@@ -35,6 +35,7 @@ from jacobinerf_ns.dataparsers.posed_frames import (
     frame_images,
     image_size,
 )
+from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import INSTANCES, SEMANTICS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -69,7 +70,7 @@ class ReplicaSemanticNerf(PosedFramesDataParser):
         poses = _read_trajectory(data / "traj_w_c.txt", len(numbers))
         if numbers != list(range(len(numbers))):
             gaps = sorted(set(range(len(numbers))) - set(numbers))
-            raise ValueError(
+            raise JacobiNerfError(
                 f"Frames in {data / 'rgb'} are not numbered 0..{len(numbers) - 1} (missing rgb_{gaps[0]}): row i of "
                 "traj_w_c.txt is the pose of rgb_i, so every frame up to the last must be there."
             )
@@ -113,7 +114,7 @@ class ReplicaSemanticNerf(PosedFramesDataParser):
         if self.config.info_semantic is not None:
             path = Path(self.config.info_semantic).expanduser()
             if not path.is_file():
-                raise FileNotFoundError(
+                raise JacobiNerfError(
                     f"No {path}: info_semantic should be a Replica info_semantic.json (classes: [{{id, name}}])."
                 )
             return path
@@ -126,22 +127,22 @@ class ReplicaSemanticNerf(PosedFramesDataParser):
 def _read_trajectory(path: Path, frame_count: int) -> torch.Tensor:
     """``(N, 4, 4)`` OpenCV camera-to-worlds from ``traj_w_c.txt`` (one row-major 4x4 per line)."""
     if not path.is_file():
-        raise FileNotFoundError(
+        raise JacobiNerfError(
             f"No {path}: expected traj_w_c.txt with one row of 16 floats (camera-to-world 4x4, row-major) per frame."
         )
     rows = np.loadtxt(path, ndmin=2)
     if rows.shape[1] != 16:
-        raise ValueError(
+        raise JacobiNerfError(
             f"{path} has {rows.shape[1]} values per row: expected 16 (camera-to-world 4x4, row-major) per frame."
         )
     if rows.shape[0] != frame_count:
-        raise ValueError(
+        raise JacobiNerfError(
             f"{frame_count} frames in rgb/ but {rows.shape[0]} poses in {path}: expected one pose row per frame "
             "(row i = rgb_i)."
         )
     if not np.isfinite(rows).all():
         bad = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
-        raise ValueError(f"Pose row {bad} of {path} is not finite: every frame needs a valid camera-to-world.")
+        raise JacobiNerfError(f"Pose row {bad} of {path} is not finite: every frame needs a valid camera-to-world.")
     return torch.from_numpy(rows.reshape(-1, 4, 4)).float()
 
 
@@ -151,4 +152,4 @@ def _read_info(path: Optional[Path]) -> dict:
     try:
         return json.loads(path.read_text())
     except ValueError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}): expected Replica's info_semantic.json.") from error
+        raise JacobiNerfError(f"{path} is not valid JSON ({error}): expected Replica's info_semantic.json.") from error

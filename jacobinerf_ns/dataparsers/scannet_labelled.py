@@ -35,6 +35,7 @@ from jacobinerf_ns.dataparsers.posed_frames import (
     image_size,
     numbered_files,
 )
+from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import INSTANCES, SEMANTICS
 
 COLOR_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -68,7 +69,7 @@ class ScanNetLabelled(PosedFramesDataParser):
         if len(pose_files) != len(all_numbers) or any(number not in pose_files for number in all_numbers):
             missing = [number for number in all_numbers if number not in pose_files]
             detail = f" (first frame without one: {missing[0]})" if missing else ""
-            raise ValueError(
+            raise JacobiNerfError(
                 f"{len(all_numbers)} frames in {data / 'color'} but {len(pose_files)} poses in "
                 f"{data / 'pose'}{detail}: "
                 "expected one pose/{i}.txt (4x4 camera-to-world) per color/{i}.jpg."
@@ -76,7 +77,9 @@ class ScanNetLabelled(PosedFramesDataParser):
         poses = np.stack([_read_pose(pose_files[number]) for number in all_numbers])
         valid = np.isfinite(poses).all(axis=(1, 2))
         if not valid.any():
-            raise ValueError(f"All {len(all_numbers)} poses in {data / 'pose'} contain inf/nan: no frame can be used.")
+            raise JacobiNerfError(
+                f"All {len(all_numbers)} poses in {data / 'pose'} contain inf/nan: no frame can be used."
+            )
         if not valid.all():
             CONSOLE.print(
                 f"ScanNet: dropped {int((~valid).sum())} of {len(all_numbers)} frames whose pose has inf/nan."
@@ -114,10 +117,10 @@ class ScanNetLabelled(PosedFramesDataParser):
         """fx, fy, cx, cy from intrinsic_color.txt, scaled from the calibrated size to the colour images' size."""
         path = data / "intrinsic" / "intrinsic_color.txt"
         if not path.is_file():
-            raise FileNotFoundError(f"No {path}: expected the SensReader's 4x4 colour intrinsics (fx, fy, cx, cy).")
+            raise JacobiNerfError(f"No {path}: expected the SensReader's 4x4 colour intrinsics (fx, fy, cx, cy).")
         matrix = np.loadtxt(path, ndmin=2)
         if matrix.shape not in ((4, 4), (3, 3)):
-            raise ValueError(f"{path} holds a {matrix.shape} matrix: expected a 4x4 (or 3x3) intrinsics matrix.")
+            raise JacobiNerfError(f"{path} holds a {matrix.shape} matrix: expected a 4x4 (or 3x3) intrinsics matrix.")
         fx, fy, cx, cy = float(matrix[0, 0]), float(matrix[1, 1]), float(matrix[0, 2]), float(matrix[1, 2])
         calibrated = self.config.intrinsics_size or _calibrated_size(data)
         if calibrated is not None and tuple(calibrated) != (width, height):
@@ -135,7 +138,7 @@ class ScanNetLabelled(PosedFramesDataParser):
 def _read_pose(path: Path) -> np.ndarray:
     values = np.loadtxt(path, ndmin=1).reshape(-1)
     if values.size != 16:
-        raise ValueError(f"{path} holds {values.size} values: expected a 4x4 camera-to-world matrix.")
+        raise JacobiNerfError(f"{path} holds {values.size} values: expected a 4x4 camera-to-world matrix.")
     return values.reshape(4, 4)
 
 

@@ -43,8 +43,8 @@ class Probe:
     mode: Literal["linear", "exact"] = "linear"
     recolor: Optional[Tensor] = None
     """``(3, F[+1])`` head perturbation applied to the rendered colour (:func:`jacobians.recolored`)."""
-    decorate: Optional[Callable[[dict], dict]] = None
-    """Applied to the whole render's outputs (the viewer turns responses into its outputs)."""
+    decorate: Optional[Callable[[dict, "Cameras"], dict]] = None
+    """Applied to a whole render's outputs and its camera (the viewer turns responses into its outputs)."""
 
 
 def probe_responses(

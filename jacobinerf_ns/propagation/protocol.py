@@ -8,38 +8,45 @@ A method (:mod:`.jacobian`, :mod:`.semantic_head`, :mod:`.dino`) is a function
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Protocol as TypingProtocol
 
 import torch
 from torch import Tensor
 
+from jacobinerf_ns.errors import require
 from jacobinerf_ns.metrics import confusion_matrix, label_metrics
-from jacobinerf_ns.propagation.probe import assign_labels
+from jacobinerf_ns.propagation.probe import Probe, assign_labels
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
 
-PropagationMethod = Literal["jacobian", "semantic-head", "dino-2d", "dino-field"]
+MethodName = Literal["jacobian", "semantic-head", "dino-2d", "dino-field"]
 
 
 @dataclass
 class PropagationProtocol:
-    """The paper's protocol: clicks on one source (training) view, every eval view a target, one pooled confusion
-    matrix."""
+    """The paper's protocol: clicks on a source (training) view, every eval view a target, one pooled confusion matrix;
+    repeated for every draw = (source view, seed), reported as mean ± std over the draws."""
 
-    method: PropagationMethod = "jacobian"
+    method: MethodName = "jacobian"
     """How labels travel: ``jacobian`` (JacobiNeRF; the unshaped baseline is the same on an unshaped run), or a
     baseline of the paper: ``semantic-head`` (Semantic-NeRF style), ``dino-2d``, ``dino-field`` (DINO-NeRF style);
     one module each in :mod:`jacobinerf_ns.propagation`."""
     source_view: int = 0
-    """Index of the source view among the training views."""
+    """Index of the source view among the training views (when ``source_views`` is empty)."""
+    source_views: Tuple[int, ...] = ()
+    """Source views of the draws (empty: ``source_view`` alone)."""
     clicks_per_class: int = 1
     """Sparse setting: uniformly random clicks per label present in the source view."""
     seed: int = 0
-    """Seed of the clicks (and of the dense setting's selection, the aggregation MLP and the baselines' heads)."""
+    """First seed of the draws (when ``seeds`` is empty: ``seed``, ``seed + 1``, ``seed + 2``)."""
+    seeds: Tuple[int, ...] = ()
+    """Seeds of the draws' clicks (and of the dense setting's selection, the aggregation MLP and the baselines'
+    heads); every (source view, seed) pair is one draw."""
     sigma: float = 0.1
     """Perturbation magnitude σ."""
     mode: Literal["linear", "exact"] = "linear"
@@ -58,6 +65,33 @@ class PropagationProtocol:
     """``dino-2d`` / ``dino-field``: local DINO weights (default: ``--pipeline.datamanager.dino-weights``); extraction
     settings and cache are the datamanager's."""
 
+    def validate(self, train_views: int, option: str = "--pipeline.propagation.") -> None:
+        """Raises :class:`JacobiNerfError` on options that cannot run, before any work (``train_views``: how many
+        training views the data has)."""
+        views = self.draw_views()
+        outside = [view for view in views if not 0 <= view < train_views]
+        require(not outside, f"{option}source-views", f"{outside[:3]} must be training views 0..{train_views - 1}.")
+        require(len(set(views)) == len(views), f"{option}source-views", f"{list(views)} repeats a view.")
+        seeds = self.draw_seeds()
+        require(len(set(seeds)) == len(seeds), f"{option}seeds", f"{list(seeds)} repeats a seed.")
+        require(bool(self.settings), f"{option}settings", "is empty: choose sparse and/or dense.")
+        unknown = [setting for setting in self.settings if setting not in ("sparse", "dense")]
+        require(not unknown, f"{option}settings", f"{unknown}: choose sparse and/or dense.")
+        methods = ("jacobian", "semantic-head", "dino-2d", "dino-field")
+        require(self.method in methods, f"{option}method", f"{self.method!r}: choose one of {', '.join(methods)}.")
+        require(self.mode in ("linear", "exact"), f"{option}mode", f"{self.mode!r}: choose linear or exact.")
+        require(self.sigma > 0, f"{option}sigma", f"must be > 0, got {self.sigma}.")
+        for name in ("clicks_per_class", "dense_candidates", "dense_mlp_steps", "head_steps", "head_rays"):
+            value = getattr(self, name)
+            require(value >= 1, f"{option}{name.replace('_', '-')}", f"must be ≥ 1, got {value}.")
+        require(self.dense_rounds >= 0, f"{option}dense-rounds", f"must be ≥ 0, got {self.dense_rounds}.")
+
+    def draw_views(self) -> Tuple[int, ...]:
+        return tuple(self.source_views) or (self.source_view,)
+
+    def draw_seeds(self) -> Tuple[int, ...]:
+        return tuple(self.seeds) or (self.seed, self.seed + 1, self.seed + 2)
+
 
 @dataclass
 class PropagationViews:
@@ -75,6 +109,8 @@ class PropagationViews:
     train_images: Sequence[Path] = ()
     image_features: Optional[Callable[[Sequence[Path]], Tensor]] = None
     """Image files → ``(N, h, w, C)`` feature maps (DINO): needed by the ``dino-*`` methods only."""
+    source_index: int = 0
+    """Index of the source view among the training views (identifies it across label kinds)."""
 
 
 @dataclass
@@ -85,11 +121,32 @@ class FittedPropagation:
     """``(K, 2)`` (y, x) source pixels the method learnt from (the clicks)."""
     click_labels: List[int]
     scores: Callable[[int], Dict[str, Tensor]]
-    decoders: Dict[str, Callable[[Tensor], Tensor]]
+    make_decoders: Callable[[], Dict[str, Callable[[Tensor], Tensor]]]
+    """Built on first use (dense: fits the aggregation MLP on the source view's scores)."""
+    _decoders: Optional[Dict[str, Callable[[Tensor], Tensor]]] = field(default=None, init=False, repr=False)
+
+    def decoders(self) -> Dict[str, Callable[[Tensor], Tensor]]:
+        if self._decoders is None:
+            self._decoders = self.make_decoders()
+        return self._decoders
 
     def predict(self, target: int) -> Dict[str, Tensor]:
         """``(H, W)`` label maps per space of ``views.target_cameras[target]``."""
-        return {space: self.decoders[space](score.cpu()) for space, score in self.scores(target).items()}
+        decoders = self.decoders()
+        return {space: decoders[space](score.cpu()) for space, score in self.scores(target).items()}
+
+
+class Method(TypingProtocol):
+    """A propagation method, built once per evaluation (``METHODS[name](model, protocol)`` in
+    :mod:`jacobinerf_ns.evaluation`) and fitted to every draw."""
+
+    def fit(self, views: PropagationViews, setting: str, generator: torch.Generator) -> FittedPropagation: ...
+
+    def target_probe(self) -> Optional[Probe]:
+        """The probe whose render of a target all fits read (``None``: the method renders what it needs itself)."""
+
+    def keep_target(self, target: int, outputs: dict) -> None:
+        """Takes the render of target ``target`` made elsewhere with :meth:`target_probe`."""
 
 
 def choose_clicks(
@@ -116,15 +173,20 @@ def click_decoders(
     source_labels: Tensor,
     protocol: PropagationProtocol,
     generator: torch.Generator,
-):
-    """Sparse: label of the strongest click. Dense: aggregation MLP fitted on the source view's ``(H, W, K)`` scores."""
+) -> Callable[[], Dict[str, Callable[[Tensor], Tensor]]]:
+    """Sparse: label of the strongest click. Dense: aggregation MLP fitted on the source view's ``(H, W, K)`` scores
+    (when the decoders are first needed)."""
     if setting == "sparse":
-        return {space: partial(assign_labels, click_labels=click_labels) for space in spaces}
+        return lambda: {space: partial(assign_labels, click_labels=click_labels) for space in spaces}
     num_labels = int(source_labels.max()) + 1
-    return {
-        space: fit_aggregation_mlp(scores, source_labels.long(), num_labels, protocol, generator)
-        for space, scores in source_scores().items()
-    }
+
+    def fit() -> Dict[str, Callable[[Tensor], Tensor]]:
+        return {
+            space: fit_aggregation_mlp(scores, source_labels.long(), num_labels, protocol, generator)
+            for space, scores in source_scores().items()
+        }
+
+    return fit
 
 
 def sample_clicks(label_map: Tensor, clicks_per_label: int, generator: torch.Generator, ignore: Sequence[int] = (0,)):

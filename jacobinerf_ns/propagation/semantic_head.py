@@ -50,5 +50,5 @@ def fit_semantic_head(
         pixels,
         click_labels,
         lambda target: {"3d": render_head(model, views.target_cameras[target], head)},
-        {"3d": decode},
+        lambda: {"3d": decode},
     )

@@ -35,7 +35,7 @@ class Decoration:
     """``(L + 1, 3)`` class colours, 0 = void."""
 
 
-def decorate(outputs: dict, decoration: Decoration) -> dict:
+def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
     """Replaces the raw ``(H, W, K)`` responses of ``outputs`` by the viewer's outputs (in place; returns it)."""
     raw = {space: outputs.pop(key) for space, key in RESPONSES.items() if key in outputs}
     if not raw:

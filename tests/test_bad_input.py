@@ -1,0 +1,236 @@
+"""Bad input, as a user gives it, to the real commands: one clear message, a non-zero exit, never a traceback.
+
+Each case runs a command in a subprocess on a tiny scene (or a tiny trained run) and checks the exit status, the
+words of the message (the file or option, and the fix) and that no Python traceback is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jacobinerf_ns.sample_scene import make_sample_scene
+
+pytestmark = pytest.mark.slow  # every case starts a nerfstudio command
+
+MODULES = {
+    "ns-train": "nerfstudio.scripts.train",
+    "ns-eval": "nerfstudio.scripts.eval",
+    "ns-viewer": "nerfstudio.scripts.viewer.run_viewer",
+    "ns-render": "nerfstudio.scripts.render",
+    "jacobinerf-eval": "jacobinerf_ns.commands.eval",
+    "jacobinerf-export-labels": "jacobinerf_ns.commands.export_labels",
+    "jacobinerf-shape": "jacobinerf_ns.commands.shape",
+}
+TINY = [
+    "--pipeline.model.log2-hashmap-size", "10", "--pipeline.model.num-levels", "4", "--pipeline.model.max-res", "64",
+    "--pipeline.model.hidden-dim", "16", "--pipeline.model.hidden-dim-color", "16", "--pipeline.model.head-in-dim", "8",
+    "--pipeline.model.num-nerf-samples-per-ray", "8", "--pipeline.model.num-proposal-samples-per-ray", "16", "8",
+    "--pipeline.datamanager.train-num-rays-per-batch", "64", "--pipeline.datamanager.eval-num-rays-per-batch", "64",
+    "--pipeline.propagation.seeds", "0", "--pipeline.propagation.settings", "sparse",
+]  # fmt: skip
+
+
+def run(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(
+        [sys.executable, "-m", MODULES[command], *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def train_args(data: Path, out: Path, *extra: str, steps: int = 2) -> list:
+    return [
+        "jacobinerf", "--data", str(data), "--output-dir", str(out), "--experiment-name", "bad", "--timestamp", "t",
+        "--machine.device-type", "cpu", "--vis", "tensorboard", "--mixed-precision", "False",
+        "--max-num-iterations", str(steps), "--pipeline.datamanager.surrogate", "masks", *TINY, *extra,
+    ]  # fmt: skip
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    for word in words:
+        assert word in output, f"{word!r} not in:\n{output[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    return make_sample_scene(tmp_path_factory.mktemp("bad") / "scene", num_views=8, width=24, height=18)
+
+
+def broken_copy(scene: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "scene"
+    shutil.copytree(scene, copy)
+    return copy
+
+
+def transforms(scene: Path) -> dict:
+    return json.loads((scene / "transforms.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(scene, tmp_path_factory) -> Path:
+    """A tiny trained run (config.yml path) on its own copy of the scene, which a test may then break."""
+    root = tmp_path_factory.mktemp("trained")
+    data = broken_copy(scene, root)
+    result = run("ns-train", *train_args(data, root / "runs"), cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "runs" / "bad" / "jacobinerf" / "t" / "config.yml"
+
+
+# ---- data ----------------------------------------------------------------------------------------------------------
+
+
+def test_missing_data_folder(tmp_path):
+    result = run("ns-train", *train_args(tmp_path / "nowhere", tmp_path / "runs"), cwd=tmp_path)
+    assert_user_error(result, "No transforms.json", "point --data at a nerfstudio-data folder")
+
+
+def test_transforms_json_that_is_not_json(scene, tmp_path):
+    data = broken_copy(scene, tmp_path)
+    (data / "transforms.json").write_text("{ not json")
+    assert_user_error(run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path), "transforms.json", "JSON")
+
+
+def test_transforms_json_without_frames(scene, tmp_path):
+    data = broken_copy(scene, tmp_path)
+    (data / "transforms.json").write_text(json.dumps({**transforms(data), "frames": []}))
+    assert_user_error(run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path), "lists no frames")
+
+
+def test_missing_image_file(scene, tmp_path):
+    data = broken_copy(scene, tmp_path)
+    (data / "images" / "frame_00003.png").unlink()
+    result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
+    assert_user_error(result, "1 of 8 images", "frame_00003.png", "do not exist")
+
+
+def test_missing_label_file_names_it_and_counts_frames(scene, tmp_path):
+    data = broken_copy(scene, tmp_path)
+    (data / "semantics" / "frame_00002.png").unlink()
+    (data / "semantics" / "frame_00005.png").unlink()
+    result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
+    assert_user_error(result, "2 of 8 frames", "semantics_file_path", "frame_00002.png")
+
+
+def test_rgb_label_png(scene, tmp_path):
+    data = broken_copy(scene, tmp_path)
+    path = data / "instances" / "frame_00001.png"
+    Image.fromarray(np.stack([np.asarray(Image.open(path))] * 3, axis=-1)).save(path)
+    result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
+    assert_user_error(result, "1 of 8 instance_file_path files are RGB", "frame_00001.png", "single-channel")
+
+
+def test_corrupt_classes_json(scene, tmp_path):
+    data = broken_copy(scene, tmp_path)
+    (data / "classes.json").write_text('{"semantic_classes": [{"name": "floor"}]}')
+    result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
+    assert_user_error(result, "classes.json", "'semantic_classes' must be a list of rows")
+
+
+# ---- options -------------------------------------------------------------------------------------------------------
+
+
+def test_contrastive_batch_of_zero(scene, tmp_path):
+    args = train_args(scene, tmp_path / "runs", "--pipeline.model.contrastive-batch-size", "0")
+    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.model.contrastive-batch-size", "at least 2")
+
+
+def test_threshold_outside_its_bounds(scene, tmp_path):
+    args = train_args(scene, tmp_path / "runs", "--pipeline.model.threshold-init", "0.95")
+    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.model.threshold-init", "[0.5, 0.9]")
+
+
+def test_source_view_out_of_range(scene, tmp_path):
+    args = train_args(scene, tmp_path / "runs", "--pipeline.propagation.source-views", "0", "99")
+    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.propagation.source-views", "[99]")
+
+
+def test_shaping_start_after_the_last_step_warns_before_training(scene, tmp_path):
+    args = train_args(scene, tmp_path / "runs", "--pipeline.model.shaping-start-step", "50")
+    result = run("ns-train", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "shaping-start-step 50 is after the last step of this run" in result.stdout
+
+
+# ---- commands on a run ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moved_data_run(trained, tmp_path_factory) -> Path:
+    """The trained run with its data folder gone (moved or deleted)."""
+    config = tmp_path_factory.mktemp("moved") / "config.yml"
+    shutil.copytree(trained.parent / "nerfstudio_models", config.parent / "nerfstudio_models")
+    text = trained.read_text()
+    data = str(trained.parents[4] / "scene")
+    config.write_text(text.replace(f"- {Path(data).name}\n", "- moved_away\n"))
+    return config
+
+
+def test_ns_eval_on_a_run_whose_data_is_gone(moved_data_run, tmp_path):
+    result = run(
+        "ns-eval", "--load-config", str(moved_data_run), "--output-path", str(tmp_path / "e.json"), cwd=tmp_path
+    )
+    assert_user_error(result, "No transforms.json", "moved_away")
+
+
+def test_ns_viewer_on_a_run_whose_data_is_gone(moved_data_run, tmp_path):
+    result = run("ns-viewer", "--load-config", str(moved_data_run), "--viewer.websocket-port", "7391", cwd=tmp_path)
+    assert_user_error(result, "No transforms.json", "moved_away")
+
+
+def test_ns_render_on_a_run_whose_data_is_gone(moved_data_run, tmp_path):
+    args = ("dataset", "--load-config", str(moved_data_run), "--output-path", str(tmp_path / "renders"))
+    assert_user_error(run("ns-render", *args, cwd=tmp_path), "No transforms.json", "moved_away")
+
+
+def test_jacobinerf_eval_options(trained, tmp_path):
+    result = run(
+        "jacobinerf-eval", "--load-config", str(trained), "--output-path", str(tmp_path / "e.txt"), cwd=tmp_path
+    )
+    assert_user_error(result, "--output-path", ".json")
+    result = run(
+        "jacobinerf-eval", "--load-config", str(tmp_path / "none.yml"), "--output-path", "e.json", cwd=tmp_path
+    )
+    assert_user_error(result, "--load-config", "none.yml", "does not exist")
+    result = run(
+        "jacobinerf-eval", "--load-config", str(trained), "--output-path", str(tmp_path / "e.json"),
+        "--propagation.source-views", "50", cwd=tmp_path,
+    )  # fmt: skip
+    assert_user_error(result, "--propagation.source-views", "[50]")
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_export_labels_of_a_kind_the_data_lacks(scene, tmp_path):
+    data = broken_copy(scene, tmp_path)
+    meta = transforms(data)
+    for frame in meta["frames"]:
+        frame.pop("instance_file_path")
+    (data / "transforms.json").write_text(json.dumps(meta))
+    assert run("ns-train", *train_args(data, tmp_path / "runs", "--pipeline.datamanager.masks-from", "semantics"),
+               cwd=tmp_path).returncode == 0  # fmt: skip
+    config = tmp_path / "runs" / "bad" / "jacobinerf" / "t" / "config.yml"
+    result = run("jacobinerf-export-labels", "--load-config", str(config), "--kind", "instances", cwd=tmp_path)
+    assert_user_error(result, "no instances labels", "--kind")
+    assert not (tmp_path / "propagated_labels").exists()
+
+
+def test_shape_command_inputs(trained, tmp_path):
+    nerfacto = tmp_path / "config.yml"
+    nerfacto.write_text(trained.read_text().replace("method_name: jacobinerf", "method_name: nerfacto"))
+    assert_user_error(run("jacobinerf-shape", "--load-config", str(nerfacto), cwd=tmp_path), "'nerfacto' run")
+    result = run("jacobinerf-shape", "--load-config", str(trained), "--steps", "0", cwd=tmp_path)
+    assert_user_error(result, "--steps 0")
+    empty = tmp_path / "fresh" / "config.yml"
+    empty.parent.mkdir()
+    empty.write_text(trained.read_text())
+    assert_user_error(run("jacobinerf-shape", "--load-config", str(empty), cwd=tmp_path), "No checkpoint in")
