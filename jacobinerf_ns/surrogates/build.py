@@ -13,6 +13,7 @@ from typing import Literal, Optional, Sequence
 import numpy as np
 import torch
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from jacobinerf_ns import cache
 from jacobinerf_ns.errors import JacobiNerfError
@@ -93,6 +94,7 @@ def _feature_maps(files: Sequence[Path], cache_root: Path, feature_dim: Optional
     shapes = {stored_shape(file) if file.suffix == ".npy" else None for file in files}
     shape = next(iter(shapes))
     if feature_dim is None and len(shapes) == 1 and shape is not None and len(shape) == 3:
+        CONSOLE.print(f"Feature maps: {len(files)} float16 {shape} maps read in place from {files[0].parent}")
         return FeatureMaps(files, shape)
     first = _load_feature_map(files[0])
     return cached_feature_maps(
