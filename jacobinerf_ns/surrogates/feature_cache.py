@@ -1,10 +1,11 @@
-"""Feature maps on disk: one float16 ``.npy`` per image, written once, read per batch through a memory map.
+"""Feature maps on disk: one float16 ``.npy`` per image, written once, read per batch a pixel at a time.
 
-RAM holds only the index (one path per image and the common map shape); a batch reads the few pixels it samples, so
-memory does not grow with the number of images. An entry is written under a temporary name and renamed
-(:func:`jacobinerf_ns.files.atomic_path`), and counts only when its header says float16, C order, the expected
-``(h, w, E)``, and the file is exactly as long as that header implies. An interrupted or corrupted entry, or one of
-other settings, is therefore recomputed, and complete ones never are: an interrupted extraction resumes.
+RAM holds only the index (per image: its path and where its data starts; the common map shape); a batch reads the
+rows of the pixels it samples (``E`` float16 each) with positioned reads, so memory does not grow with the number of
+images (and, unlike memory maps, no page of a map stays resident). An entry is written under a temporary name and
+renamed (:func:`jacobinerf_ns.files.atomic_path`), and counts only when its header says float16, C order, the
+expected ``(h, w, E)``, and the file is exactly as long as that header implies. An interrupted or corrupted entry,
+or one of other settings, is therefore recomputed, and complete ones never are: an interrupted extraction resumes.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class FeatureMaps:
     def __init__(self, paths: Sequence[Path], map_shape: MapShape) -> None:
         self.paths = [Path(path) for path in paths]
         self.shape = (len(self.paths), *map_shape)
+        self.offsets = []
+        """Where each file's data starts (after its header)."""
+        for path in self.paths:
+            layout = entry_layout(path)
+            if layout is None or layout[0] != tuple(map_shape):
+                raise JacobiNerfError(f"{path} is not a complete float16 array of shape {tuple(map_shape)}.")
+            self.offsets.append(layout[1])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -56,19 +64,23 @@ class FeatureMaps:
         return torch.from_numpy(np.load(self.paths[index]))
 
     def pixels(self, cams: Tensor, ys: Tensor, xs: Tensor) -> Tensor:
-        """``(B, E)`` float16 features at pixels ``(cams, ys, xs)``; each image's file is mapped once per call."""
-        cams, ys, xs = (index.long().cpu() for index in (cams, ys, xs))
-        out = torch.empty((len(cams), self.shape[-1]), dtype=torch.float16)
-        for image in cams.unique().tolist():
-            rows = (cams == image).nonzero().squeeze(1)
-            mapped = np.load(self.paths[image], mmap_mode="r")
-            out[rows] = torch.from_numpy(np.asarray(mapped[ys[rows].numpy(), xs[rows].numpy()]))
-        return out
+        """``(B, E)`` float16 features at pixels ``(cams, ys, xs)``: one positioned read per pixel, each image's file
+        opened once per call."""
+        cams, ys, xs = (index.long().cpu().numpy() for index in (cams, ys, xs))
+        width, row_bytes = self.shape[2], self.shape[3] * 2
+        out = np.empty((len(cams), self.shape[3]), dtype=np.float16)
+        for image in np.unique(cams):
+            with open(self.paths[image], "rb", buffering=0) as file:
+                for row in np.flatnonzero(cams == image):
+                    file.seek(self.offsets[image] + (int(ys[row]) * width + int(xs[row])) * row_bytes)
+                    if file.readinto(memoryview(out[row]).cast("B")) != row_bytes:
+                        raise JacobiNerfError(f"{self.paths[image]} is shorter than its header says: delete it.")
+        return torch.from_numpy(out)
 
 
-def stored_shape(path: Path, dtype=np.float16) -> Optional[Tuple[int, ...]]:
-    """The shape of the complete C-order ``dtype`` ``.npy`` at ``path``; None when it is missing, truncated, padded or
-    anything else (only its header is read)."""
+def entry_layout(path: Path, dtype=np.float16) -> Optional[Tuple[Tuple[int, ...], int]]:
+    """``(shape, data offset)`` of the complete C-order ``dtype`` ``.npy`` at ``path``; None when it is missing,
+    truncated, padded or anything else (only its header is read)."""
     try:
         with open(path, "rb") as file:
             version = np.lib.format.read_magic(file)
@@ -81,7 +93,13 @@ def stored_shape(path: Path, dtype=np.float16) -> Optional[Tuple[int, ...]]:
     except (OSError, ValueError):
         return None
     complete = size == data_start + int(np.prod(shape)) * stored_dtype.itemsize
-    return tuple(shape) if complete and not fortran_order and stored_dtype == np.dtype(dtype) else None
+    return (tuple(shape), data_start) if complete and not fortran_order and stored_dtype == np.dtype(dtype) else None
+
+
+def stored_shape(path: Path, dtype=np.float16) -> Optional[Tuple[int, ...]]:
+    """The shape of the complete C-order ``dtype`` ``.npy`` at ``path`` (:func:`entry_layout`), else None."""
+    layout = entry_layout(path, dtype)
+    return layout[0] if layout is not None else None
 
 
 def write_entry(path: Path, array) -> None:
