@@ -305,7 +305,7 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
         assert "psnr" in results and metric_keys(("", "instance_"), ("sparse",), (space,)) <= set(results)
         assert not any(key.endswith(f"_{'3d' if space == '2d' else '2d'}_miou") for key in results)
     assert list(
-        (shaped_run.parent.parent.parent / "cache").glob("dino_*.pt")
+        (shaped_run.parent.parent.parent / "cache").glob("dino/*/*.npy")
     )  # features cached with the run's settings
 
 
