@@ -176,7 +176,7 @@ def cpu_cost_note(count: int, image_size: Tuple[int, int], extraction: DinoExtra
     note = (
         f"DINO keys on CPU ({torch.get_num_threads()} threads): about {_duration(seconds(extraction))} for {count} "
         f"image{'s' if count > 1 else ''} at stride {extraction.stride}, short side {extraction.short_side} "
-        "(a GPU takes seconds)."
+        "(a GPU is much faster)."
     )
     cheap = dataclasses.replace(extraction, **CHEAP)
     if seconds(cheap) < seconds(extraction):
