@@ -27,15 +27,20 @@ class JacobiNerfDataManagerConfig(VanillaDataManagerConfig):
     masks_dir: Optional[Path] = None
     """With ``masks``: folder of integer PNG masks from any segmenter, one per training image (same stem), 0 = none."""
     features_dir: Optional[Path] = None
-    """With ``features``: folder of per-image feature maps ``<stem>.npy``/``<stem>.pt`` shaped (h, w, E)."""
+    """With ``features``: folder of per-image feature maps ``<stem>.npy``/``<stem>.pt`` shaped (h, w, E) (float16
+    ``.npy`` are read in place, others converted once into the cache)."""
+    feature_dim: Optional[int] = None
+    """With ``dino``/``features``: store this many channels (uncentred PCA fitted on a sample of the maps) instead of
+    all (DINO: 384); fewer bytes on disk, cosines kept up to the discarded energy."""
     dino_weights: Optional[Path] = None
-    """With ``dino``: local timm state_dict of vit_small_patch8_224_dino (nothing is downloaded)."""
+    """With ``dino``: local weights of vit_small_patch8_224_dino (timm's state dict or DINO's
+    dino_deitsmall8_pretrain.pth); default: timm's pretrained weights, downloaded once into torch's hub cache."""
     dino_stride: int = 4
     """With ``dino``: patch-embedding stride (paper: 4)."""
     dino_short_side: int = 360
     """With ``dino``: images are resized to this short side before extraction (paper: 360)."""
     cache_dir: Path = cache.DEFAULT_ROOT
-    """Where extracted DINO features are cached (keyed by weights, images and extraction settings)."""
+    """Where feature maps are cached, one float16 file per image (DINO: keyed by weights, image and settings)."""
 
 
 class JacobiNerfDataManager(VanillaDataManager):
@@ -44,6 +49,8 @@ class JacobiNerfDataManager(VanillaDataManager):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.surrogate = None
+        self.surrogate_rays: Optional[int] = None
+        """Rays at the start of each batch that get descriptors (the model's contrastive batch); None: all."""
 
     def prepare_surrogate(self) -> None:
         """Loads (or extracts and caches) the surrogate for every training image; fails fast on bad options."""
@@ -64,6 +71,7 @@ class JacobiNerfDataManager(VanillaDataManager):
             masks_dir=config.masks_dir,
             features_dir=config.features_dir,
             dino=dino,
+            feature_dim=config.feature_dim,
             cache_dir=config.cache_dir,
             device=str(self.device),
         )
@@ -72,5 +80,5 @@ class JacobiNerfDataManager(VanillaDataManager):
     def next_train(self, step: int):
         ray_bundle, batch = super().next_train(step)
         if self.surrogate is not None:
-            batch[SURROGATE] = self.surrogate.descriptors(batch["indices"])
+            batch[SURROGATE] = self.surrogate.descriptors(batch["indices"][: self.surrogate_rays])
         return ray_bundle, batch

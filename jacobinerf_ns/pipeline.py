@@ -21,6 +21,8 @@ from jacobinerf_ns.labels import INSTANCES, LABEL_KINDS, load_label_maps
 from jacobinerf_ns.propagation.protocol import PropagationProtocol, PropagationViews
 from jacobinerf_ns.viewer.panel import JacobiNerfPanel
 
+DINO_METHODS = ("dino-2d", "dino-field")
+
 
 @dataclass
 class JacobiNerfPipelineConfig(VanillaPipelineConfig):
@@ -39,6 +41,7 @@ class JacobiNerfPipeline(VanillaPipeline):
         super().__init__(config, *args, test_mode=test_mode, **kwargs)
         config.propagation.validate(len(self.datamanager.train_dataparser_outputs.cameras))
         self.jacobinerf = JacobiNerfPanel(self)  # found by nerfstudio's viewer (ns-viewer, and live in ns-train)
+        self.datamanager.surrogate_rays = self.model.config.contrastive_batch_size  # the only rays shaping compares
         if test_mode == "val" and self.model.config.shaping_start_step >= 0:
             self.datamanager.prepare_surrogate()
 
@@ -142,26 +145,24 @@ class JacobiNerfPipeline(VanillaPipeline):
             target_images=list(eval_outputs.image_filenames),
             train_cameras=train_outputs.cameras,
             train_images=list(train_outputs.image_filenames),
-            image_features=self.dino_features(),
+            image_features=self.dino_features() if self.config.propagation.method in DINO_METHODS else None,
             source_index=index,
         )
 
-    def dino_features(self) -> Optional[Callable]:
-        """Image files → cached DINO keys, with ``propagation.dino_weights`` (else the datamanager's) and its
-        settings."""
-        datamanager = self.datamanager.config
-        weights = self.config.propagation.dino_weights or datamanager.dino_weights
-        if weights is None:
-            return None
-        if not Path(weights).is_file():
-            raise FileNotFoundError(
-                f"DINO weights file not found: {weights} (set with --propagation.dino-weights PATH)."
-            )
+    def dino_features(self) -> Callable:
+        """Image files → cached DINO keys (:class:`~jacobinerf_ns.surrogates.feature_cache.FeatureMaps`), with
+        ``propagation.dino_weights`` (else the datamanager's, else timm's pretrained ones) and the datamanager's
+        settings; fails now (JacobiNerfError) when those weights cannot be had."""
         from jacobinerf_ns.surrogates.dino import DinoExtraction, load_or_extract
+        from jacobinerf_ns.surrogates.dino_weights import ensure_available
 
+        datamanager = self.datamanager.config
         extraction = DinoExtraction(
-            weights=Path(weights), stride=datamanager.dino_stride, short_side=datamanager.dino_short_side
+            weights=self.config.propagation.dino_weights or datamanager.dino_weights,
+            stride=datamanager.dino_stride,
+            short_side=datamanager.dino_short_side,
         )
+        ensure_available(extraction.model_name, extraction.weights)
         return partial(
             load_or_extract,
             extraction=extraction,

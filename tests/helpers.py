@@ -103,3 +103,17 @@ def metric_keys(prefix: str, settings, space: str, draws=("view0_seed0",)) -> se
     """The mean, its ``_std`` and each draw's value, for every metric."""
     means = {f"{prefix}{s}_{space}_{m}" for s in settings for m in ("miou", "class_avg_acc", "total_acc")}
     return means | {f"{key}_std" for key in means} | {f"{key}_{draw}" for key in means for draw in draws}
+
+
+def download_host_resolves() -> bool:
+    """Whether the DINO weights' download host resolves (online): tests of the offline path skip themselves then."""
+    import socket
+    from urllib.parse import urlparse
+
+    from jacobinerf_ns.surrogates import dino_weights
+
+    try:
+        socket.getaddrinfo(urlparse(dino_weights.pretrained_url("vit_small_patch8_224_dino")).hostname, 443)
+        return True
+    except OSError:
+        return False

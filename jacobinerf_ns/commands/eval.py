@@ -17,7 +17,7 @@ import tyro
 from nerfstudio.scripts.eval import ComputePSNR
 
 from jacobinerf_ns import errors, files
-from jacobinerf_ns.errors import JacobiNerfError, require
+from jacobinerf_ns.errors import require
 from jacobinerf_ns.propagation.protocol import PropagationProtocol
 
 
@@ -33,18 +33,15 @@ class JacobiNerfEval(ComputePSNR):
     def main(self) -> None:
         from nerfstudio.utils.rich_utils import CONSOLE
 
+        from jacobinerf_ns.pipeline import DINO_METHODS
         from jacobinerf_ns.runs import open_run
 
         require(self.output_path.suffix == ".json", "--output-path", f"must be a .json file, got {self.output_path}.")
         config, pipeline, checkpoint_path = open_run(self.load_config)
         self.propagation.validate(len(pipeline.datamanager.train_dataparser_outputs.cameras), "--propagation.")
         pipeline.config.propagation = self.propagation
-        # fail before any rendering when a DINO baseline has no usable weights
-        if self.propagation.method in ("dino-2d", "dino-field") and pipeline.dino_features() is None:
-            raise JacobiNerfError(
-                f"--propagation.method {self.propagation.method} needs DINO features: give local ViT-S/8 "
-                "weights with --propagation.dino-weights PATH."
-            )
+        if self.propagation.method in DINO_METHODS:
+            pipeline.dino_features()  # fails before any rendering when the DINO weights cannot be had
         if self.photometric:
             if self.render_output_path is not None:
                 self.render_output_path.mkdir(parents=True, exist_ok=True)

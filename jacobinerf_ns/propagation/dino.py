@@ -58,13 +58,14 @@ def fit_feature_propagation(
     return FittedPropagation(pixels, click_labels, lambda target: scores(target_features(target)), decoders)
 
 
-def dino_maps(views: PropagationViews, images) -> Tensor:
-    """``(N, h, w, C)`` DINO features of image files (cached by the extractor)."""
+def dino_maps(views: PropagationViews, images):
+    """``(N, h, w, C)`` DINO features of image files: a tensor, or the extractor's on-disk
+    :class:`~jacobinerf_ns.surrogates.feature_cache.FeatureMaps` (``maps[i]`` reads image ``i``'s map)."""
     if views.image_features is None:
         raise ValueError(
-            "The dino-2d and dino-field baselines need DINO features: give local ViT-S/8 weights with "
-            "`jacobinerf-eval --propagation.dino-weights PATH` (or `--pipeline.datamanager.dino-weights PATH` at "
-            "training)."
+            "The dino-2d and dino-field baselines need DINO features (PropagationViews.image_features): the jacobinerf "
+            "pipeline gives them, with timm's pretrained ViT-S/8 or local weights from "
+            "`jacobinerf-eval --propagation.dino-weights PATH`."
         )
     return views.image_features(list(images))
 
@@ -85,14 +86,12 @@ def fit_dino_2d(
 ) -> FittedPropagation:
     """DINO-2D: clicks matched by DINO feature similarity in each image; the NeRF plays no part."""
     height, width = views.source_labels.shape
-    maps = dino_maps(
-        views, [views.source_image, *views.target_images]
-    )  # one extraction (one model load, one cache file)
-    source = upsampled(maps[:1], height, width)[0]
+    maps = dino_maps(views, [views.source_image, *views.target_images])  # one extraction call (one model load)
+    source = upsampled(maps[0][None], height, width)[0]
 
     def target_features(target: int) -> Tensor:
         camera = views.target_cameras[target]
-        return upsampled(maps[target + 1 : target + 2], int(camera.height), int(camera.width))[0]
+        return upsampled(maps[target + 1][None], int(camera.height), int(camera.width))[0]
 
     return fit_feature_propagation(source, target_features, "2d", views, setting, protocol, generator)
 
@@ -118,7 +117,7 @@ def fit_dino_field(
         ],
         dim=-1,
     )
-    targets = FeatureMapSurrogate(maps, height, width).descriptors(indices)
+    targets = FeatureMapSurrogate(maps, height, width).descriptors(indices)  # reads only the sampled pixels
     weights, features = pixel_head_inputs(model, views.train_cameras, indices)
     head = fit_rendered_head(weights, features, targets, targets.shape[-1], F.mse_loss, protocol, generator)
 

@@ -7,13 +7,15 @@ Two kinds of descriptor, one interface:
 * float feature vectors (``dino``, ``features``): affinity = cosine similarity.
 
 A :class:`Surrogate` turns the training batch's pixel indices ``(camera, y, x)`` into descriptors;
-:func:`affinity` compares them. Builders for each kind live in :mod:`.build`.
+:func:`affinity` compares them. Builders for each kind live in :mod:`.build`; feature maps stay on disk
+(:mod:`.feature_cache`), id maps in RAM.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -33,7 +35,8 @@ def affinity(descriptors: Tensor) -> Tensor:
 
 
 class LabelMapSurrogate:
-    """Integer id maps ``(N, H, W)``, one per training image, indexed at each ray's pixel."""
+    """Integer id maps ``(N, H, W)``, one per training image, indexed at each ray's pixel (held in RAM: 4 bytes per
+    pixel as int32)."""
 
     def __init__(self, ids: Tensor) -> None:
         self.ids = ids
@@ -44,9 +47,13 @@ class LabelMapSurrogate:
 
 
 class FeatureMapSurrogate:
-    """Feature maps ``(N, h, w, E)`` (any resolution), sampled bilinearly at each ray's pixel centre."""
+    """Feature maps ``(N, h, w, E)`` (any resolution), sampled bilinearly at each ray's pixel centre.
 
-    def __init__(self, maps: Tensor, image_height: int, image_width: int) -> None:
+    ``maps`` is a tensor held in memory (the reference) or a :class:`~.feature_cache.FeatureMaps` on disk, which
+    reads only the pixels a batch samples.
+    """
+
+    def __init__(self, maps, image_height: int, image_width: int) -> None:
         self.maps = maps
         self.image_size = (image_height, image_width)
 
@@ -57,15 +64,17 @@ class FeatureMapSurrogate:
         )
 
 
-def sample_bilinear(maps: Tensor, cam: Tensor, v: Tensor, u: Tensor) -> Tensor:
+def sample_bilinear(maps, cam: Tensor, v: Tensor, u: Tensor) -> Tensor:
     """Bilinear sample of ``maps (N, h, w, E)`` at normalised coordinates ``u, v ∈ [0, 1]`` (cell centres at
-    (k+.5)/n)."""
+    (k+.5)/n). ``maps`` is indexed once, ``maps[cams, ys, xs]``, for the four corners of every sample."""
     _, h, w, _ = maps.shape
     fy = (v * h - 0.5).clamp(0, h - 1)
     fx = (u * w - 0.5).clamp(0, w - 1)
     y0, x0 = fy.floor().long(), fx.floor().long()
     y1, x1 = (y0 + 1).clamp(max=h - 1), (x0 + 1).clamp(max=w - 1)
     wy, wx = (fy - y0)[:, None], (fx - x0)[:, None]
-    top = maps[cam, y0, x0].float() * (1 - wx) + maps[cam, y0, x1].float() * wx
-    bottom = maps[cam, y1, x0].float() * (1 - wx) + maps[cam, y1, x1].float() * wx
+    corners = maps[cam.repeat(4), torch.cat([y0, y0, y1, y1]), torch.cat([x0, x1, x0, x1])].float()
+    top_left, top_right, bottom_left, bottom_right = corners.view(4, len(cam), -1)
+    top = top_left * (1 - wx) + top_right * wx
+    bottom = bottom_left * (1 - wx) + bottom_right * wx
     return top * (1 - wy) + bottom * wy
