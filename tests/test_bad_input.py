@@ -234,3 +234,56 @@ def test_shape_command_inputs(trained, tmp_path):
     empty.parent.mkdir()
     empty.write_text(trained.read_text())
     assert_user_error(run("jacobinerf-shape", "--load-config", str(empty), cwd=tmp_path), "No checkpoint in")
+
+
+# ---- surrogates ----------------------------------------------------------------------------------------------------
+
+
+def unlabelled_copy(scene: Path, tmp_path: Path) -> Path:
+    data = broken_copy(scene, tmp_path)
+    meta = transforms(data)
+    for frame in meta["frames"]:
+        frame.pop("semantics_file_path")
+        frame.pop("instance_file_path")
+    (data / "transforms.json").write_text(json.dumps(meta))
+    return data
+
+
+def shaping(*extra: str) -> list:
+    return ["--pipeline.model.shaping-start-step", "0", *extra]
+
+
+def test_mask_surrogate_on_data_without_labels(scene, tmp_path):
+    data = unlabelled_copy(scene, tmp_path)
+    result = run("ns-train", *train_args(data, tmp_path / "runs", *shaping()), cwd=tmp_path)
+    assert_user_error(result, "needs per-pixel instances labels", "--pipeline.datamanager.masks-dir")
+
+
+def test_empty_masks_folder(scene, tmp_path):
+    (tmp_path / "masks").mkdir()
+    args = train_args(scene, tmp_path / "runs", *shaping("--pipeline.datamanager.masks-dir", str(tmp_path / "masks")))
+    assert_user_error(run("ns-train", *args, cwd=tmp_path), "No mask for training image", "masks-dir")
+
+
+def test_feature_maps_of_the_wrong_shape(scene, tmp_path):
+    features = tmp_path / "features"
+    features.mkdir()
+    for image in (scene / "images").glob("*.png"):
+        np.save(features / f"{image.stem}.npy", np.zeros((4, 5), np.float32))  # (h, w) instead of (h, w, E)
+    args = train_args(
+        scene, tmp_path / "runs",
+        *shaping("--pipeline.datamanager.surrogate", "features", "--pipeline.datamanager.features-dir", str(features),
+                 "--pipeline.datamanager.cache-dir", str(tmp_path / "cache")),
+    )  # fmt: skip
+    assert_user_error(run("ns-train", *args, cwd=tmp_path), "expected an (h, w, E) array")
+
+
+def test_dino_weights_that_are_not_a_checkpoint(scene, tmp_path):
+    garbage = tmp_path / "dino.pth"
+    garbage.write_bytes(b"this is not a checkpoint")
+    args = train_args(
+        scene, tmp_path / "runs",
+        *shaping("--pipeline.datamanager.surrogate", "dino", "--pipeline.datamanager.dino-weights", str(garbage),
+                 "--pipeline.datamanager.cache-dir", str(tmp_path / "cache")),
+    )  # fmt: skip
+    assert_user_error(run("ns-train", *args, cwd=tmp_path), "DINO weights", "dino.pth", "could not be read")

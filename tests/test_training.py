@@ -59,6 +59,7 @@ ENTRY_POINTS = {  # console scripts → their modules, run with this interpreter
     "ns-eval": "nerfstudio.scripts.eval",
     "jacobinerf-export-labels": "jacobinerf_ns.commands.export_labels",
     "jacobinerf-eval": "jacobinerf_ns.commands.eval",
+    "jacobinerf-shape": "jacobinerf_ns.commands.shape",
 }
 
 

@@ -181,10 +181,16 @@ def click_decoders(
     num_labels = int(source_labels.max()) + 1
 
     def fit() -> Dict[str, Callable[[Tensor], Tensor]]:
-        return {
-            space: fit_aggregation_mlp(scores, source_labels.long(), num_labels, protocol, generator)
-            for space, scores in source_scores().items()
-        }
+        decoders: Dict[str, Callable[[Tensor], Tensor]] = {}
+        fitted: List[Tuple[Tensor, Callable[[Tensor], Tensor]]] = []
+        for space, scores in source_scores().items():
+            same = [decoder for earlier, decoder in fitted if torch.equal(earlier, scores)]
+            # 2D and 3D scores are identical for the Jacobian method (every Jacobian entry ≥ 0): one MLP serves both
+            decoders[space] = (
+                same[0] if same else fit_aggregation_mlp(scores, source_labels.long(), num_labels, protocol, generator)
+            )
+            fitted.append((scores, decoders[space]))
+        return decoders
 
     return fit
 

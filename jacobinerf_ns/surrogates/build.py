@@ -6,7 +6,6 @@ Feature maps (``dino``, ``features``) stay on disk, one float16 file per image (
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
@@ -133,7 +132,7 @@ def _load_feature_map(path: Path) -> torch.Tensor:
             if path.suffix == ".pt"
             else torch.from_numpy(np.load(path))
         )
-    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+    except Exception as error:  # torch.load / np.load of arbitrary bytes raise many types: a wrong file
         raise JacobiNerfError(
             f"Feature map {path} could not be read ({error}): expected an (h, w, E) array."
         ) from error
