@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -72,9 +73,10 @@ def checkpoint_steps(run: Path) -> List[int]:
     return sorted(int(p.stem.split("-")[1]) for p in (run / "nerfstudio_models").glob("step-*.ckpt"))
 
 
-def python_command(module: str, *arguments: str) -> None:
+def python_command(module: str, *arguments: str, threads: int) -> None:
     print("$", module, " ".join(arguments), flush=True)
-    subprocess.run([sys.executable, "-m", module, *arguments], check=True)
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-m", module, *arguments], check=True, env=environment)
 
 
 def train_base(args) -> Path:
@@ -89,7 +91,7 @@ def train_base(args) -> Path:
         "--mixed-precision", "False", "--vis", "tensorboard", "--max-num-iterations", str(args.base_steps),
         "--steps-per-save", str(args.base_steps), "--steps-per-eval-all-images", str(10 * args.base_steps),
         "--pipeline.model.shaping-start-step", "-1", "--pipeline.datamanager.surrogate", "masks",
-        "--pipeline.datamanager.train-num-rays-per-batch", str(RAYS), *REPLICA_SMALL_FIELD,
+        "--pipeline.datamanager.train-num-rays-per-batch", str(RAYS), *REPLICA_SMALL_FIELD, threads=args.threads,
     )  # fmt: skip
     return base
 
@@ -132,7 +134,8 @@ def calibrate(base: Path, args) -> Dict[str, float]:
         if name not in seconds:
             command = [sys.executable, __file__, "--calibrate-one", name, "--out", str(args.out),
                        "--calibration-steps", str(args.calibration_steps)]  # fmt: skip
-            result = subprocess.run(command, check=True, capture_output=True, text=True)
+            environment = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count())}  # the machine's speed, all cores
+            result = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
             seconds[name] = float(result.stdout.strip().splitlines()[-1])
             print(f"calibration: {name}: {seconds[name]:.3f} s/step", flush=True)
             record.write_text(json.dumps(seconds, indent=2))
@@ -151,7 +154,7 @@ def shape(base: Path, name: str, args) -> Path:
         arguments += [f"--{option.replace('_', '-')}", str(value)]
     if name == REFERENCE:
         arguments += ["--no-shaping"]
-    python_command("jacobinerf_ns.commands.shape", *arguments)
+    python_command("jacobinerf_ns.commands.shape", *arguments, threads=args.threads)
     return run
 
 
@@ -286,7 +289,8 @@ def report(curves: Dict[str, List[Dict]], seconds: Dict[str, float], args) -> st
 
     reference = curves[REFERENCE]
     lines = [
-        f"machine: {platform.machine()} CPU, {torch.get_num_threads()} threads; base {args.base_steps} photometric "
+        f"machine: {platform.machine()} CPU, {os.cpu_count()} cores (s/step calibrated on all cores; runs trained with "
+        f"{args.threads} thread(s)); base {args.base_steps} photometric "
         f"steps, {RAYS} rays/step, small field; bank stride {BANK_STRIDE}; source views {args.source_views}, "
         f"seeds {SEEDS}",
         "",
@@ -340,12 +344,16 @@ def main() -> None:
     parser.add_argument("--cap-hours", type=float, default=3.0)
     parser.add_argument("--source-views", type=int, nargs="+", default=[0, 23, 47], help="training views clicked")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="a subset of the settings")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="threads of training and scoring (the calibration uses all)"
+    )
     parser.add_argument("--calibrate-one", default=None, help=argparse.SUPPRESS)  # one setting, in a subprocess
     args = parser.parse_args()
     if args.calibrate_one is not None:
         print(seconds_per_step(run_dir(args.out, "base"), args.calibrate_one, args.calibration_steps))
         return
     args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
     args.deadline = time.time() + args.cap_hours * 3600
 
     base = train_base(args)
