@@ -144,6 +144,15 @@ def _click_json(click: Click) -> Dict[str, Any]:
     return {"label": click.label, "origin": list(click.origin), "direction": list(click.direction)}
 
 
+def require_clicks(click_set: ClickSet, source: str) -> None:
+    """A set to label with needs a click (an empty set is a valid file: the viewer saves classes before clicks)."""
+    if not click_set.clicks:
+        raise JacobiNerfError(
+            f"Clicks file {source} has no clicks: add at least one ({FORMAT_HELP}), e.g. "
+            '{"label": "chair", "image": "images/frame_00000.png", "x": 10.5, "y": 20.5}.'
+        )
+
+
 def read_clicks(path: Path) -> ClickSet:
     """The click set in a JSON file, every field validated (a :class:`JacobiNerfError` names the file and field)."""
     path = Path(path)

@@ -53,18 +53,14 @@ class Label:
         from nerfstudio.utils.rich_utils import CONSOLE
         from rich.progress import track
 
-        from jacobinerf_ns.clicks import read_clicks
+        from jacobinerf_ns.clicks import read_clicks, require_clicks
         from jacobinerf_ns.label_export import ExportFolder
         from jacobinerf_ns.propagation.labelling import dataset_scene, label_frame, resolve_clicks
         from jacobinerf_ns.visualization import palette
 
         self.check_options()
         click_set = read_clicks(self.clicks)
-        if not click_set.clicks:
-            raise JacobiNerfError(
-                f"Clicks file {self.clicks} has no clicks: add at least one (docs/clicks.md), e.g. "
-                '{"label": "chair", "image": "images/frame_00000.png", "x": 10.5, "y": 20.5}.'
-            )
+        require_clicks(click_set, str(self.clicks))  # before the run loads
         pipeline, checkpoint = self.load_run()
         scene = dataset_scene(pipeline.datamanager)
         if click_set.fingerprint is not None:

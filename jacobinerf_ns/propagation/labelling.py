@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Dict, List, Literal, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.clicks import ClickSet, PixelClick, SceneFingerprint, scene_fingerprint
+from jacobinerf_ns.clicks import ClickSet, PixelClick, SceneFingerprint, require_clicks, scene_fingerprint
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.propagation.probe import RESPONSES, Probe, ray_jacobians, render_responses
 
@@ -160,10 +160,7 @@ class ClickRays:
 def pixel_click(frame: Frame, row: float, column: float, label: str) -> PixelClick:
     """The :class:`PixelClick` at continuous camera coordinates ``(row, column)`` of ``frame`` (pixel ``(y, x)``'s
     centre is ``(y + 0.5, x + 0.5)``), converted to the image file's resolution."""
-    from PIL import Image
-
-    with Image.open(frame.image) as image:
-        width, height = image.size
+    width, height = image_size(frame.image)
     camera = frame.camera
     return PixelClick(
         label=label,
@@ -173,23 +170,25 @@ def pixel_click(frame: Frame, row: float, column: float, label: str) -> PixelCli
     )
 
 
+def image_size(path: Path) -> Tuple[int, int]:
+    """``(width, height)`` of an image file (its header only)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
 def click_rays(click_set: ClickSet, scene: Scene, source: str) -> ClickRays:
     """Pixel clicks → the ray through that continuous pixel of the frame's camera (coordinates scaled from the
     image file's resolution to the camera's); ray clicks → :meth:`Scene.to_normalised`. ``source`` names the set."""
-    from PIL import Image
-
+    require_clicks(click_set, source)
     origins, directions, areas, names = [], [], [], []
-    sizes: Dict[Path, Tuple[int, int]] = {}
     for index, click in enumerate(click_set.clicks):
         where = f"Clicks file {source}, clicks[{index}]"
         if isinstance(click, PixelClick):
             frame = scene.frame_of(click.image, where)
             named = scene.data_dir / click.image
-            file = named if named.is_file() else frame.image  # the file whose pixels the coordinates count
-            if file not in sizes:
-                with Image.open(file) as image:
-                    sizes[file] = image.size
-            width, height = sizes[file]
+            width, height = image_size(named if named.is_file() else frame.image)  # the file the pixels count in
             if not (click.x < width and click.y < height):
                 raise JacobiNerfError(
                     f"{where}: (x {click.x}, y {click.y}) lies outside {click.image}, which is {width}×{height} "
@@ -210,11 +209,6 @@ def click_rays(click_set: ClickSet, scene: Scene, source: str) -> ClickRays:
             directions.append(direction)
             areas.append(torch.full((1, 1), RAY_PIXEL_AREA))
             names.append(f"clicks[{index}] ({click.label!r}, ray from {list(click.origin)})")
-    if not origins:
-        raise JacobiNerfError(
-            f"Clicks file {source} has no clicks: add at least one (the viewer's Paint label, or by hand: "
-            "docs/clicks.md)."
-        )
     return ClickRays(
         origins=torch.cat(origins).float(),
         directions=torch.cat(directions).float(),
