@@ -104,6 +104,20 @@ def test_pixel_and_ray_clicks_resolve_to_the_rays_of_the_original_frame(scenes, 
     torch.testing.assert_close(directions, wanted_directions, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("normalisation", sorted(NORMALISATIONS))
+def test_a_viewer_ray_is_saved_in_the_original_frame_and_resolves_back(scenes, sample_scene, normalisation):
+    scene, meta = scenes[normalisation], transforms(sample_scene)
+    frame = scene.frames[4]
+    rays = frame.camera.generate_rays(camera_indices=0, keep_shape=True)
+    click = scene.ray_click(rays.origins[9, 13], rays.directions[9, 13], "thing")
+    origin, direction = analytic_pixel_ray(meta, [f["file_path"] for f in meta["frames"]].index(frame.name), 13.5, 9.5)
+    np.testing.assert_allclose(click.origin, origin, atol=1e-4)
+    np.testing.assert_allclose(click.direction, direction, atol=1e-4)
+    resolved = click_rays(ClickSet(("thing",), (click,)), scene, "clicks.json")
+    torch.testing.assert_close(resolved.origins[0], rays.origins[9, 13], atol=1e-5, rtol=0)
+    torch.testing.assert_close(resolved.directions[0], rays.directions[9, 13], atol=1e-5, rtol=0)
+
+
 def test_a_pixel_click_and_a_ray_click_of_the_same_pixel_have_the_same_jacobian(scenes, model):
     """Where the ray lies is checked above against transforms.json; here, that both kinds reach the same Jacobian."""
     scene = scenes["default"]

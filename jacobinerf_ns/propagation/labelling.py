@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Dict, List, Literal, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.clicks import ClickSet, PixelClick, SceneFingerprint, require_clicks, scene_fingerprint
+from jacobinerf_ns.clicks import ClickSet, PixelClick, RayClick, SceneFingerprint, require_clicks, scene_fingerprint
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.propagation.probe import RESPONSES, Probe, ray_jacobians, render_responses
 
@@ -89,6 +89,16 @@ class Scene:
             torch.nn.functional.normalize(directions @ linear.T, dim=-1),
         )
 
+    def ray_click(self, origin: Tensor, direction: Tensor, label: str) -> RayClick:
+        """A ray of nerfstudio's frame (a viewer click) as a :class:`RayClick` in the original frame: the inverse of
+        :meth:`to_normalised`, ``o = A⁻¹ (o' / s − t)``, ``d = A⁻¹ d' / |A⁻¹ d'|``."""
+        transform = self.outputs.dataparser_transform.double()
+        inverse = torch.linalg.inv(transform[:, :3])
+        scale = float(self.outputs.dataparser_scale)
+        original = (origin.double().reshape(3) / scale - transform[:, 3]) @ inverse.T
+        towards = torch.nn.functional.normalize(direction.double().reshape(3) @ inverse.T, dim=0)
+        return RayClick(label=label, origin=_floats(original), direction=_floats(towards))
+
     def frame_of(self, image: str, where: str) -> Frame:
         """The frame a click's ``image`` names: its path relative to the data folder (or an absolute path), else its
         file name when unique."""
@@ -109,6 +119,10 @@ class Scene:
             f"{where}: the dataset in {self.data_dir} has no image {image!r} ({len(names)} images, e.g. "
             f"{', '.join(close)}): name an image by its path relative to the data folder, or by its file name."
         )
+
+
+def _floats(vector: Tensor) -> Tuple[float, float, float]:
+    return tuple(float(v) for v in vector)  # type: ignore[return-value]
 
 
 def scene_from_outputs(data_dir: Path, splits: Dict[str, DataparserOutputs]) -> Scene:
