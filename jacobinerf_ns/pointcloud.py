@@ -1,13 +1,14 @@
-"""Point clouds out of renders: back-projected depth, in the poses' original frame, written as PLY (plyfile).
+"""Point clouds out of renders: back-projected depth, in the poses' original frame, voxel-downsampled with a
+majority vote of labels, written as PLY (plyfile).
 
 PLY vertices carry float ``x y z``, uchar ``red green blue`` and, for labelled clouds, an int32 ``label``; Open3D's
-tensor API, CloudCompare and MeshLab read them.
+tensor API (``open3d.t.io.read_point_cloud(path).point["label"]``), CloudCompare and MeshLab read them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -51,3 +52,57 @@ def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, labels: Option
         vertex["label"] = labels
     with files.atomic_path(path) as temporary:
         PlyData([PlyElement.describe(vertex, "vertex")]).write(str(temporary))
+
+
+MERGE_ROWS = 4_000_000
+"""Pending (voxel, label) rows of a :class:`VoxelVote` above which they are merged."""
+
+
+class VoxelVote:
+    """Voxel downsampling with a majority vote of labels, accumulated one batch of points (a frame) at a time.
+
+    A voxel's point and colour are the means of the points in it; its label is the most frequent non-zero label
+    (0 = unlabelled only when no labelled point fell in it; ties go to the smaller id). Memory grows with the
+    occupied voxels × labels, not with the points added.
+    """
+
+    def __init__(self, voxel_size: float) -> None:
+        self.voxel_size = voxel_size
+        self._pending: List[Tuple[np.ndarray, ...]] = []
+        self._rows = 0
+
+    def add(self, points: np.ndarray, colors: np.ndarray, labels: np.ndarray) -> None:
+        """``(P, 3)`` points, ``(P, 3)`` uint8 colours and ``(P,)`` integer labels."""
+        keys = np.column_stack([np.floor(points / self.voxel_size).astype(np.int64), labels.astype(np.int64)])
+        reduced = _reduce(keys, np.ones(len(points)), points.astype(np.float64), colors.astype(np.float64))
+        self._pending.append(reduced)
+        self._rows += len(reduced[0])
+        if self._rows > MERGE_ROWS:
+            self._pending = [_reduce(*(np.concatenate(part) for part in zip(*self._pending)))]
+            self._rows = len(self._pending[0][0])
+
+    def result(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(V, 3)`` float32 points, ``(V, 3)`` uint8 colours and ``(V,)`` int32 labels, one per occupied voxel."""
+        if not self._pending:
+            return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.int32)
+        keys, counts, position_sums, color_sums = _reduce(*(np.concatenate(part) for part in zip(*self._pending)))
+        _, voxel = np.unique(keys[:, :3], axis=0, return_inverse=True)
+        voxel = voxel.reshape(-1)
+        labels = keys[:, 3]
+        order = np.lexsort((-labels, counts, labels != 0, voxel))  # the winner of each voxel sorts last
+        last = np.append(voxel[order][1:] != voxel[order][:-1], True)
+        totals = np.bincount(voxel, weights=counts)[:, None]
+        points = _sum_by(voxel, position_sums) / totals
+        colors = np.clip(np.round(_sum_by(voxel, color_sums) / totals), 0, 255)
+        return points.astype(np.float32), colors.astype(np.uint8), labels[order[last]].astype(np.int32)
+
+
+def _sum_by(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return np.stack([np.bincount(groups, weights=values[:, axis]) for axis in range(values.shape[1])], axis=1)
+
+
+def _reduce(keys: np.ndarray, counts: np.ndarray, position_sums: np.ndarray, color_sums: np.ndarray):
+    """Rows with equal ``keys`` (voxel, label) merged: counts and sums added."""
+    unique, group = np.unique(keys, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    return unique, np.bincount(group, weights=counts), _sum_by(group, position_sums), _sum_by(group, color_sums)

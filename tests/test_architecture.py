@@ -16,10 +16,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jacobinerf_ns"
 
 LAYERS = [  # lowest first; a module may import modules of its own layer or below, never above (docs/architecture.md)
     {"errors", "files", "cache", "jacobians", "metrics", "visualization", "sample_scene"},
-    {"compat", "labels", "field", "shaping", "pointcloud"},
+    {"compat", "labels", "clicks", "field", "shaping", "pointcloud"},
     {"surrogates", "dataparsers"},
     {"propagation"},
-    {"evaluation", "datamanager", "viewer"},
+    {"evaluation", "label_export", "datamanager", "viewer"},
     {"model"},
     {"pipeline"},
     {"config"},

@@ -227,8 +227,13 @@ def test_export_labels_command_writes_ids_and_overlays(shaped_run, tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    clicks = json.loads((out / "clicks.json").read_text())
-    clicked = {click["label"] for click in clicks["clicks"]}
+    from jacobinerf_ns.clicks import read_clicks
+
+    click_set = read_clicks(out / "clicks.json")  # a click set (docs/clicks.md) that jacobinerf-label takes
+    clicked = set(click_set.class_ids())
+    assert {click.image for click in click_set.clicks} == {"images/frame_00000.png"}
+    assert all(click.x % 1 == 0.5 and click.y % 1 == 0.5 for click in click_set.clicks), "pixel centres"
+    assert click_set.fingerprint is not None and json.loads((out / "clicks.json").read_text())["kind"] == "instances"
     ids = sorted((out / "ids").glob("*.png"))
     assert [p.name for p in ids] == ["frame_00004.png", "frame_00012.png"]
     import numpy as np

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from jacobinerf_ns import jacobians
 from jacobinerf_ns.jacobians import HeadInputs
+from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION
 from jacobinerf_ns.propagation.probe import (
     RESPONSES,
     Probe,
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
     from nerfstudio.cameras.rays import RayBundle
 
     from jacobinerf_ns.model import JacobiNerfModel
-
-MIN_ACCUMULATION = 0.5
-"""A click whose ray accumulates less opacity than this hit no surface."""
 
 
 @dataclass(frozen=True)

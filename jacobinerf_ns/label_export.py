@@ -1,0 +1,259 @@
+"""The folder ``jacobinerf-label`` writes: per-frame labels, resuming an interrupted export, and the labelled scene
+and point cloud it ends with.
+
+    OUT/export.json              what made it: click set (digest), run, settings — written first
+    OUT/ids/<stem>.png           class ids (uint8/uint16), 0 = unlabelled, id = position in classes + 1
+    OUT/overlay/<stem>.png       class colours over the image
+    OUT/confidence/<stem>.png    8-bit confidence (margin of the two best class scores)
+    OUT/depth/<stem>.npy         rendered depth along each pixel's ray (nerfstudio's frame, NaN: hits nothing)
+    OUT/labelled_points.ply      fused from depth/, voxel majority vote, original frame, RGB + int32 label
+    OUT/classes.json             id → name, colour (the jacobinerf-data layout)
+    OUT/transforms.json          the input's frames + semantics_file_path → ids/: written last, marks a complete export
+
+Every file is written then renamed, so a frame is complete when its four files exist; a rerun with the same click
+set, run and settings keeps those frames and renders the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from jacobinerf_ns import files
+from jacobinerf_ns.errors import JacobiNerfError
+from jacobinerf_ns.labels import read_label_map
+from jacobinerf_ns.pointcloud import VoxelVote, backproject, to_original_frame, write_ply
+from jacobinerf_ns.visualization import label_image, label_overlay, load_rgb, to_uint8
+
+if TYPE_CHECKING:
+    from jacobinerf_ns.propagation.labelling import Frame, FrameLabels, Scene
+
+MANIFEST = "export.json"
+FRAME_FILES = {"ids": ".png", "overlay": ".png", "confidence": ".png", "depth": ".npy"}
+POINTS, CLASSES, TRANSFORMS = "labelled_points.ply", "classes.json", "transforms.json"
+UNLABELLED = "unlabelled"
+PATH_KEYS = ("file_path", "depth_file_path", "mask_path")
+"""Per-frame paths of nerfstudio-data that are relative to the data folder."""
+DROPPED_KEYS = ("semantics_file_path", "instance_file_path")
+IDENTITY = {
+    "clicks": "click set",
+    "config": "--load-config",
+    "checkpoint": "checkpoint",
+    "space": "--space",
+    "mode": "--mode",
+    "sigma": "--sigma",
+    "min_confidence": "--min-confidence",
+}
+"""What must match for a rerun to keep an earlier export's frames (``--frames`` and ``--voxel-size`` need not), and
+how messages name it."""
+FOOTPRINT_SAMPLES = 4096
+"""Pixels per frame whose footprint sets the default voxel size."""
+FOOTPRINT_PERCENTILE = 10
+"""The default voxel is the footprint at this percentile of the distances: near surfaces keep their detail."""
+
+
+@dataclass(frozen=True)
+class ExportFolder:
+    root: Path
+
+    def frame_path(self, kind: str, frame: Frame) -> Path:
+        return self.root / kind / f"{frame.stem}{FRAME_FILES[kind]}"
+
+    def is_written(self, frame: Frame) -> bool:
+        return all(self.frame_path(kind, frame).is_file() for kind in FRAME_FILES)
+
+    def prepare(self, identity: Dict, scene: Scene, overwrite: bool) -> None:
+        """Checks that the folder may receive this export (else a :class:`JacobiNerfError` saying why and what to
+        do), clears what an earlier export wrote with ``overwrite``, and records ``identity``."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise JacobiNerfError(f"--output-dir {root} is a file: give a folder (new or empty).")
+        if root.resolve() == scene.data_dir.resolve():
+            raise JacobiNerfError(
+                f"--output-dir {root} is the data folder of the run: the export writes its own transforms.json, so "
+                "give another folder."
+            )
+        previous = self._identity()
+        if root.is_dir() and any(root.iterdir()) and not overwrite:
+            if previous is None:
+                raise JacobiNerfError(
+                    f"--output-dir {root} is not empty and holds no jacobinerf-label export: give a new or empty "
+                    "folder, or pass --overwrite to write the export there anyway."
+                )
+            changed = [
+                f"{name} {previous.get(key)!r} (now {identity[key]!r})" if key != "clicks" else "another click set"
+                for key, name in IDENTITY.items()
+                if previous.get(key) != identity[key]
+            ]
+            if changed:
+                raise JacobiNerfError(
+                    f"--output-dir {root} holds an export made with {'; '.join(changed)}: pass --overwrite to "
+                    "replace it, or give another folder."
+                )
+        try:
+            if overwrite:
+                self._remove_export()
+            (root / TRANSFORMS).unlink(missing_ok=True)  # the export is incomplete until it is written again
+            for kind in FRAME_FILES:
+                (root / kind).mkdir(parents=True, exist_ok=True)
+                for partial in (root / kind).glob(f".*{files.PARTIAL}-*"):  # left by an interrupted write
+                    partial.unlink()
+            files.write_json(root / MANIFEST, identity)
+        except OSError as error:
+            raise JacobiNerfError(f"Cannot write to --output-dir {root} ({error}): give a writable folder.") from None
+
+    def _identity(self) -> Optional[Dict]:
+        try:
+            return json.loads((self.root / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _remove_export(self) -> None:
+        """Removes what an export writes (and nothing else of the folder), its completeness marker first."""
+        for name in (TRANSFORMS, MANIFEST, POINTS, CLASSES):
+            (self.root / name).unlink(missing_ok=True)
+        for kind in FRAME_FILES:
+            shutil.rmtree(self.root / kind, ignore_errors=True)
+
+    def write_frame(self, frame: Frame, labels: FrameLabels, colors: torch.Tensor) -> None:
+        height, width = labels.ids.shape
+        rgb = load_rgb(frame.image, height, width)
+        depth = torch.where(labels.hit, labels.depth, torch.full_like(labels.depth, float("nan")))
+        with files.atomic_path(self.frame_path("depth", frame)) as temporary:
+            np.save(temporary, depth.numpy().astype(np.float32))
+        files.save_image(self.frame_path("confidence", frame), to_uint8(labels.confidence))
+        files.save_image(self.frame_path("overlay", frame), to_uint8(label_overlay(rgb, labels.ids, colors)))
+        files.save_image(self.frame_path("ids", frame), label_image(labels.ids))
+
+    def write_points(self, scene: Scene, frames: Sequence[Frame], voxel_size: Optional[float]) -> Tuple[int, float]:
+        """Fuses the frames' depth, image colours and ids into ``labelled_points.ply``; returns (points, voxel).
+
+        Default voxel: the footprint of one pixel (``distance / fx``) at the near end of the rendered distances
+        (:data:`FOOTPRINT_PERCENTILE`), so the cloud keeps about the detail of one view whatever the scene's units,
+        and far floaters do not coarsen it.
+        """
+        if voxel_size is None:
+            footprints = np.concatenate([self._footprints(scene, frame) for frame in frames])
+            voxel_size = float(np.percentile(footprints, FOOTPRINT_PERCENTILE)) if len(footprints) else 1.0
+        vote = VoxelVote(voxel_size)
+        for frame in frames:
+            points, hit = self._frame_points(scene, frame)
+            height, width = hit.shape
+            colors = to_uint8(load_rgb(frame.image, height, width))[hit]
+            vote.add(points, colors, read_label_map(self.frame_path("ids", frame))[hit])
+        points, colors, labels = vote.result()
+        write_ply(self.root / POINTS, points, colors, labels)
+        return len(points), voxel_size
+
+    def _frame_points(self, scene: Scene, frame: Frame) -> Tuple[np.ndarray, np.ndarray]:
+        """``(P, 3)`` points of a frame's hit pixels in the original frame, and the ``(H, W)`` hit mask."""
+        depth = torch.from_numpy(np.load(self.frame_path("depth", frame)))
+        hit = torch.isfinite(depth)
+        points = backproject(frame.camera, torch.nan_to_num(depth))[hit]
+        return to_original_frame(points, scene.outputs).numpy(), hit.numpy()
+
+    def _footprints(self, scene: Scene, frame: Frame) -> np.ndarray:
+        """Sizes of (a sample of) the frame's hit pixels on the surface, in the original frame's units."""
+        points, _ = self._frame_points(scene, frame)
+        points = points[np.random.default_rng(0).permutation(len(points))[:FOOTPRINT_SAMPLES]]
+        centre = to_original_frame(frame.camera.camera_to_worlds[:, :3, 3], scene.outputs)[0].numpy()
+        return np.linalg.norm(points - centre, axis=-1) / float(frame.camera.fx)
+
+    def write_classes(self, classes: Sequence[str], colors: torch.Tensor) -> None:
+        """``classes.json`` as the jacobinerf-data dataparser reads it (``semantic_classes``: index, name, color)."""
+        names = [UNLABELLED, *classes]
+        rows = [
+            {"index": index, "name": name, "color": [int(c) for c in to_uint8(colors[index])]}
+            for index, name in enumerate(names)
+        ]
+        files.write_json(self.root / CLASSES, {"semantic_classes": rows})
+
+    def write_transforms(self, scene: Scene, frames: Sequence[Frame]) -> None:
+        """``transforms.json`` of the labelled frames: the input's own frames when the data folder is nerfstudio-data
+        (paths rewritten to resolve from here), else written from the cameras (original frame)."""
+        source = scene.data_dir / TRANSFORMS
+        if source.is_file():
+            meta = self._rewritten_transforms(json.loads(source.read_text()), scene, frames)
+        else:
+            meta = self._camera_transforms(scene, frames)
+        files.write_json(self.root / TRANSFORMS, meta)
+
+    def _relative(self, path: Path) -> str:
+        """``path`` as seen from the export folder (absolute when no relative path exists)."""
+        try:
+            return Path(os.path.relpath(Path(path).resolve(), self.root.resolve())).as_posix()
+        except ValueError:  # another drive
+            return str(Path(path).resolve())
+
+    def _rewritten_transforms(self, meta: Dict, scene: Scene, frames: Sequence[Frame]) -> Dict:
+        by_image = {(scene.data_dir / row["file_path"]).resolve(): row for row in meta["frames"]}
+        by_name: Dict[str, List[Dict]] = {}
+        for row in meta["frames"]:
+            by_name.setdefault(Path(row["file_path"]).name, []).append(row)
+        rows = []
+        for frame in frames:
+            row = by_image.get(frame.image.resolve())
+            if row is None:  # nerfstudio loaded a downscaled copy (images_2/...)
+                candidates = by_name.get(frame.image.name, [])
+                if len(candidates) != 1:
+                    raise JacobiNerfError(
+                        f"{scene.data_dir / TRANSFORMS} lists no single frame for {frame.name}: the export needs "
+                        "the run's data folder as it was at training."
+                    )
+                row = candidates[0]
+            rows.append((frame, row))
+        exported = {(scene.data_dir / row["file_path"]).resolve() for _, row in rows}
+        result = {key: value for key, value in meta.items() if key != "frames"}
+        for key in [key for key in result if key.endswith("_filenames")]:  # explicit splits
+            listed = [scene.data_dir / name for name in result[key]]
+            result[key] = [self._relative(path) for path in listed if path.resolve() in exported]
+        if "ply_file_path" in result:
+            result["ply_file_path"] = self._relative(scene.data_dir / result["ply_file_path"])
+        result["frames"] = [self._rewritten_frame(row, frame, scene.data_dir) for frame, row in rows]
+        return result
+
+    def _rewritten_frame(self, row: Dict, frame: Frame, data_dir: Path) -> Dict:
+        row = {key: value for key, value in row.items() if key not in DROPPED_KEYS}
+        for key in PATH_KEYS:
+            if key in row:
+                row[key] = self._relative(data_dir / row[key])
+        row["semantics_file_path"] = self._relative(self.frame_path("ids", frame))
+        return row
+
+    def _camera_transforms(self, scene: Scene, frames: Sequence[Frame]) -> Dict:
+        from nerfstudio.cameras.cameras import CameraType
+
+        poses = scene.outputs.transform_poses_to_original_space(
+            torch.cat([frame.camera.camera_to_worlds for frame in frames]), camera_convention="opengl"
+        )
+        rows = []
+        for frame, pose in zip(frames, poses):
+            camera = frame.camera
+            if int(camera.camera_type.flatten()[0]) != CameraType.PERSPECTIVE.value:
+                raise JacobiNerfError(
+                    f"Frame {frame.name} has a {CameraType(int(camera.camera_type.flatten()[0])).name} camera: the "
+                    "export writes transforms.json for perspective cameras only."
+                )
+            distortion = [0.0] * 6 if camera.distortion_params is None else camera.distortion_params.flatten().tolist()
+            rows.append(
+                {
+                    "file_path": self._relative(frame.image),
+                    "semantics_file_path": self._relative(self.frame_path("ids", frame)),
+                    "fl_x": float(camera.fx),
+                    "fl_y": float(camera.fy),
+                    "cx": float(camera.cx),
+                    "cy": float(camera.cy),
+                    "w": int(camera.width),
+                    "h": int(camera.height),
+                    **dict(zip(("k1", "k2", "k3", "k4", "p1", "p2"), distortion)),
+                    "transform_matrix": pose.tolist() + [[0.0, 0.0, 0.0, 1.0]],
+                }
+            )
+        return {"camera_model": "OPENCV", "frames": rows}
