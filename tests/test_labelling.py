@@ -287,3 +287,18 @@ def test_voxel_vote_keeps_the_majority_label_whatever_the_batches(monkeypatch):
     unlabelled = VoxelVote(1.0)
     unlabelled.add(points[:3], colors[:3], np.zeros(3, np.int64))
     assert set(unlabelled.result()[2].tolist()) == {0}
+
+
+def test_the_suggested_click_is_the_least_confident_region_that_hits_a_surface():
+    from jacobinerf_ns.propagation.labelling import least_confident_pixel, mean_confidence
+
+    confidence = torch.ones(20, 30)
+    confidence[12:17, 3:8] = 0.1  # an unsure region
+    confidence[2, 25] = 0.0  # one unsure pixel: a box around it stays confident on average
+    hit = torch.ones(20, 30, dtype=torch.bool)
+    assert least_confident_pixel(confidence, hit) == (14, 5)
+    hit[10:20, 0:10] = False  # the unsure region is sky: nothing to click there
+    y, x = least_confident_pixel(confidence, hit)
+    assert abs(y - 2) <= 2 and abs(x - 25) <= 2, "the box around the chosen pixel holds the unsure pixel"
+    assert least_confident_pixel(confidence, torch.zeros_like(hit)) is None
+    assert mean_confidence(confidence, hit) == pytest.approx(float(confidence[hit].mean()))

@@ -348,3 +348,28 @@ def label_frame(
         depth=outputs["depth"].cpu()[..., 0],
         accumulation=accumulation,
     )
+
+
+SUGGESTION_WINDOW = 5
+"""Side (pixels) of the box over which *Suggest next click* averages confidence: a region, not one noisy pixel."""
+
+
+def least_confident_pixel(
+    confidence: Tensor, hit: Tensor, window: int = SUGGESTION_WINDOW
+) -> Optional[Tuple[int, int]]:
+    """``(y, x)`` where the next click helps most: the centre of the ``window × window`` box of lowest mean confidence,
+    among pixels whose ray hits a surface (``None`` when none does). ``confidence``, ``hit``: ``(H, W)``."""
+    if not hit.any():
+        return None
+    known = torch.where(hit, confidence.float(), torch.ones_like(confidence, dtype=torch.float32))
+    pooled = torch.nn.functional.avg_pool2d(
+        known[None, None], window, stride=1, padding=window // 2, count_include_pad=False
+    )[0, 0]
+    pooled = torch.where(hit, pooled, torch.full_like(pooled, float("inf")))
+    index = int(pooled.argmin())
+    return index // pooled.shape[1], index % pooled.shape[1]
+
+
+def mean_confidence(confidence: Tensor, hit: Tensor) -> float:
+    """Mean confidence of the pixels whose ray hits a surface (1 when none does: nothing to label there)."""
+    return float(confidence[hit].mean()) if hit.any() else 1.0
