@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -117,3 +120,51 @@ def download_host_resolves() -> bool:
         return True
     except OSError:
         return False
+
+
+COMMANDS = {  # console scripts → their modules, run with this interpreter (no dependence on PATH or shims)
+    "ns-train": "nerfstudio.scripts.train",
+    "ns-eval": "nerfstudio.scripts.eval",
+    "ns-viewer": "nerfstudio.scripts.viewer.run_viewer",
+    "ns-render": "nerfstudio.scripts.render",
+    "jacobinerf-eval": "jacobinerf_ns.commands.eval",
+    "jacobinerf-export-labels": "jacobinerf_ns.commands.export_labels",
+    "jacobinerf-shape": "jacobinerf_ns.commands.shape",
+    "jacobinerf-label": "jacobinerf_ns.commands.label",
+}
+
+TINY_FIELD = [
+    "--pipeline.model.log2-hashmap-size", "10", "--pipeline.model.num-levels", "4", "--pipeline.model.max-res", "64",
+    "--pipeline.model.hidden-dim", "16", "--pipeline.model.hidden-dim-color", "16",
+    "--pipeline.model.head-in-dim", "16",
+    "--pipeline.model.num-nerf-samples-per-ray", "8", "--pipeline.model.num-proposal-samples-per-ray", "16", "8",
+    "--pipeline.model.eval-num-rays-per-chunk", "1024",
+    "--pipeline.datamanager.train-num-rays-per-batch", "128", "--pipeline.datamanager.eval-num-rays-per-batch", "128",
+    "--pipeline.propagation.dense-mlp-steps", "20", "--pipeline.propagation.dense-rounds", "2",
+    "--pipeline.propagation.dense-candidates", "3", "--pipeline.propagation.head-steps", "20",
+    "--pipeline.datamanager.dino-stride", "8",  # DINO baselines with random weights: a tiny token grid
+    "--pipeline.datamanager.dino-short-side", "32",
+]  # fmt: skip
+"""ns-train options of a field that trains in seconds on the sample scene (plumbing, not quality)."""
+
+
+def run_command(command: str, *args, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """A console script in a subprocess, as a user runs it (CPU only)."""
+    return subprocess.run(
+        [sys.executable, "-m", COMMANDS[command], *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        timeout=timeout,
+    )
+
+
+def train_tiny(scene: Path, out: Path, *args, name: str = "run") -> subprocess.CompletedProcess:
+    """``ns-train jacobinerf`` of the tiny field on ``scene`` into ``out/<name>/jacobinerf/t``."""
+    return run_command(
+        "ns-train", "jacobinerf", "--data", scene, "--output-dir", out, "--experiment-name", name, "--timestamp", "t",
+        "--machine.device-type", "cpu", "--vis", "tensorboard", "--mixed-precision", "False",
+        "--steps-per-eval-batch", "1000", "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "100000",
+        *TINY_FIELD, *args, cwd=out,
+    )  # fmt: skip

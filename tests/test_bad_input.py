@@ -7,10 +7,8 @@ words of the message (the file or option, and the fix) and that no Python traceb
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +16,15 @@ import pytest
 from PIL import Image
 
 from jacobinerf_ns.sample_scene import make_sample_scene
+from tests.helpers import TINY_FIELD, run_command
 
 pytestmark = pytest.mark.slow  # every case starts a nerfstudio command
 
-MODULES = {
-    "ns-train": "nerfstudio.scripts.train",
-    "ns-eval": "nerfstudio.scripts.eval",
-    "ns-viewer": "nerfstudio.scripts.viewer.run_viewer",
-    "ns-render": "nerfstudio.scripts.render",
-    "jacobinerf-eval": "jacobinerf_ns.commands.eval",
-    "jacobinerf-export-labels": "jacobinerf_ns.commands.export_labels",
-    "jacobinerf-shape": "jacobinerf_ns.commands.shape",
-}
-TINY = [
-    "--pipeline.model.log2-hashmap-size", "10", "--pipeline.model.num-levels", "4", "--pipeline.model.max-res", "64",
-    "--pipeline.model.hidden-dim", "16", "--pipeline.model.hidden-dim-color", "16", "--pipeline.model.head-in-dim", "8",
-    "--pipeline.model.num-nerf-samples-per-ray", "8", "--pipeline.model.num-proposal-samples-per-ray", "16", "8",
-    "--pipeline.datamanager.train-num-rays-per-batch", "64", "--pipeline.datamanager.eval-num-rays-per-batch", "64",
-    "--pipeline.propagation.seeds", "0", "--pipeline.propagation.settings", "sparse",
-]  # fmt: skip
+TINY = [*TINY_FIELD, "--pipeline.propagation.seeds", "0", "--pipeline.propagation.settings", "sparse"]
 
 
-def run(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(
-        [sys.executable, "-m", MODULES[command], *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
-    )
+def run(command: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    return run_command(command, *args, cwd=cwd, timeout=600)
 
 
 def train_args(data: Path, out: Path, *extra: str, steps: int = 2) -> list:

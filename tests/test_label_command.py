@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -23,6 +22,7 @@ from PIL import Image
 from jacobinerf_ns.clicks import ClickSet, PixelClick, RayClick, scene_fingerprint, write_clicks
 from jacobinerf_ns.runs import train
 from jacobinerf_ns.sample_scene import INSTANCES, PRIMITIVES, _trace
+from tests.helpers import run_command
 
 pytestmark = pytest.mark.slow  # trains two runs and runs the command in subprocesses
 
@@ -53,16 +53,8 @@ OBJECTS = {  # instance → a point inside it (sample_scene.PRIMITIVES)
 NAMES = [name for name, *_ in INSTANCES]  # instance id - 1 → name
 
 
-def label(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The real command in a subprocess, with this interpreter."""
-    return subprocess.run(
-        [sys.executable, "-m", "jacobinerf_ns.commands.label", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-        timeout=600,
-    )
+def label(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return run_command("jacobinerf-label", *args, cwd=cwd, timeout=600)
 
 
 def output(result: subprocess.CompletedProcess) -> str:

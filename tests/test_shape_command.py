@@ -6,8 +6,7 @@ import pytest
 import yaml
 
 from jacobinerf_ns.runs import cosine_gap, load_step
-from tests.helpers import TRAINED_SHAPING_START
-from tests.test_training import ns
+from tests.helpers import TRAINED_SHAPING_START, run_command
 
 SHAPING_STEPS = 200
 
@@ -16,7 +15,7 @@ SHAPING_STEPS = 200
 def shaped_copy(trained_run, tmp_path_factory):
     """The trained sample-scene run's field right before shaping, shaped for 200 steps by ``jacobinerf-shape``."""
     cwd = tmp_path_factory.mktemp("shape")
-    result = ns(
+    result = run_command(
         "jacobinerf-shape", "--load-config", str(trained_run / "config.yml"), "--load-step",
         str(TRAINED_SHAPING_START - 1), "--steps", str(SHAPING_STEPS), "--timestamp", "shaped_copy",
         "--vis", "tensorboard", "--mi-loss-mult", "0.1", cwd=cwd,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import download_host_resolves
-from tests.test_training import train
+from tests.helpers import download_host_resolves, train_tiny
 
 pytestmark = pytest.mark.slow  # nerfstudio commands in subprocesses
 
@@ -17,7 +16,7 @@ def test_shaping_with_feature_maps_from_files(sample_scene, tmp_path):
     rng = np.random.default_rng(0)
     for image in sorted((sample_scene / "images").glob("*.png")):
         np.save(features / f"{image.stem}.npy", rng.normal(size=(9, 12, 16)).astype(np.float16))
-    result = train(
+    result = train_tiny(
         sample_scene,
         tmp_path,
         "--max-num-iterations",
@@ -39,7 +38,7 @@ def test_shaping_with_feature_maps_from_files(sample_scene, tmp_path):
 @pytest.mark.skipif(download_host_resolves(), reason="online: this test would download the weights")
 def test_offline_dino_stops_before_training_with_one_message(sample_scene, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no weights cached by an earlier run
-    result = train(
+    result = train_tiny(
         sample_scene,
         tmp_path,
         "--max-num-iterations",

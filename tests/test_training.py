@@ -3,106 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import download_host_resolves
+from tests.helpers import download_host_resolves, run_command, train_tiny
 
 pytestmark = pytest.mark.slow  # every test runs nerfstudio commands in subprocesses
-
-TINY_MODEL = [
-    "--pipeline.model.log2-hashmap-size",
-    "10",
-    "--pipeline.model.num-levels",
-    "4",
-    "--pipeline.model.max-res",
-    "64",
-    "--pipeline.model.hidden-dim",
-    "16",
-    "--pipeline.model.hidden-dim-color",
-    "16",
-    "--pipeline.model.head-in-dim",
-    "16",
-    "--pipeline.model.num-nerf-samples-per-ray",
-    "8",
-    "--pipeline.model.num-proposal-samples-per-ray",
-    "16",
-    "8",
-    "--pipeline.model.eval-num-rays-per-chunk",
-    "1024",
-    "--pipeline.datamanager.train-num-rays-per-batch",
-    "128",
-    "--pipeline.datamanager.eval-num-rays-per-batch",
-    "128",
-    "--pipeline.propagation.dense-mlp-steps",
-    "20",
-    "--pipeline.propagation.dense-rounds",
-    "2",
-    "--pipeline.propagation.dense-candidates",
-    "3",
-    "--pipeline.propagation.head-steps",
-    "20",
-    "--pipeline.datamanager.dino-stride",
-    "8",  # DINO baselines with random weights: a tiny token grid
-    "--pipeline.datamanager.dino-short-side",
-    "32",
-]
-
-
-ENTRY_POINTS = {  # console scripts → their modules, run with this interpreter (no dependence on PATH or shims)
-    "ns-train": "nerfstudio.scripts.train",
-    "ns-eval": "nerfstudio.scripts.eval",
-    "jacobinerf-export-labels": "jacobinerf_ns.commands.export_labels",
-    "jacobinerf-eval": "jacobinerf_ns.commands.eval",
-    "jacobinerf-shape": "jacobinerf_ns.commands.shape",
-}
-
-
-def ns(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(
-        [sys.executable, "-m", ENTRY_POINTS[command], *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
-
-
-def train(scene: Path, out: Path, *args: str, name: str = "run") -> subprocess.CompletedProcess:
-    return ns(
-        "ns-train",
-        "jacobinerf",
-        "--data",
-        str(scene),
-        "--output-dir",
-        str(out),
-        "--experiment-name",
-        name,
-        "--timestamp",
-        "t",
-        "--machine.device-type",
-        "cpu",
-        "--vis",
-        "tensorboard",
-        "--mixed-precision",
-        "False",
-        "--steps-per-eval-batch",
-        "1000",
-        "--steps-per-eval-image",
-        "1000",
-        "--steps-per-eval-all-images",
-        "100000",
-        *TINY_MODEL,
-        *args,
-        cwd=out,
-    )
 
 
 def checkpoint_threshold(path: Path) -> float:
@@ -113,7 +21,7 @@ def checkpoint_threshold(path: Path) -> float:
 @pytest.fixture(scope="module")
 def shaped_run(sample_scene, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
-    result = train(
+    result = train_tiny(
         sample_scene,
         out,
         "--max-num-iterations",
@@ -149,7 +57,7 @@ def test_checkpoint_loads_through_ns_eval_and_viewer_setup(shaped_run, tmp_path)
         _, pipeline, checkpoint, step = eval_setup(shaped_run / "config.yml", test_mode=test_mode)
         assert step == 5 and float(pipeline.model.threshold) == pytest.approx(saved)
 
-    result = ns(
+    result = run_command(
         "ns-eval",
         "--load-config",
         str(shaped_run / "config.yml"),
@@ -171,7 +79,7 @@ def test_checkpoint_loads_through_ns_eval_and_viewer_setup(shaped_run, tmp_path)
 def test_resume_restores_the_threshold_and_keeps_shaping(shaped_run, sample_scene):
     saved = checkpoint_threshold(shaped_run / "nerfstudio_models" / "step-000000005.ckpt")
     out = shaped_run.parent.parent.parent
-    result = train(
+    result = train_tiny(
         sample_scene,
         out,
         "--max-num-iterations",
@@ -196,7 +104,7 @@ def test_resume_restores_the_threshold_and_keeps_shaping(shaped_run, sample_scen
 
 @pytest.mark.skipif(download_host_resolves(), reason="online: the DINO weights would be downloaded")
 def test_unshaped_baseline_needs_no_surrogate_and_dino_without_weights_fails_fast(sample_scene, tmp_path):
-    unshaped = train(
+    unshaped = train_tiny(
         sample_scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "-1", name="plain"
     )
     assert unshaped.returncode == 0, unshaped.stderr[-4000:]
@@ -206,7 +114,7 @@ def test_unshaped_baseline_needs_no_surrogate_and_dino_without_weights_fails_fas
     )
     assert float(state["pipeline"]["_model.threshold.value"]) == pytest.approx(0.8)
 
-    missing = train(
+    missing = train_tiny(
         sample_scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "1", name="dino"
     )
     assert missing.returncode != 0
@@ -216,7 +124,7 @@ def test_unshaped_baseline_needs_no_surrogate_and_dino_without_weights_fails_fas
 
 def test_export_labels_command_writes_ids_and_overlays(shaped_run, tmp_path):
     out = tmp_path / "labels"
-    result = ns(
+    result = run_command(
         "jacobinerf-export-labels",
         "--load-config",
         str(shaped_run / "config.yml"),
@@ -259,7 +167,7 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
 
     config = str(shaped_run / "config.yml")
     output = tmp_path / "semantic_head.json"
-    result = ns(
+    result = run_command(
         "jacobinerf-eval",
         "--load-config",
         config,
@@ -277,7 +185,7 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
         ("", "instance_"), ("sparse", "dense"), ("3d",)
     )  # no psnr: --no-photometric
 
-    missing = ns(
+    missing = run_command(
         "jacobinerf-eval",
         "--load-config",
         config,
@@ -295,7 +203,7 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
     torch.save(timm.create_model("vit_small_patch8_224_dino", pretrained=False).state_dict(), weights)
     for method, space in (("dino-2d", "2d"), ("dino-field", "3d")):
         output = tmp_path / f"{method}.json"
-        result = ns(
+        result = run_command(
             "jacobinerf-eval",
             "--load-config",
             config,
@@ -320,7 +228,7 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
 
 def test_export_labels_with_a_baseline_method(shaped_run, tmp_path):
     out = tmp_path / "labels"
-    result = ns(
+    result = run_command(
         "jacobinerf-export-labels",
         "--load-config",
         str(shaped_run / "config.yml"),
