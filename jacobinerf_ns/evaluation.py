@@ -156,6 +156,12 @@ class PropagationEvaluation:
                 counts = confusion_matrix(predicted[valid], truth[valid], draw.num_labels)
                 draw.confusion[space] = draw.confusion.get(space, 0) + counts
 
+    def score_the_rest(self) -> None:
+        """Scores every target not scored yet (rendering it)."""
+        for target in range(self.target_count):
+            if target not in self.scored:
+                self.score(target)
+
     def metrics(self) -> Dict[str, float]:
         """Mean over draws under the paper's key, ``_std`` (over draws; 0 for one draw), and each draw's value."""
         values: Dict[str, Dict[str, float]] = {}
@@ -177,8 +183,7 @@ def evaluate_propagation(
 ) -> Dict[str, float]:
     """Every draw of ``protocol`` for every task, each target view rendered once (Jacobian method): the metrics."""
     evaluation = PropagationEvaluation(model, tasks, protocol)
-    for target in range(evaluation.target_count):
-        evaluation.score(target)
+    evaluation.score_the_rest()
     return evaluation.metrics()
 
 

@@ -59,7 +59,7 @@ class JacobiNerfPipeline(VanillaPipeline):
             with self.model.probing(replace(probe, decorate=scored)):
                 metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)
         if evaluation is not None:
-            self.finish(evaluation)
+            evaluation.score_the_rest()
             metrics.update(evaluation.metrics())
         return metrics
 
@@ -76,18 +76,12 @@ class JacobiNerfPipeline(VanillaPipeline):
 
         return score
 
-    @staticmethod
-    def finish(evaluation: PropagationEvaluation) -> None:
-        for target in range(evaluation.target_count):
-            if target not in evaluation.scored:
-                evaluation.score(target)
-
     def propagation_metrics(self) -> Dict[str, float]:
         """Semantic (and ``instance_``-prefixed) propagation metrics; empty, with a message, without labels."""
         evaluation = self.propagation_evaluation()
         if evaluation is None:
             return {}
-        self.finish(evaluation)
+        evaluation.score_the_rest()
         return evaluation.metrics()
 
     def propagation_evaluation(self) -> Optional[PropagationEvaluation]:
