@@ -10,6 +10,7 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, Va
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from jacobinerf_ns import cache
+from jacobinerf_ns.errors import require
 from jacobinerf_ns.surrogates.build import SurrogateName, build_surrogate
 
 SURROGATE = "surrogate"
@@ -41,6 +42,29 @@ class JacobiNerfDataManagerConfig(VanillaDataManagerConfig):
     """With ``dino``: images are resized to this short side before extraction (paper: 360)."""
     cache_dir: Path = cache.DEFAULT_ROOT
     """Where feature maps are cached, one float16 file per image (DINO: keyed by weights, image and settings)."""
+
+    def validate(self) -> None:
+        """Surrogate options that cannot work raise :class:`JacobiNerfError` before any data is read."""
+        option = "--pipeline.datamanager."
+        require(
+            self.surrogate in ("dino", "masks", "features"),
+            f"{option}surrogate",
+            f"{self.surrogate!r}: choose dino, masks or features.",
+        )
+        require(self.dino_stride >= 1, f"{option}dino-stride", f"must be ≥ 1 (paper: 4), got {self.dino_stride}.")
+        require(
+            self.dino_short_side >= 8,
+            f"{option}dino-short-side",
+            f"must be ≥ 8 (one ViT-S/8 patch; paper: 360), got {self.dino_short_side}.",
+        )
+        require(
+            self.feature_dim is None or self.feature_dim >= 1,
+            f"{option}feature-dim",
+            f"must be ≥ 1 (or unset: every channel), got {self.feature_dim}.",
+        )
+        for name in ("masks_dir", "features_dir", "dino_weights"):
+            path = getattr(self, name)
+            require(path is None or Path(path).exists(), f"{option}{name.replace('_', '-')}", f"{path} does not exist.")
 
 
 class JacobiNerfDataManager(VanillaDataManager):

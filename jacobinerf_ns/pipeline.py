@@ -38,6 +38,7 @@ class JacobiNerfPipeline(VanillaPipeline):
         errors.report_user_errors()  # ns-train / ns-eval / ns-viewer / ns-render of a jacobinerf run
         compat.allow_numpy_scalars()  # before nerfstudio loads a checkpoint into this pipeline (torch >= 2.6)
         config.model.validate()
+        config.datamanager.validate()
         super().__init__(config, *args, test_mode=test_mode, **kwargs)
         config.propagation.validate(len(self.datamanager.train_dataparser_outputs.cameras))
         self.jacobinerf = JacobiNerfPanel(self)  # found by nerfstudio's viewer (ns-viewer, and live in ns-train)

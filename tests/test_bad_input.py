@@ -131,6 +131,13 @@ def test_threshold_outside_its_bounds(scene, tmp_path):
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.model.threshold-init", "[0.5, 0.9]")
 
 
+def test_surrogate_options_that_cannot_work(scene, tmp_path):
+    args = train_args(scene, tmp_path / "runs", "--pipeline.datamanager.dino-stride", "0")
+    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.datamanager.dino-stride", "≥ 1")
+    args = train_args(scene, tmp_path / "runs", "--pipeline.datamanager.masks-dir", str(tmp_path / "no_masks"))
+    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.datamanager.masks-dir", "does not exist")
+
+
 def test_source_view_out_of_range(scene, tmp_path):
     args = train_args(scene, tmp_path / "runs", "--pipeline.propagation.source-views", "0", "99")
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.propagation.source-views", "[99]")
