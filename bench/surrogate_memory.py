@@ -24,7 +24,9 @@ from typing import Dict, List
 
 import numpy as np
 from PIL import Image
-from replica_propagation import SMALL_FIELD, run_tracked
+from replica_propagation import run_tracked
+
+from jacobinerf_ns.runs import REPLICA_SMALL_FIELD
 
 WIDTH, HEIGHT = 640, 480
 MAP_SHAPE = (120, 160, 384)
@@ -138,7 +140,7 @@ def train(root: Path, count: int, run: str, steps: int) -> float:
         str(10 * steps),
         "--pipeline.datamanager.cache-dir",
         str(root / "cache"),
-        *SMALL_FIELD,
+        *REPLICA_SMALL_FIELD,
         *[argument.format(**folders) for argument in RUNS[run]],
     ]
     return run_tracked(command)[1]
