@@ -7,7 +7,7 @@
 3. loads the run and writes ``outputs/demo/response.png``: for clicks on objects of a training view, the perturbation
    response and the selected entity in held-out views, next to the ground-truth entity; and prints the Jacobian
    cosine gap (same-instance vs different-instance pixel pairs) before and after shaping, plus sparse label
-   propagation metrics.
+   propagation metrics (mean ± std over 3 training views × 3 seeds).
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def main(argv=None) -> None:
     response_figure(pipeline, scene, figure)
     from jacobinerf_ns.propagation.protocol import PropagationProtocol
 
-    pipeline.config.propagation = PropagationProtocol(settings=("sparse",))
+    protocol = PropagationProtocol(settings=("sparse",), source_views=(0, 5, 10))
+    pipeline.config.propagation = protocol
     metrics = pipeline.propagation_metrics()
 
     print("\nMean |cos| of Jacobians in two held-out views (instance pairs):")
@@ -101,9 +102,14 @@ def main(argv=None) -> None:
             f"  {when} shaping (step {step}): same {gap['cos_same']:.3f}  different {gap['cos_different']:.3f}  "
             f"gap {gap['cos_gap']:+.3f}"
         )
-    print("Sparse label propagation (one click per class/instance on training view 0, all eval views):")
-    for key in sorted(metrics):
-        print(f"  {key:32s} {metrics[key]:.3f}")
+    draws = len(protocol.draw_views()) * len(protocol.draw_seeds())
+    print(
+        f"Sparse label propagation (one click per class/instance on a training view, all eval views), mean ± std "
+        f"over {draws} draws (training views {list(protocol.draw_views())} × seeds {list(protocol.draw_seeds())}):"
+    )
+    for key in ("sparse_3d_miou", "sparse_3d_total_acc", "instance_sparse_3d_miou", "instance_sparse_3d_total_acc"):
+        if key in metrics:
+            print(f"  {key:30s} {metrics[key]:.3f} ± {metrics[f'{key}_std']:.3f}")
     print(f"\nFigure: {figure}")
     print(f"Config: {run / 'config.yml'}  (try: ns-eval --load-config {run / 'config.yml'} --output-path eval.json)")
 
