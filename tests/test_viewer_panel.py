@@ -3,6 +3,7 @@ export), and the panel's wiring with a stand-in pipeline (no viser)."""
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import replace
 from functools import partial
@@ -128,7 +129,7 @@ def test_panel_elements_are_found_by_the_viewer_and_drive_the_session(scene, sce
     panel.on_select(ray_at(scene_outputs.cameras[0:1], 18, 24))
     assert model.probe is not None and panel.session.selection is not None
     panel.reported(lambda: 1 / 0)()
-    assert panel.status.value.startswith("Error: ZeroDivisionError")
+    assert panel.message.startswith("Error: ZeroDivisionError")
 
 
 def test_select_then_render_gives_response_and_selection_outputs(session_and_camera):
@@ -365,10 +366,16 @@ def test_panel_labelling_legend_click_list_markers_and_autosave(panel, scene_out
 
     panel.labels.click_choice.value = "2 · wall · ray"
     panel.labels.click_delete.cb_hook(panel.labels.click_delete)
-    assert panel.status.value.startswith("Deleted label click 2 (wall · ray)")
+    assert panel.message.startswith("Deleted label click 2 (wall · ray)")
     assert "| wall | 1 |" in panel.labels.classes.content and len(panel.labels.click_choice.options) == 3
     assert len(read_clicks(tmp_path / AUTOSAVE_FILE).clicks) == 3, "the autosave follows every change"
     assert panel.labels.markers.points.shape == (3, 3)
+
+    name = "lamp_{2} <b>*"  # markdown and MDX markup in a class name is shown literally
+    panel.labels.class_name.value = name
+    panel.on_label(ray_at(camera, 20, 20))
+    cells = next(line for line in panel.labels.classes.content.splitlines() if "lamp" in line).split("|")
+    assert not any(mark in cells[2] for mark in "_{}<>*") and html.unescape(cells[2]) == f" {name} "
 
     panel.labels.clicks_clear.cb_hook(panel.labels.clicks_clear)
     assert (
@@ -376,7 +383,7 @@ def test_panel_labelling_legend_click_list_markers_and_autosave(panel, scene_out
     )
     assert read_clicks(tmp_path / AUTOSAVE_FILE).classes == ()
     panel.labels.click_delete.cb_hook(panel.labels.click_delete)
-    assert panel.status.value == "Choose a label click to delete."
+    assert panel.message == "Choose a label click to delete."
 
 
 def test_panel_saves_loads_uploads_and_downloads_click_sets(panel, scene_outputs, tmp_path):
@@ -386,20 +393,20 @@ def test_panel_saves_loads_uploads_and_downloads_click_sets(panel, scene_outputs
         panel.on_label(ray_at(camera, y, x))
     labels = panel.session.model.get_outputs_for_camera(camera)[LABELS]
     panel.labels.file_save.cb_hook(panel.labels.file_save)
-    assert panel.status.value.startswith(f"Saved 3 clicks of 3 classes to {tmp_path / 'clicks.json'}")
+    assert panel.message.startswith(f"Saved 3 clicks of 3 classes to {tmp_path / 'clicks.json'}")
     name, content = panel.clicks_download()
     assert name == "clicks.json" and json.loads(content) == json.loads((tmp_path / "clicks.json").read_text())
 
     panel.labels.clicks_clear.cb_hook(panel.labels.clicks_clear)
     panel.labels.file_load.cb_hook(panel.labels.file_load)
-    assert panel.status.value == f"Loaded 3 clicks of 3 classes from {tmp_path / 'clicks.json'}."
+    assert panel.message == f"Loaded 3 clicks of 3 classes from {tmp_path / 'clicks.json'}."
     assert "| box | 1 |" in panel.labels.classes.content and len(panel.labels.click_choice.options) == 3
     assert torch.equal(panel.session.model.get_outputs_for_camera(camera)[LABELS], labels)
 
     panel.labels.clicks_clear.cb_hook(panel.labels.clicks_clear)
     panel.labels.file_upload.file = ("mine.json", content)  # what the browser uploaded
     panel.labels.file_upload.cb_hook(panel.labels.file_upload)
-    assert panel.status.value == "Loaded 3 clicks of 3 classes from mine.json (uploaded)."
+    assert panel.message == "Loaded 3 clicks of 3 classes from mine.json (uploaded)."
     assert torch.equal(panel.session.model.get_outputs_for_camera(camera)[LABELS], labels)
 
     for text, message in (
@@ -412,10 +419,10 @@ def test_panel_saves_loads_uploads_and_downloads_click_sets(panel, scene_outputs
     ):
         panel.labels.file_upload.file = ("bad.json", text)
         panel.labels.file_upload.cb_hook(panel.labels.file_upload)
-        assert panel.status.value.startswith(message), panel.status.value
+        assert panel.message.startswith(message), panel.message
     panel.labels.file.value = "missing.json"
     panel.labels.file_load.cb_hook(panel.labels.file_load)
-    assert panel.status.value.startswith(f"Clicks file {tmp_path / 'missing.json'} does not exist")
+    assert panel.message.startswith(f"Clicks file {tmp_path / 'missing.json'} does not exist")
     assert len(panel.session.label_clicks) == 3, "a failed load keeps the session's clicks"
 
     other = json.loads(content)
@@ -423,12 +430,10 @@ def test_panel_saves_loads_uploads_and_downloads_click_sets(panel, scene_outputs
     (tmp_path / "other.json").write_text(json.dumps(other))
     panel.labels.file.value = str(tmp_path / "other.json")
     panel.labels.file_load.cb_hook(panel.labels.file_load)
-    assert "was made on another scene: it was made on a scene of 17 images, this one has 16" in panel.status.value
+    assert "was made on another scene: it was made on a scene of 17 images, this one has 16" in panel.message
     panel.labels.file_load_force.value = True
     panel.labels.file_load.cb_hook(panel.labels.file_load)
-    assert (
-        panel.status.value.startswith("Loaded 3 clicks of 3 classes") and "made on another scene" in panel.status.value
-    )
+    assert panel.message.startswith("Loaded 3 clicks of 3 classes") and "made on another scene" in panel.message
 
 
 def test_panel_suggests_the_next_click_and_goes_to_the_least_confident_training_view(panel, scene_outputs):
@@ -437,17 +442,17 @@ def test_panel_suggests_the_next_click_and_goes_to_the_least_confident_training_
     camera = scene_outputs.cameras[0:1]
     panel.viewer_control.get_camera = lambda height, width: low_resolution(camera, max(height, width))
     panel.labels.clicks_suggest.cb_hook(panel.labels.clicks_suggest)
-    assert panel.status.value.startswith("Paint a label first")
+    assert panel.message.startswith("Paint a label first")
     for name, (y, x) in PAINTED:
         panel.labels.class_name.value = name
         panel.on_label(ray_at(camera, y, x))
     panel.labels.clicks_suggest.cb_hook(panel.labels.clicks_suggest)
-    assert panel.status.value.startswith("Least confident here: ") and "magenta marker" in panel.status.value
+    assert panel.message.startswith("Least confident here: ") and "magenta marker" in panel.message
     assert panel.labels.suggestion.points.shape == (1, 3)
 
     panel.labels.clicks_suggest_view.cb_hook(panel.labels.clicks_suggest_view)
     ranking = panel.session.least_confident_view(scene_outputs.cameras, 96)
-    assert panel.status.value.startswith(f"At training view {ranking.index}, the least confident")
+    assert panel.message.startswith(f"At training view {ranking.index}, the least confident")
     position = scene_outputs.cameras.camera_to_worlds[ranking.index, :3, 3].numpy() * VISER_NERFSTUDIO_SCALE_RATIO
     np.testing.assert_allclose(panel.browser.camera.position, position)
     assert panel.view_index.value == ranking.index

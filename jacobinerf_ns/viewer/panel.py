@@ -80,6 +80,10 @@ def markdown_text(text: str) -> str:
     return "".join(f"&#{ord(c)};" if c in "\\`*_{}[]()<>#+-.!|&~" else c for c in text)
 
 
+def status_markdown(message: str) -> str:
+    return f"**Status:** {markdown_text(message)}"
+
+
 class JacobiNerfPanel(nn.Module):
     """Viewer elements of the JacobiNeRF panel (an ``nn.Module`` only so that nerfstudio's viewer finds them)."""
 
@@ -89,7 +93,9 @@ class JacobiNerfPanel(nn.Module):
         object.__setattr__(self, "_pipeline", pipeline)
         self.session = ViewerSession(pipeline.model, scene=cache(lambda: dataset_scene(pipeline.datamanager)))
         self.viewer_control = ViewerControl()
-        self.status = ViewerText("Status", "Press a button, then click in the scene.", disabled=True)
+        # The last message, shown whole (wrapped) by the status element; `activity` is named to sort first.
+        self.message = "Press a button, then click in the scene."
+        self.activity = ViewerMarkdown("Status", status_markdown(self.message))
         self.select = ViewerButton(
             "Select entity (arms one click)",
             cb_hook=self.reported(lambda: self.arm(self.on_select, "select an entity")),
@@ -380,7 +386,8 @@ class JacobiNerfPanel(nn.Module):
         return None if viewer is None else Path(viewer.log_filename).parent
 
     def say(self, message: str) -> None:
-        self.status.value = message
+        self.message = message
+        self.activity.content = status_markdown(message)
 
     def rerender(self) -> None:
         viewer = getattr(self.viewer_control, "viewer", None)
