@@ -219,6 +219,17 @@ def test_decoration_labels_by_the_best_class_score_and_shows_their_margin():
     torch.testing.assert_close(outputs[LABELS], label_overlay(rgb, ids, colors))
 
 
+def test_a_session_without_a_dataset_paints_labels_but_cannot_save_them(model, scene_outputs, tmp_path):
+    """What benchmarks drive (``ViewerSession(model)``): labels are drawn, files need the dataset's frame."""
+    camera = scene_outputs.cameras[0:1]
+    session = painted(ViewerSession(model), camera, PAINTED[:2])
+    assert LABELS in session.model.get_outputs_for_camera(camera)
+    assert session.label_clicks[0].record.origin == pytest.approx(ray_at(camera, 34, 24).origins[0].tolist())
+    with pytest.raises(JacobiNerfError, match="no dataset"):
+        session.save(tmp_path / "clicks.json")
+    assert not (tmp_path / "clicks.json").exists()
+
+
 def test_labels_and_confidence_outputs_are_the_class_scores_of_the_labelling_api(session_and_camera):
     """The viewer draws what ``jacobinerf-label`` writes: class score = best click of the class, label = best class,
     confidence = margin of the two best; unlabelled and confident (1) where the ray hits nothing."""
