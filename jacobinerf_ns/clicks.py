@@ -162,14 +162,19 @@ def read_clicks(path: Path) -> ClickSet:
         raise JacobiNerfError(f"Clicks file {path} does not exist: give the path of a clicks JSON file.") from None
     except (OSError, UnicodeDecodeError) as error:
         raise JacobiNerfError(f"Cannot read the clicks file {path} ({error}): give a readable JSON file.") from None
+    return loads_clicks(text, str(path))
+
+
+def loads_clicks(text: str, source: str) -> ClickSet:
+    """The click set in JSON text (e.g. a file uploaded to the viewer); ``source`` names it in every error."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise JacobiNerfError(
-            f"Clicks file {path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): "
+            f"Clicks file {source} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): "
             f"fix it ({FORMAT_HELP})."
         ) from None
-    return parse_clicks(value, str(path))
+    return parse_clicks(value, source)
 
 
 def write_clicks(path: Path, click_set: ClickSet, about: Optional[Dict[str, Any]] = None) -> None:

@@ -8,16 +8,21 @@
   one call (an explicit, scoped replacement; overriding ``populate_modules`` would copy ~80 lines of nerfacto), and
   :func:`check_nerfacto_parts` verifies afterwards that the swap took.
 * :class:`OfflineLPIPS` — nerfacto's LPIPS downloads AlexNet weights when it is built, which fails offline.
+* Viewer elements nerfstudio 1.1.5 lacks, built on viser 0.2.7 like nerfstudio's own (the viewer installs every
+  :class:`~nerfstudio.viewer.viewer_elements.ViewerElement` it finds on the pipeline): :class:`ViewerMarkdown` (text,
+  e.g. a legend), :class:`ViewerUploadButton` and :class:`ViewerDownloadButton` (files between the browser and the
+  viewer), :class:`ViewerMarkers` (coloured points in the 3D scene).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerElement
 
 NERFSTUDIO_VERSION = "1.1.5"
 """The nerfstudio release these workarounds are written for (``pyproject.toml`` pins it)."""
@@ -96,3 +101,114 @@ def check_nerfacto_parts(model: torch.nn.Module, field_type: type) -> None:
             f"{NERFSTUDIO_VERSION}, and nerfstudio {version('nerfstudio')} is installed. "
             f"Install nerfstudio=={NERFSTUDIO_VERSION}."
         )
+
+
+class ViewerMarkdown(ViewerElement[str]):
+    """Markdown text in the panel (viser renders GitHub tables, and a colour chip after inline code such as
+    ```#e6282a```). ``name`` only identifies it; :attr:`content` is what is shown."""
+
+    def __init__(self, name: str, content: str = "") -> None:
+        super().__init__(name)
+        self._content = content
+
+    def _create_gui_handle(self, viser_server) -> None:
+        self.gui_handle = viser_server.gui.add_markdown(self._content)
+
+    def install(self, viser_server) -> None:
+        self._create_gui_handle(viser_server)
+
+    @property
+    def content(self) -> str:
+        return self._content
+
+    @content.setter
+    def content(self, content: str) -> None:
+        self._content = content
+        if self.gui_handle is not None:
+            self.gui_handle.content = content
+
+
+class ViewerUploadButton(ViewerElement[Any]):
+    """A button that lets the browser upload one file: once it has arrived, :attr:`file` is its ``(name, content)``
+    and ``cb_hook(element)`` runs."""
+
+    def __init__(self, name: str, cb_hook: Callable, mime_type: str = "*/*", hint: Optional[str] = None) -> None:
+        super().__init__(name, cb_hook=cb_hook)
+        self.mime_type = mime_type
+        self.hint = hint
+        self.file: Optional[Tuple[str, bytes]] = None
+
+    def _create_gui_handle(self, viser_server) -> None:
+        self.gui_handle = viser_server.gui.add_upload_button(self.name, mime_type=self.mime_type, hint=self.hint)
+
+    def install(self, viser_server) -> None:
+        self._create_gui_handle(viser_server)
+        self.gui_handle.on_upload(self._received)
+
+    def _received(self, event) -> None:
+        uploaded = event.target.value
+        self.file = (uploaded.name, uploaded.content)
+        self.cb_hook(self)
+
+
+class ViewerDownloadButton(ViewerButton):
+    """A button that sends the browser that pressed it a file: ``content()`` gives ``(file name, bytes)``, or
+    ``None`` when there is nothing to send."""
+
+    def __init__(self, name: str, content: Callable[[], Optional[Tuple[str, bytes]]]) -> None:
+        super().__init__(name, cb_hook=lambda element: None)
+        self.content = content
+
+    def install(self, viser_server) -> None:
+        self._create_gui_handle(viser_server)
+        self.gui_handle.on_click(self._send)
+
+    def _send(self, event) -> None:
+        self.cb_hook(self)  # the viewer's own hook (it re-renders)
+        file = self.content()
+        if file is not None:
+            event.client.send_file_download(*file)
+
+
+class ViewerMarkers(ViewerElement[Any]):
+    """Coloured points in the viewer's 3D scene, given in nerfstudio's world frame (viser's scene is that frame times
+    ``VISER_NERFSTUDIO_SCALE_RATIO``). :meth:`show` replaces them; before the viewer installs the element it only
+    keeps them (:attr:`points`, :attr:`colors`)."""
+
+    def __init__(self, name: str, size: float, shape: str = "circle") -> None:
+        super().__init__(name)
+        self.size = size
+        self.shape = shape
+        self.points = np.zeros((0, 3), dtype=np.float32)
+        self.colors = np.zeros((0, 3), dtype=np.uint8)
+        self._server = None
+
+    def _create_gui_handle(self, viser_server) -> None:
+        self._server = viser_server
+        self._draw()
+
+    def install(self, viser_server) -> None:
+        self._create_gui_handle(viser_server)
+
+    def show(self, points: np.ndarray, colors: np.ndarray) -> None:
+        """``points`` ``(N, 3)`` in nerfstudio's frame, ``colors`` ``(N, 3)`` in [0, 1]."""
+        self.points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+        self.colors = (np.asarray(colors, dtype=np.float32).reshape(-1, 3) * 255).round().astype(np.uint8)
+        self._draw()
+
+    def _draw(self) -> None:
+        if self._server is None:
+            return
+        from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
+
+        if self.gui_handle is not None:
+            self.gui_handle.remove()
+            self.gui_handle = None
+        if len(self.points):
+            self.gui_handle = self._server.scene.add_point_cloud(
+                f"/jacobinerf/{self.name}",
+                points=self.points * VISER_NERFSTUDIO_SCALE_RATIO,
+                colors=self.colors,
+                point_size=self.size * VISER_NERFSTUDIO_SCALE_RATIO,
+                point_shape=self.shape,
+            )

@@ -2,9 +2,11 @@
 
 On a shaped sample-scene checkpoint: jump to training view 0, arm "Select entity", click the yellow box on the
 canvas, show the `jacobinerf_selection` output, and check from the screenshots' pixels that the highlight covers
-the box and not the rest; then recolor the blue ball and check it turned red. Object regions come from the
-screenshot before the click (colour thresholds), so the check does not depend on the viewer's camera maths.
-Set JACOBINERF_SCREENSHOTS=DIR to keep the screenshots.
+the box and not the rest; then recolor the blue ball and check it turned red. Then label: paint the box, the ball and
+the wall as three classes, check the legend, the autosave, the labels and confidence outputs, *Suggest next click*,
+*Go to least-confident training view*, and a download → clear → upload round trip of the click set. Object regions
+come from the screenshot before the clicks (colour thresholds), so the checks do not depend on the viewer's camera
+maths. Set JACOBINERF_SCREENSHOTS=DIR to keep the screenshots (`viewer_labelling.png` is the whole window).
 
 The viewer runs with ``--viewer.max-num-display-images 0``: with training-image thumbnails on the camera frustums,
 headless Chromium's SwiftShader WebGL logs "glTexStorage2D: One or more image dimensions are not positive" and the
@@ -21,10 +23,15 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
+
+from jacobinerf_ns.clicks import RayClick, read_clicks
+from jacobinerf_ns.visualization import palette
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (see scripts/test.sh)")
@@ -39,17 +46,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def viewer_run(run: Path, folder: Path) -> Path:
+    """A run folder for the viewer under ``folder``: its config points there and its checkpoints are a link to
+    ``run``'s, so what the viewer writes beside the config (the clicks' autosave, its log) never lands in ``run``."""
+    import yaml
+
+    config = yaml.load((run / "config.yml").read_text(), Loader=yaml.Loader)
+    config.output_dir = folder
+    base = config.get_base_dir()
+    base.mkdir(parents=True)
+    (base / config.relative_model_dir).symlink_to(run / config.relative_model_dir)
+    (base / "config.yml").write_text(yaml.dump(config))
+    return base
+
+
 @pytest.fixture(scope="module")
-def viewer_url(trained_run):
+def viewer(trained_run, tmp_path_factory):
+    """ns-viewer on a copy of the trained run: ``url``, and ``run`` (the folder beside its config)."""
+    run = viewer_run(trained_run, tmp_path_factory.mktemp("viewer_run"))
     port = free_port()
-    log = open(trained_run / "viewer_test.log", "w")
+    log = open(run / "viewer_test.log", "w")
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "nerfstudio.scripts.viewer.run_viewer",
             "--load-config",
-            str(trained_run / "config.yml"),
+            str(run / "config.yml"),
             "--viewer.websocket-port",
             str(port),
             "--viewer.websocket-host",
@@ -68,9 +91,9 @@ def viewer_url(trained_run):
             urllib.request.urlopen(url, timeout=2)
             break
         except OSError:
-            assert process.poll() is None, (trained_run / "viewer_test.log").read_text()[-3000:]
+            assert process.poll() is None, (run / "viewer_test.log").read_text()[-3000:]
             time.sleep(1)
-    yield url
+    yield SimpleNamespace(url=url, run=run)
     process.terminate()
     process.wait(timeout=30)
 
@@ -80,7 +103,9 @@ def row(page, label: str):
 
 
 def status(page) -> str:
-    return row(page, "Status").locator("input:visible").first.input_value()
+    """The panel's status message (a markdown paragraph that starts with a bold "Status:")."""
+    text = page.locator("p", has=page.locator("strong", has_text="Status:")).first.inner_text()
+    return text.removeprefix("Status:").strip()
 
 
 def wait_for(condition, timeout: float = 120.0, every: float = 0.5):
@@ -115,8 +140,11 @@ def rendered(page, region, path: Path, unlike: np.ndarray = None, timeout: float
     raise AssertionError("the viewer never showed the expected frame")
 
 
-def choose_output(page, name: str) -> None:
-    select = page.locator(f'[id="{page.get_by_text("Output type", exact=True).get_attribute("for")}"]')
+def choose_output(page, name: str, dropdown: str = "Output type") -> None:
+    """Pick ``name`` in one of the viewer's output dropdowns (once a render has offered it)."""
+    label = page.get_by_text(dropdown, exact=True)
+    wait_for(label.is_visible)
+    select = page.locator(f'[id="{label.get_attribute("for")}"]')
 
     def offered() -> bool:
         select.click()
@@ -154,34 +182,50 @@ def armed_click(page, button: str, region, mask: np.ndarray, done: str) -> None:
     wait_for(lambda: status(page).startswith(done))
 
 
-def test_select_and_recolor_in_the_browser(viewer_url, tmp_path):
+def screenshots(tmp_path) -> Path:
     keep = Path(os.environ["JACOBINERF_SCREENSHOTS"]) if os.environ.get("JACOBINERF_SCREENSHOTS") else tmp_path
     keep.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-        )
-        page = browser.new_page(viewport={"width": 1000, "height": 600})
-        page.goto(viewer_url)
-        page.get_by_role("button", name="Go to training view").wait_for(timeout=120_000)
-        max_res = row(page, "Max res").locator("input:visible").first
-        max_res.fill("128")
-        max_res.press("Enter")
-        wait_for(lambda: "128x" in page.get_by_text("Resolution:").inner_text())
-        page.get_by_role("button", name="Go to training view").click()
-        wait_for(lambda: status(page).startswith("At training view 0"))
-        canvas = page.locator("canvas").first.bounding_box()
-        panel_left = page.get_by_text("Connected", exact=True).bounding_box()["x"] - 20
-        region = {"x": canvas["x"], "y": canvas["y"], "width": panel_left - canvas["x"], "height": canvas["height"]}
-        before = rendered(page, region, keep / "viewer_before.png")
+    return keep
 
-        red, green, blue = before[..., 0], before[..., 1], before[..., 2]
-        yellow_box = (red > 0.55) & (green > 0.45) & (blue < 0.35)
-        blue_ball = blue - np.maximum(red, green) > 0.2
-        assert yellow_box.mean() > 0.02 and blue_ball.mean() > 0.005, (
-            "training view 0 shows the yellow box and the blue ball"
-        )
+
+def open_viewer(driver, url: str, width: int, height: int):
+    """A page on the viewer at 128 px renders, at training view 0; its render area (screen region)."""
+    browser = driver.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+    )
+    page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+    page.goto(url)
+    page.get_by_role("button", name="Go to training view").wait_for(timeout=120_000)
+    max_res = row(page, "Max res").locator("input:visible").first
+    max_res.fill("128")
+    max_res.press("Enter")
+    wait_for(lambda: "128x" in page.get_by_text("Resolution:").inner_text())
+    page.get_by_role("button", name="Go to training view").click()
+    wait_for(lambda: status(page).startswith("At training view 0"))
+    canvas = page.locator("canvas").first.bounding_box()
+    panel_left = page.get_by_text("Connected", exact=True).bounding_box()["x"] - 20
+    region = {"x": canvas["x"], "y": canvas["y"], "width": panel_left - canvas["x"], "height": canvas["height"]}
+    return browser, page, region
+
+
+def objects(before: np.ndarray):
+    """Masks of the yellow box and the blue ball of training view 0, from its colours."""
+    red, green, blue = before[..., 0], before[..., 1], before[..., 2]
+    yellow_box = (red > 0.55) & (green > 0.45) & (blue < 0.35)
+    blue_ball = blue - np.maximum(red, green) > 0.2
+    assert yellow_box.mean() > 0.02 and blue_ball.mean() > 0.005, (
+        "training view 0 shows the yellow box and the blue ball"
+    )
+    return yellow_box, blue_ball
+
+
+def test_select_and_recolor_in_the_browser(viewer, tmp_path):
+    keep = screenshots(tmp_path)
+    with playwright.sync_playwright() as driver:
+        browser, page, region = open_viewer(driver, viewer.url, 1000, 600)
+        before = rendered(page, region, keep / "viewer_before.png")
+        yellow_box, blue_ball = objects(before)
 
         armed_click(page, "Select entity (arms one click)", region, yellow_box, "Selected")
         choose_output(page, "jacobinerf_selection")
@@ -199,4 +243,114 @@ def test_select_and_recolor_in_the_browser(viewer_url, tmp_path):
         reddening = recolored[..., 0] - recolored[..., 2] - (before[..., 0] - before[..., 2])
         assert reddening[blue_ball].mean() > 0.3, "the blue ball turned towards the picked red"
         assert np.abs(reddening[~dilate(blue_ball)]).mean() < reddening[blue_ball].mean() / 3
+        browser.close()
+
+
+def erode(mask: np.ndarray, radius: int = 6) -> np.ndarray:
+    """The mask shrunk by ``radius`` pixels: its interior, away from blur and boundaries."""
+    return ~dilate(~mask, radius)
+
+
+def legend(page) -> list:
+    """The legend's rows: (colour code, class, clicks)."""
+    table = page.locator("table", has=page.locator("th", has_text="clicks"))
+    if table.count() == 0:
+        return []
+    rows = table.first.locator("tbody tr")
+    return [tuple(cell.strip() for cell in rows.nth(i).inner_text().split("\t")) for i in range(rows.count())]
+
+
+def hex_color(color) -> str:
+    return "#" + "".join(f"{round(255 * float(c)):02x}" for c in color)
+
+
+def turbo_values(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` turbo heatmap → values in [0, 1] (nearest colour of nerfstudio's turbo table)."""
+    table = np.asarray(matplotlib.colormaps["turbo"].colors, dtype=np.float32)
+    distances = ((image.reshape(-1, 1, 3) - table[None]) ** 2).sum(axis=-1)
+    return (distances.argmin(axis=1) / (len(table) - 1)).reshape(image.shape[:2])
+
+
+def paint(page, region, name: str, mask: np.ndarray) -> None:
+    class_name = row(page, "Class name").locator("input:visible").first
+    class_name.fill(name)
+    class_name.press("Enter")
+    armed_click(page, "Paint label (arms one click)", region, mask, f"Painted '{name}'")
+
+
+def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(viewer, tmp_path):
+    keep = screenshots(tmp_path)
+    with playwright.sync_playwright() as driver:
+        browser, page, region = open_viewer(driver, viewer.url, 1400, 1100)
+        page.get_by_role("button", name="Reset colors").click()  # the first test's recolouring is server state
+        page.get_by_role("button", name="Clear labels").click()
+        wait_for(lambda: status(page).startswith("Cleared every class"))
+        choose_output(page, "rgb")
+        before = rendered(page, region, keep / "viewer_labelling_before.png")
+        yellow_box, blue_ball = objects(before)
+        wall = np.zeros_like(yellow_box)
+        wall[: len(wall) // 8, wall.shape[1] // 3 : 2 * wall.shape[1] // 3] = True  # the back wall, above the objects
+        classes = {"box": yellow_box, "ball": blue_ball, "wall": wall}
+        for name, mask in classes.items():
+            paint(page, region, name, mask)
+
+        colors = palette(len(classes) + 1)
+        assert legend(page) == [(hex_color(colors[i + 1]), name, "1") for i, name in enumerate(classes)]
+        autosave = read_clicks(viewer.run / "clicks.autosave.json")
+        assert autosave.classes == tuple(classes) and len(autosave.clicks) == 3 and autosave.fingerprint is not None
+        assert all(isinstance(click, RayClick) for click in autosave.clicks)
+
+        choose_output(page, "jacobinerf_labels")
+        labels = rendered(page, region, keep / "viewer_labels.png", unlike=before)
+        painted_color = 2 * labels - before  # the overlay is (rgb + class colour) / 2
+        for index, (name, mask) in enumerate(classes.items()):
+            shown = np.median(painted_color[erode(mask, 4)], axis=0)
+            assert np.abs(shown - colors[index + 1].numpy()).max() < 0.2, f"{name} is painted {shown}"
+
+        choose_output(page, "jacobinerf_confidence")
+        heatmap = rendered(page, region, keep / "viewer_confidence.png", unlike=labels)
+        table = np.asarray(matplotlib.colormaps["turbo"].colors, dtype=np.float32)
+        off_table = np.sqrt(((heatmap.reshape(-1, 1, 3) - table[None]) ** 2).sum(-1).min(axis=1))
+        assert np.median(off_table) < 0.05, "the confidence output is shown as a turbo heatmap"
+        confidence = turbo_values(heatmap)
+        assert confidence.max() - confidence.min() > 0.5, "confidence varies over the view"
+
+        page.get_by_role("button", name="Suggest next click").click()
+        wait_for(lambda: status(page).startswith("Least confident here"))
+        suggested = rendered(page, region, keep / "viewer_suggestion.png")
+        marker = (suggested[..., 0] > 0.8) & (suggested[..., 2] > 0.8) & (suggested[..., 1] < 0.3)
+        assert marker.sum() > 20, "the magenta marker shows the suggested click"
+        y, x = centre_of(marker)
+        near = np.zeros_like(marker)
+        near[max(0, y - 40) : y + 40, max(0, x - 40) : x + 40] = True
+        around = near & ~dilate(marker, 3)
+        assert np.mean(confidence[around]) < np.median(confidence), "the marker is where confidence is low"
+
+        choose_output(page, "jacobinerf_labels")
+        page.get_by_text("Enable", exact=True).first.click()  # split screen: labels | confidence
+        choose_output(page, "jacobinerf_confidence", dropdown="Output render split")
+        split = rendered(page, region, keep / "viewer_split.png", unlike=suggested)
+        half = split.shape[1] // 2
+        assert np.abs(split[:, : half - 20] - labels[:, : half - 20]).mean() < 0.03, "labels on the left"
+        assert np.median(turbo_values(split[:, half + 20 :]) - confidence[:, half + 20 :]) < 0.1, "confidence right"
+        status_line = page.locator("p", has=page.locator("strong", has_text="Status:")).first
+        status_line.evaluate("element => element.scrollIntoView({block: 'start'})")  # the panel from its status down
+        page.screenshot(path=str(keep / "viewer_labelling.png"))
+
+        page.get_by_role("button", name="Go to least-confident training view").click()
+        wait_for(lambda: status(page).startswith("At training view "), timeout=300)
+        view = int(status(page).split()[3].rstrip(","))
+        assert f"At training view {view}, the least confident (mean " in status(page)
+        assert row(page, "Training view").locator("input:visible").first.input_value() == str(view)
+
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download clicks").click()
+        downloaded = tmp_path / "downloaded.json"
+        download.value.save_as(downloaded)
+        assert read_clicks(downloaded) == read_clicks(viewer.run / "clicks.autosave.json")
+        page.get_by_role("button", name="Clear labels").click()
+        wait_for(lambda: legend(page) == [])
+        page.locator("input[type=file]").set_input_files(str(downloaded))
+        wait_for(lambda: status(page).startswith("Loaded 3 clicks of 3 classes from downloaded.json (uploaded)"))
+        assert legend(page) == [(hex_color(colors[i + 1]), name, "1") for i, name in enumerate(classes)]
         browser.close()

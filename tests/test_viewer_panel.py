@@ -1,7 +1,12 @@
-"""The viewer: the session driven in plain Python (select, paint, recolor, export), and the panel's wiring."""
+"""The viewer: the session driven in plain Python (select, paint, recolor, label clicks and their files, suggestions,
+export), and the panel's wiring with a stand-in pipeline (no viser)."""
 
 from __future__ import annotations
 
+import html
+import json
+from dataclasses import replace
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,12 +15,29 @@ import torch
 from nerfstudio.viewer.viewer_elements import ViewerClick
 from PIL import Image
 
+from jacobinerf_ns.clicks import RayClick, read_clicks
+from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.propagation import RESPONSES
-from jacobinerf_ns.viewer.decoration import LABELS, RESPONSE, SELECTION
+from jacobinerf_ns.propagation.labelling import (
+    MIN_ACCUMULATION,
+    class_scores,
+    confidence,
+    label_frame,
+    least_confident_pixel,
+    mean_confidence,
+    pixel_click,
+    scene_from_outputs,
+)
+from jacobinerf_ns.propagation.probe import render_responses
+from jacobinerf_ns.viewer.decoration import CONFIDENCE, LABELS, RESPONSE, SELECTION, Decoration, decorate
 from jacobinerf_ns.viewer.export import export_selection
-from jacobinerf_ns.viewer.panel import JacobiNerfPanel, click_ray
-from jacobinerf_ns.viewer.session import ViewerSession
+from jacobinerf_ns.viewer.panel import AUTOSAVE_FILE, JacobiNerfPanel, click_ray
+from jacobinerf_ns.viewer.session import ViewerSession, low_resolution
+from jacobinerf_ns.visualization import label_overlay, palette
 from tests.helpers import build_tiny_model
+
+PAINTED = (("floor", (34, 24)), ("wall", (3, 3)), ("box", (20, 20)), ("wall", (5, 40)))
+"""(class, (y, x) in training view 0) of the label clicks the tests paint."""
 
 
 def ray_at(camera, y: int, x: int):
@@ -24,31 +46,81 @@ def ray_at(camera, y: int, x: int):
     return click_ray(ViewerClick(tuple(rays.origins[y, x].tolist()), tuple(rays.directions[y, x].tolist()), (0, 0)))
 
 
-@pytest.fixture()
-def scene_outputs(sample_scene):
+@pytest.fixture(scope="module")
+def parser(sample_scene):
     from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
 
-    return LabelledNerfstudioDataParserConfig(data=sample_scene).setup().get_dataparser_outputs("train")
+    return LabelledNerfstudioDataParserConfig(data=sample_scene).setup()
+
+
+@pytest.fixture(scope="module")
+def scene_outputs(parser):
+    return parser.get_dataparser_outputs("train")
+
+
+@pytest.fixture(scope="module")
+def scene(parser, sample_scene, scene_outputs):
+    return scene_from_outputs(sample_scene, {"train": scene_outputs, "eval": parser.get_dataparser_outputs("test")})
 
 
 @pytest.fixture()
-def session_and_camera(scene_outputs):
+def model():
     model = build_tiny_model(average_init_density=1.0)
     model.eval()
-    return ViewerSession(model), scene_outputs.cameras[0:1]
+    return model
 
 
-def test_panel_elements_are_found_by_the_viewer_and_drive_the_session(scene_outputs):
+@pytest.fixture()
+def session_and_camera(model, scene, scene_outputs):
+    model.probe = None
+    return ViewerSession(model, scene=lambda: scene), scene_outputs.cameras[0:1]
+
+
+def painted(session, camera, clicks=PAINTED):
+    for name, (y, x) in clicks:
+        message = session.add_label(ray_at(camera, y, x), name)
+        assert message.startswith(f"Painted '{name}'"), message
+    return session
+
+
+def stand_in_pipeline(model, scene, scene_outputs, parser, sample_scene):
+    """What the panel uses of a pipeline: the model and the datamanager's dataparser outputs."""
+    pipeline = torch.nn.Module()  # nerfstudio's viewer walks the pipeline's attributes
+    pipeline.model = model
+    pipeline.datamanager = SimpleNamespace(
+        train_dataparser_outputs=scene_outputs,
+        eval_dataset=SimpleNamespace(_dataparser_outputs=parser.get_dataparser_outputs("test")),
+        dataparser=SimpleNamespace(config=SimpleNamespace(data=sample_scene)),
+    )
+    pipeline.jacobinerf = JacobiNerfPanel(pipeline)
+    return pipeline
+
+
+@pytest.fixture()
+def panel(model, scene, scene_outputs, parser, sample_scene, tmp_path):
+    """The panel of a stand-in pipeline, with a stand-in viewer (its run folder is ``tmp_path``) and one browser."""
+    model.probe = None
+    panel = stand_in_pipeline(model, scene, scene_outputs, parser, sample_scene).jacobinerf
+    browser = SimpleNamespace(camera=SimpleNamespace(aspect=4 / 3))
+    panel.viewer_control.viewer = SimpleNamespace(
+        log_filename=tmp_path / "viewer_log.txt", _trigger_rerender=lambda: None
+    )
+    panel.viewer_control.viser_server = SimpleNamespace(get_clients=lambda: {0: browser})
+    panel.browser = browser
+    return panel
+
+
+def test_panel_elements_are_found_by_the_viewer_and_drive_the_session(scene, scene_outputs, parser, sample_scene):
     from nerfstudio.viewer.utils import parse_object
     from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerElement
 
     model = build_tiny_model(average_init_density=1.0)
-    pipeline = torch.nn.Module()  # nerfstudio's viewer walks the pipeline's attributes
-    pipeline.model = model
-    pipeline.datamanager = SimpleNamespace(train_dataparser_outputs=scene_outputs)
-    pipeline.jacobinerf = JacobiNerfPanel(pipeline)
+    pipeline = stand_in_pipeline(model, scene, scene_outputs, parser, sample_scene)
     names = [path for path, _ in parse_object(pipeline, ViewerElement, "Custom Elements")]
     assert "Custom Elements/jacobinerf/select" in names and "Custom Elements/jacobinerf/recolor_strength" in names
+    labels = [name.rsplit("/", 1)[1] for name in names if name.startswith("Custom Elements/jacobinerf/labels/")]
+    assert labels[:3] == ["class_name", "class_paint", "classes"], "the folder reads in the order of the workflow"
+    assert {"click_delete", "file_load", "file_save", "file_upload", "markers", "clicks_suggest"} <= set(labels)
     assert len(parse_object(pipeline, ViewerControl, "Custom Elements")) == 1
     panel = pipeline.jacobinerf
     panel.threshold.value = 0.25
@@ -57,7 +129,7 @@ def test_panel_elements_are_found_by_the_viewer_and_drive_the_session(scene_outp
     panel.on_select(ray_at(scene_outputs.cameras[0:1], 18, 24))
     assert model.probe is not None and panel.session.selection is not None
     panel.reported(lambda: 1 / 0)()
-    assert panel.status.value.startswith("Error: ZeroDivisionError")
+    assert panel.message.startswith("Error: ZeroDivisionError")
 
 
 def test_select_then_render_gives_response_and_selection_outputs(session_and_camera):
@@ -90,17 +162,314 @@ def test_click_into_empty_space_is_reported(session_and_camera):
     assert empty.probe is None
 
 
-def test_label_painting_undo_and_clear(session_and_camera):
+def test_label_painting_legend_markers_delete_undo_and_clear(session_and_camera):
     session, camera = session_and_camera
-    for name, (y, x) in (("floor", (34, 24)), ("wall", (3, 3)), ("wall", (5, 40))):
-        session.add_label(ray_at(camera, y, x), name)
-    assert session.label_names() == ["floor", "wall"]
+    painted(session, camera)
+    assert session.classes == ["floor", "wall", "box"]
+    colors = palette(4)
+    legend = session.legend()
+    assert [(entry.name, entry.clicks) for entry in legend] == [("floor", 1), ("wall", 2), ("box", 1)]
+    assert [entry.color for entry in legend] == [tuple(colors[i].tolist()) for i in (1, 2, 3)]
+    assert all(isinstance(click.record, RayClick) for click in session.label_clicks)
+    points, shades = session.markers()
+    assert points.shape == (4, 3) and np.allclose(shades, colors[[1, 2, 3, 2]].numpy())
+    rays = [ray_at(camera, y, x) for _, (y, x) in PAINTED]
+    for point, ray in zip(points, rays):  # on its clicked ray, in front of the camera
+        offset = torch.from_numpy(point) - ray.origins[0]
+        assert float(offset @ ray.directions[0]) > 0
+        torch.testing.assert_close(torch.nn.functional.normalize(offset, dim=0), ray.directions[0], atol=1e-4, rtol=0)
     labels = session.model.get_outputs_for_camera(camera)[LABELS]
     assert labels.shape == (int(camera.height), int(camera.width), 3)
+
+    kept = [session.label_clicks[i].record for i in (0, 2, 3)]
+    assert "box" in session.delete_click(2) and [click.record for click in session.label_clicks] != kept
+    session.add_label(ray_at(camera, 20, 20), "box")
+    assert "Deleted label click 2 (wall · ray)" in session.delete_click(1)
+    assert [(entry.name, entry.clicks) for entry in session.legend()] == [("floor", 1), ("wall", 1), ("box", 1)]
+    assert "There is no label click 9" in session.delete_click(8)
     session.undo()
-    assert len(session.label_clicks) == 2
+    assert session.classes == ["floor", "wall", "box"], "a class stays when its last click goes (ids do not move)"
+    assert [(entry.name, entry.clicks) for entry in session.legend()] == [("floor", 1), ("wall", 1), ("box", 0)]
     session.clear()
     assert session.model.probe is None and LABELS not in session.model.get_outputs_for_camera(camera)
+    assert session.classes == [] and session.markers()[0].shape == (0, 3)
+    assert "Type a class name" in session.add_label(ray_at(camera, 3, 3), "  ")
+
+
+def test_decoration_labels_by_the_best_class_score_and_shows_their_margin():
+    """On made-up responses of 4 clicks (classes 1, 2, 3, 2) and a few rays that hit nothing, worked by hand."""
+    generator = torch.Generator().manual_seed(0)
+    responses = torch.rand(6, 7, 4, generator=generator)
+    rgb = torch.rand(6, 7, 3, generator=generator)
+    accumulation = torch.ones(6, 7, 1)
+    accumulation[0, :3] = MIN_ACCUMULATION / 2
+    colors = palette(4)
+    decoration = Decoration("3d", 0.5, None, label_ids=(1, 2, 3, 2), colors=colors)
+    raw = {"rgb": rgb, "accumulation": accumulation, RESPONSES["3d"]: responses, RESPONSES["2d"]: 0 * responses}
+    outputs = decorate(raw, None, decoration)
+    assert not any(key in outputs for key in RESPONSES.values())
+    scores = torch.stack([responses[..., 0], responses[..., [1, 3]].amax(dim=-1), responses[..., 2]], dim=-1)
+    best, second = scores.sort(dim=-1, descending=True).values.unbind(dim=-1)[:2]
+    ids = scores.argmax(dim=-1) + 1
+    ids[0, :3] = 0
+    margin = (best - second) / best
+    margin[0, :3] = 1.0
+    assert set(ids.unique().tolist()) == {0, 1, 2, 3}, "every class wins somewhere: the check covers all of them"
+    torch.testing.assert_close(outputs[CONFIDENCE][..., 0], margin)
+    torch.testing.assert_close(outputs[LABELS], label_overlay(rgb, ids, colors))
+
+
+def test_a_session_without_a_dataset_paints_labels_but_cannot_save_them(model, scene_outputs, tmp_path):
+    """What benchmarks drive (``ViewerSession(model)``): labels are drawn, files need the dataset's frame."""
+    camera = scene_outputs.cameras[0:1]
+    session = painted(ViewerSession(model), camera, PAINTED[:2])
+    assert LABELS in session.model.get_outputs_for_camera(camera)
+    assert session.label_clicks[0].record.origin == pytest.approx(ray_at(camera, 34, 24).origins[0].tolist())
+    with pytest.raises(JacobiNerfError, match="no dataset"):
+        session.save(tmp_path / "clicks.json")
+    assert not (tmp_path / "clicks.json").exists()
+
+
+def test_labels_and_confidence_outputs_are_the_class_scores_of_the_labelling_api(session_and_camera):
+    """The viewer draws what ``jacobinerf-label`` writes: class score = best click of the class, label = best class,
+    confidence = margin of the two best; unlabelled and confident (1) where the ray hits nothing."""
+    session, camera = session_and_camera
+    painted(session, camera)
+    outputs = session.model.get_outputs_for_camera(camera)
+    height, width = int(camera.height), int(camera.width)
+    shown = outputs[CONFIDENCE]
+    assert shown.shape == (height, width, 1) and shown.min() >= 0 and shown.max() <= 1
+    clicks = session.resolved()
+    assert clicks.class_ids == (1, 2, 3, 2) and clicks.num_classes == 3
+    expected = label_frame(session.model, camera, clicks, "3d", sigma=session.sigma)
+    hit = expected.hit
+    torch.testing.assert_close(shown[..., 0][hit], expected.confidence[hit])
+    assert torch.all(shown[..., 0][~hit] == 1)
+    raw = render_responses(session.model, camera, clicks.probe(session.sigma, "linear"))
+    torch.testing.assert_close(shown[..., 0][hit], confidence(class_scores(raw[RESPONSES["3d"]], (1, 2, 3, 2), 3))[hit])
+    torch.testing.assert_close(outputs[LABELS], label_overlay(outputs["rgb"], expected.ids, session.colors()))
+
+
+def test_saved_clicks_load_into_a_new_session_with_identical_label_maps(session_and_camera, tmp_path):
+    session, camera = session_and_camera
+    painted(session, camera)
+    session.delete_click(2)  # "box" stays a class without clicks
+    before = session.model.get_outputs_for_camera(camera)
+    path = tmp_path / "clicks.json"
+    assert session.save(path).startswith("Saved 3 clicks of 3 classes")
+    saved = read_clicks(path)  # a valid click set, in the documented format
+    assert saved.classes == ("floor", "wall", "box") and len(saved.clicks) == 3
+    assert saved.fingerprint == session.scene.fingerprint()
+    assert all(isinstance(click, RayClick) for click in saved.clicks)
+
+    loaded = ViewerSession(session.model, scene=lambda: session.scene)
+    assert loaded.load(saved, str(path)) == f"Loaded 3 clicks of 3 classes from {path}."
+    assert loaded.classes == session.classes
+    assert [c.record for c in loaded.label_clicks] == [c.record for c in session.label_clicks]
+    after = loaded.model.get_outputs_for_camera(camera)
+    assert torch.equal(after[LABELS], before[LABELS]) and torch.equal(after[CONFIDENCE], before[CONFIDENCE])
+    for frame in session.scene.frames[5:7]:  # and in other views
+        session.publish()
+        first = session.model.get_outputs_for_camera(frame.camera)[LABELS]
+        loaded.publish()
+        assert torch.equal(loaded.model.get_outputs_for_camera(frame.camera)[LABELS], first)
+
+
+def test_pixel_clicks_load_and_save_back_unchanged(session_and_camera, tmp_path):
+    session, camera = session_and_camera
+    frame = session.scene.frames[0]
+    click_set = replace(
+        painted(ViewerSession(session.model, scene=lambda: session.scene), camera, PAINTED[:1]).click_set(),
+        classes=("floor", "ball"),
+        clicks=(pixel_click(frame, 34.5, 24.5, "floor"), pixel_click(frame, 20.5, 20.5, "ball")),
+    )
+    message = session.load(click_set, "clicks.json")
+    assert message == "Loaded 2 clicks of 2 classes from clicks.json."
+    assert [click.describe() for click in session.label_clicks] == [
+        f"floor · {frame.name} (24.5, 34.5)",
+        f"ball · {frame.name} (20.5, 20.5)",
+    ]
+    session.save(tmp_path / "again.json")
+    assert read_clicks(tmp_path / "again.json") == click_set
+
+
+def test_loading_clicks_of_another_scene_is_refused_unless_forced(session_and_camera):
+    session, camera = session_and_camera
+    painted(session, camera)
+    click_set = session.click_set()
+    moved = replace(click_set.fingerprint, camera_mean=tuple(v + 1.0 for v in click_set.fingerprint.camera_mean))
+    other = replace(click_set, fingerprint=moved)
+    fresh = ViewerSession(session.model, scene=lambda: session.scene)
+    with pytest.raises(JacobiNerfError, match="was made on another scene: its images have the same names but other "):
+        fresh.load(other, "other.json")
+    assert fresh.label_clicks == [] and fresh.classes == []
+    message = fresh.load(other, "other.json", force=True)
+    assert message.startswith("Loaded 4 clicks of 3 classes from other.json (made on another scene:")
+    assert fresh.load(replace(click_set, fingerprint=None), "handwritten.json").startswith("Loaded 4 clicks")
+
+
+def test_loading_clicks_that_hit_nothing_is_an_error_and_keeps_the_session(session_and_camera, scene):
+    session, camera = session_and_camera
+    painted(session, camera)
+    click_set = session.click_set()
+    empty = build_tiny_model(average_init_density=1e-9)
+    empty.eval()
+    nothing = ViewerSession(empty, scene=lambda: scene)
+    with pytest.raises(JacobiNerfError, match="None of the 4 clicks of clicks.json hits a surface"):
+        nothing.load(click_set, "clicks.json")
+    assert nothing.classes == [] and empty.probe is None
+    classes_only = replace(click_set, clicks=())
+    assert nothing.load(classes_only, "classes.json") == "Loaded 0 clicks of 3 classes from classes.json."
+
+
+def test_the_suggested_click_is_a_least_confident_point_of_the_view(session_and_camera):
+    session, camera = session_and_camera
+    painted(session, camera)
+    with pytest.raises(JacobiNerfError, match="Paint a label first"):
+        ViewerSession(session.model, scene=lambda: session.scene).suggest(camera)
+    suggestion = session.suggest(camera)
+    labels = label_frame(session.model, camera, session.resolved(), "3d", sigma=session.sigma)
+    y, x = suggestion.pixel
+    assert suggestion.pixel == least_confident_pixel(labels.confidence, labels.hit)
+    assert suggestion.confidence == pytest.approx(float(labels.confidence[y, x]))
+    assert suggestion.view_confidence == pytest.approx(mean_confidence(labels.confidence, labels.hit))
+    box = labels.confidence[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3]
+    assert float(box.mean()) < suggestion.view_confidence, "the marked region is less confident than the view"
+    assert float(box.mean()) <= float(labels.confidence[labels.hit].quantile(0.1)) + 1e-6
+    ray = camera.generate_rays(camera_indices=0, keep_shape=True)[y, x]
+    offset = torch.tensor(suggestion.marker) - ray.origins
+    torch.testing.assert_close(torch.nn.functional.normalize(offset, dim=0), ray.directions, atol=1e-4, rtol=0)
+
+
+def test_the_least_confident_training_view_is_chosen_from_low_resolution_renders(session_and_camera, scene_outputs):
+    session, camera = session_and_camera
+    painted(session, camera)
+    cameras = scene_outputs.cameras
+    small = low_resolution(cameras[3:4], 16)
+    assert (int(small.width), int(small.height)) == (16, 12) and int(cameras[3:4].width) == 48, "a rescaled copy"
+    progress = []
+    ranking = session.least_confident_view(cameras, 16, lambda done, total: progress.append((done, total)))
+    assert progress[-1] == (len(cameras), len(cameras)) and len(ranking.mean_confidences) == len(cameras)
+    clicks = session.resolved()
+    means = []
+    for index in range(len(cameras)):
+        labels = label_frame(session.model, low_resolution(cameras[index : index + 1], 16), clicks, "3d")
+        assert labels.confidence.shape == (12, 16)
+        means.append(mean_confidence(labels.confidence, labels.hit))
+    assert ranking.mean_confidences == pytest.approx(means)
+    assert ranking.index == int(np.argmin(means)) and max(means) > min(means)
+    assert ranking.suggestion is not None and ranking.suggestion.view_confidence == pytest.approx(min(means))
+
+
+def test_panel_labelling_legend_click_list_markers_and_autosave(panel, scene_outputs, tmp_path):
+    camera = scene_outputs.cameras[0:1]
+    assert "No classes yet" in panel.labels.classes.content
+    for name, (y, x) in PAINTED:
+        panel.labels.class_name.value = name
+        panel.reported(partial(panel.on_label, ray_at(camera, y, x)))()  # as an armed click runs it
+    legend = panel.labels.classes.content
+    hex_colors = ["#" + "".join(f"{round(255 * c):02x}" for c in palette(4)[i].tolist()) for i in (1, 2, 3)]
+    assert f"| `{hex_colors[1]}` | wall | 2 |" in legend and f"| `{hex_colors[2]}` | box | 1 |" in legend
+    assert panel.labels.click_choice.options == ["1 · floor · ray", "2 · wall · ray", "3 · box · ray", "4 · wall · ray"]
+    assert panel.labels.markers.points.shape == (4, 3) and panel.labels.markers.colors.dtype == np.uint8
+    autosave = read_clicks(tmp_path / AUTOSAVE_FILE)
+    assert len(autosave.clicks) == 4 and autosave.classes == ("floor", "wall", "box")
+
+    panel.labels.click_choice.value = "2 · wall · ray"
+    panel.labels.click_delete.cb_hook(panel.labels.click_delete)
+    assert panel.message.startswith("Deleted label click 2 (wall · ray)")
+    assert "| wall | 1 |" in panel.labels.classes.content and len(panel.labels.click_choice.options) == 3
+    assert len(read_clicks(tmp_path / AUTOSAVE_FILE).clicks) == 3, "the autosave follows every change"
+    assert panel.labels.markers.points.shape == (3, 3)
+
+    name = "lamp_{2} <b>*"  # markdown and MDX markup in a class name is shown literally
+    panel.labels.class_name.value = name
+    panel.on_label(ray_at(camera, 20, 20))
+    cells = next(line for line in panel.labels.classes.content.splitlines() if "lamp" in line).split("|")
+    assert not any(mark in cells[2] for mark in "_{}<>*") and html.unescape(cells[2]) == f" {name} "
+
+    panel.labels.clicks_clear.cb_hook(panel.labels.clicks_clear)
+    assert (
+        panel.labels.click_choice.options == ["(no label clicks)"] and "No classes yet" in panel.labels.classes.content
+    )
+    assert read_clicks(tmp_path / AUTOSAVE_FILE).classes == ()
+    panel.labels.click_delete.cb_hook(panel.labels.click_delete)
+    assert panel.message == "Choose a label click to delete."
+
+
+def test_panel_saves_loads_uploads_and_downloads_click_sets(panel, scene_outputs, tmp_path):
+    camera = scene_outputs.cameras[0:1]
+    for name, (y, x) in PAINTED[:3]:
+        panel.labels.class_name.value = name
+        panel.on_label(ray_at(camera, y, x))
+    labels = panel.session.model.get_outputs_for_camera(camera)[LABELS]
+    panel.labels.file_save.cb_hook(panel.labels.file_save)
+    assert panel.message.startswith(f"Saved 3 clicks of 3 classes to {tmp_path / 'clicks.json'}")
+    name, content = panel.clicks_download()
+    assert name == "clicks.json" and json.loads(content) == json.loads((tmp_path / "clicks.json").read_text())
+
+    panel.labels.clicks_clear.cb_hook(panel.labels.clicks_clear)
+    panel.labels.file_load.cb_hook(panel.labels.file_load)
+    assert panel.message == f"Loaded 3 clicks of 3 classes from {tmp_path / 'clicks.json'}."
+    assert "| box | 1 |" in panel.labels.classes.content and len(panel.labels.click_choice.options) == 3
+    assert torch.equal(panel.session.model.get_outputs_for_camera(camera)[LABELS], labels)
+
+    panel.labels.clicks_clear.cb_hook(panel.labels.clicks_clear)
+    panel.labels.file_upload.file = ("mine.json", content)  # what the browser uploaded
+    panel.labels.file_upload.cb_hook(panel.labels.file_upload)
+    assert panel.message == "Loaded 3 clicks of 3 classes from mine.json (uploaded)."
+    assert torch.equal(panel.session.model.get_outputs_for_camera(camera)[LABELS], labels)
+
+    for text, message in (
+        (b"\xff\xfe", "Uploaded file bad.json is not UTF-8 text"),
+        (b"{", "Clicks file bad.json (uploaded) is not valid JSON"),
+        (
+            b'{"classes": ["a"], "clicks": [{"label": "b", "origin": [0, 0, 0], "direction": [0, 0, 1]}]}',
+            "Clicks file bad.json (uploaded): clicks[0].label 'b' is not one of the classes ['a']",
+        ),
+    ):
+        panel.labels.file_upload.file = ("bad.json", text)
+        panel.labels.file_upload.cb_hook(panel.labels.file_upload)
+        assert panel.message.startswith(message), panel.message
+    panel.labels.file.value = "missing.json"
+    panel.labels.file_load.cb_hook(panel.labels.file_load)
+    assert panel.message.startswith(f"Clicks file {tmp_path / 'missing.json'} does not exist")
+    assert len(panel.session.label_clicks) == 3, "a failed load keeps the session's clicks"
+
+    other = json.loads(content)
+    other["fingerprint"]["images"] += 1
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    panel.labels.file.value = str(tmp_path / "other.json")
+    panel.labels.file_load.cb_hook(panel.labels.file_load)
+    assert "was made on another scene: it was made on a scene of 17 images, this one has 16" in panel.message
+    panel.labels.file_load_force.value = True
+    panel.labels.file_load.cb_hook(panel.labels.file_load)
+    assert panel.message.startswith("Loaded 3 clicks of 3 classes") and "made on another scene" in panel.message
+
+
+def test_panel_suggests_the_next_click_and_goes_to_the_least_confident_training_view(panel, scene_outputs):
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
+
+    camera = scene_outputs.cameras[0:1]
+    panel.viewer_control.get_camera = lambda height, width: low_resolution(camera, max(height, width))
+    panel.labels.clicks_suggest.cb_hook(panel.labels.clicks_suggest)
+    assert panel.message.startswith("Paint a label first")
+    for name, (y, x) in PAINTED:
+        panel.labels.class_name.value = name
+        panel.on_label(ray_at(camera, y, x))
+    panel.labels.clicks_suggest.cb_hook(panel.labels.clicks_suggest)
+    assert panel.message.startswith("Least confident here: ") and "magenta marker" in panel.message
+    assert panel.labels.suggestion.points.shape == (1, 3)
+
+    panel.labels.clicks_suggest_view.cb_hook(panel.labels.clicks_suggest_view)
+    ranking = panel.session.least_confident_view(scene_outputs.cameras, 96)
+    assert panel.message.startswith(f"At training view {ranking.index}, the least confident")
+    position = scene_outputs.cameras.camera_to_worlds[ranking.index, :3, 3].numpy() * VISER_NERFSTUDIO_SCALE_RATIO
+    np.testing.assert_allclose(panel.browser.camera.position, position)
+    assert panel.view_index.value == ranking.index
+    np.testing.assert_allclose(panel.labels.suggestion.points[0], ranking.suggestion.marker, atol=1e-6)
+    panel.labels.click_undo.cb_hook(panel.labels.click_undo)
+    assert panel.labels.suggestion.points.shape == (0, 3), "a change of the labels clears the old suggestion"
 
 
 def test_recolor_moves_the_clicked_colour_towards_the_target_and_reset_is_exact(session_and_camera):

@@ -3,7 +3,10 @@ viewer's state, so a frame never mixes two states (the viewer renders in its own
 
 * ``jacobinerf_response``: the selected click's response relative to its response to itself (heatmap);
 * ``jacobinerf_selection``: the RGB with the selected entity (relative response > threshold) highlighted;
-* ``jacobinerf_labels``: the sparse propagation of the label clicks over the RGB.
+* ``jacobinerf_labels``: the labels of the label clicks over the RGB: class score ``s_c`` = max response over the
+  class's clicks, label = ``argmax_c s_c``, pixels whose ray hits nothing unlabelled (as ``jacobinerf-label``);
+* ``jacobinerf_confidence``: the margin ``(s1 − s2) / max(s1, ε)`` of the two best class scores (heatmap, 0 = a
+  tie: click there next); 1 where the ray hits nothing (nothing to label).
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import torch
 from torch import Tensor
 
-from jacobinerf_ns.propagation.probe import RESPONSES, assign_labels, relative_responses
+from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION, class_scores, confidence, label_ids
+from jacobinerf_ns.propagation.probe import RESPONSES, relative_responses
 from jacobinerf_ns.visualization import highlight, label_overlay
 
-RESPONSE, SELECTION, LABELS = "jacobinerf_response", "jacobinerf_selection", "jacobinerf_labels"
+RESPONSE, SELECTION = "jacobinerf_response", "jacobinerf_selection"
+LABELS, CONFIDENCE = "jacobinerf_labels", "jacobinerf_confidence"
 
 
 @dataclass(frozen=True)
@@ -30,9 +36,9 @@ class Decoration:
     selection_self_response: Optional[Tensor]
     """The selected click's response to itself in ``space`` (``None``: nothing selected)."""
     label_ids: Tuple[int, ...]
-    """Class id (1-based) of each label click."""
+    """Class id (position in the classes + 1) of each label click."""
     colors: Tensor
-    """``(L + 1, 3)`` class colours, 0 = void."""
+    """``(C + 1, 3)`` class colours, 0 = unlabelled."""
 
 
 def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
@@ -48,5 +54,9 @@ def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
         outputs[SELECTION] = highlight(rgb, relative > decoration.threshold)
         responses = responses[..., 1:]
     if decoration.label_ids:
-        outputs[LABELS] = label_overlay(rgb, assign_labels(responses, decoration.label_ids), decoration.colors)
+        scores = class_scores(responses, decoration.label_ids, len(decoration.colors) - 1)
+        hit = outputs["accumulation"][..., 0] >= MIN_ACCUMULATION
+        margin = confidence(scores)
+        outputs[LABELS] = label_overlay(rgb, label_ids(scores, margin, hit=hit), decoration.colors)
+        outputs[CONFIDENCE] = torch.where(hit, margin, torch.ones_like(margin))[..., None]
     return outputs
