@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import download_host_resolves, run_command, train_tiny
+from tests.helpers import download_host_resolves, metric_keys, run_command, train_tiny
 
 pytestmark = pytest.mark.slow  # every test runs nerfstudio commands in subprocesses
 
@@ -152,14 +152,10 @@ def test_export_labels_command_writes_ids_and_overlays(shaped_run, tmp_path):
     assert np.asarray(Image.open(out / "overlay" / "frame_00004.png")).shape == (36, 48, 3)
 
 
-def metric_keys(prefixes, settings, spaces):
-    return {
-        f"{p}{s}_{d}_{m}"
-        for p in prefixes
-        for s in settings
-        for d in spaces
-        for m in ("miou", "class_avg_acc", "total_acc")
-    }
+def all_metric_keys(prefixes, settings, spaces) -> set:
+    """Every key of the default protocol's three draws (training view 0 × seeds 0, 1, 2)."""
+    draws = [f"view0_seed{seed}" for seed in range(3)]
+    return {key for p in prefixes for d in spaces for key in metric_keys(p, settings, d, draws)}
 
 
 def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_path):
@@ -181,9 +177,7 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
     assert result.returncode == 0, result.stderr[-4000:]
     written = json.loads(output.read_text())
     assert written["propagation"]["method"] == "semantic-head"
-    assert set(written["results"]) == metric_keys(
-        ("", "instance_"), ("sparse", "dense"), ("3d",)
-    )  # no psnr: --no-photometric
+    assert set(written["results"]) == all_metric_keys(("", "instance_"), ("sparse", "dense"), ("3d",))  # no psnr
 
     missing = run_command(
         "jacobinerf-eval",
@@ -219,7 +213,7 @@ def test_jacobinerf_eval_runs_every_baseline_on_the_same_run(shaped_run, tmp_pat
         )
         assert result.returncode == 0, result.stderr[-4000:]
         results = json.loads(output.read_text())["results"]
-        assert "psnr" in results and metric_keys(("", "instance_"), ("sparse",), (space,)) <= set(results)
+        assert "psnr" in results and all_metric_keys(("", "instance_"), ("sparse",), (space,)) <= set(results)
         assert not any(key.endswith(f"_{'3d' if space == '2d' else '2d'}_miou") for key in results)
     assert list(
         (shaped_run.parent.parent.parent / "cache").glob("dino/*/*.npy")
