@@ -19,12 +19,13 @@ click* points.
    (:func:`~jacobinerf_ns.propagation.protocol.sample_clicks` on the bank's grid of that view), then one click at a
    time up to ``--max-clicks`` in total: *random* = a uniformly random labelled (non-void) bank pixel of any frame;
    *suggested* = the bank pixel *Suggest next click* points at
-   (:func:`~jacobinerf_ns.propagation.bank.suggested_bank_pixel`: ``labelling.least_confident_pixel`` on each frame's
-   grid, the frame of lowest pooled confidence; a box of 5 bank pixels = 5 × stride image pixels). The oracle answers
-   with the ground-truth class of the clicked pixel; it has no answer on void pixels, so a suggestion there is dropped
-   (counted in the table) and the next one taken. A pixel is suggested at most once. *unexplained* (a proposal, not
-   what the viewer does) runs the same search on the best cosine ``max_k cos(J_p, J_k)`` instead of the confidence:
-   it points where no click's entity resembles the pixel.
+   (:func:`~jacobinerf_ns.propagation.bank.suggested_bank_pixel`: ``labelling.weakest_region`` of
+   ``labelling.explained`` — the best cosine ``max_k cos(J_p, J_k)`` to a click — on each frame's grid, the frame of
+   lowest pooled value; a box of 5 bank pixels = 5 × stride image pixels): where no click's entity resembles the
+   pixel. The oracle answers with the ground-truth class of the clicked pixel; it has no answer on void pixels, so a
+   suggestion there is dropped (counted in the table) and the next one taken. A pixel is suggested at most once.
+   *margin* runs the same search on the confidence margin instead (the guide the viewer does *not* use: measured
+   here, it keeps pointing at an entity whose Jacobians stay mixed with another's).
 4. **Scores.** After every click: class scores = ``labelling.class_scores`` (max over a class's clicks), labels = the
    best class where the ray hits a surface (``jacobinerf-label``'s ids), mIoU over the bank (all frames) averaging
    the classes present in its ground truth (:mod:`jacobinerf_ns.metrics`). The Semantic-NeRF-style head
@@ -52,13 +53,13 @@ from torch import Tensor
 
 RUNS = ("shaped", "unshaped")
 STRATEGIES = {
-    "suggested": "clicks where 'Suggest next click' points",
+    "suggested": "clicks where 'Suggest next click' points (no click explains the pixel)",
     "random": "random labelled pixels",
-    "unexplained": "clicks where no click explains the pixel (a proposal)",
+    "margin": "clicks where the confidence margin is lowest (not used by the viewer)",
 }
 """How the next click is chosen (:func:`jacobian_curve`), and how the figure names it."""
 HEAD_STRATEGIES = ("suggested", "random")
-LINESTYLES = {"suggested": "-", "random": "--", "unexplained": ":"}
+LINESTYLES = {"suggested": "-", "random": "--", "margin": ":"}
 HEAD_RUN = "unshaped"
 HEAD_POINTS = (1, 2, 4, 8, 10, 16, 30, 32, 60)
 """Total clicks at which the head is fitted (those at or above the first clicks, and the last)."""
@@ -200,15 +201,16 @@ def miou(predicted: Tensor, truth: Tensor) -> float:
 @torch.no_grad()
 def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, strategy: str, sequence: List[int]) -> Dict:
     """mIoU after each click from ``len(first)`` to ``count`` clicks. ``random``: the clicks of ``sequence``;
-    ``suggested``: :func:`~jacobinerf_ns.propagation.bank.suggested_bank_pixel` on the confidence (the viewer's);
-    ``unexplained``: the same search on the best cosine ``max_k ⟨J_p, J_k⟩ / (|J_p| |J_k|)``, i.e. where no click's
-    entity resembles the pixel (a proposal, not what the viewer does)."""
+    ``suggested``: :func:`~jacobinerf_ns.propagation.bank.suggested_bank_pixel` on ``labelling.explained`` (the best
+    cosine ``max_k ⟨J_p, J_k⟩ / (|J_p| |J_k|)``, the viewer's guide); ``margin``: the same search on the confidence
+    margin."""
     from jacobinerf_ns.propagation.bank import linear_scores, suggested_bank_pixel
     from jacobinerf_ns.propagation.labelling import (
         MIN_ACCUMULATION,
         SUGGESTION_WINDOW,
         class_scores,
         confidence,
+        explained,
         label_ids,
     )
 
@@ -229,7 +231,7 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
         if strategy == "random":
             pick = sequence[len(clicks)]
         else:
-            guide = margin if strategy == "suggested" else (responses / norms[:, None] / norms[clicks]).amax(dim=-1)
+            guide = margin if strategy == "margin" else explained(responses, norms[clicks], norms, 1.0)
             while True:
                 pick = suggested_bank_pixel(guide, hit & ~asked, data["grids"], SUGGESTION_WINDOW)
                 if pick is None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from jacobinerf_ns.propagation.bank import build_bank, grid_pixels, suggested_bank_pixel
-from jacobinerf_ns.propagation.labelling import least_confident_pixel
+from jacobinerf_ns.propagation.labelling import weakest_region
 from tests.helpers import build_tiny_model, cameras_around_origin
 
 
-def test_the_suggested_bank_pixel_is_the_least_confident_box_of_all_views():
+def test_the_suggested_bank_pixel_is_the_weakest_box_of_all_views():
     grids = [(6, 8), (10, 12), (6, 8)]
     views = [torch.ones(rows, columns) for rows, columns in grids]
     views[1][6:9, 2:5] = 0.2  # an unsure region in view 1
@@ -18,7 +18,7 @@ def test_the_suggested_bank_pixel_is_the_least_confident_box_of_all_views():
     confidence = torch.cat([view.flatten() for view in views])
     hit = torch.ones_like(confidence, dtype=torch.bool)
     start = 6 * 8
-    y, x = least_confident_pixel(views[1], torch.ones(10, 12, dtype=torch.bool), 3)
+    y, x = weakest_region(views[1], torch.ones(10, 12, dtype=torch.bool), 3)
     assert (y, x) == (7, 3)
     assert suggested_bank_pixel(confidence, hit, grids, 3) == start + y * 12 + x
 

@@ -4,7 +4,7 @@ On a shaped sample-scene checkpoint: jump to training view 0, arm "Select entity
 canvas, show the `jacobinerf_selection` output, and check from the screenshots' pixels that the highlight covers
 the box and not the rest; then recolor the blue ball and check it turned red. Then label: paint the box, the ball and
 the wall as three classes, check the legend, the autosave, the labels and confidence outputs, *Suggest next click*,
-*Go to least-confident training view*, and a download → clear → upload round trip of the click set. Object regions
+*Go to least-explained training view*, and a download → clear → upload round trip of the click set. Object regions
 come from the screenshot before the clicks (colour thresholds), so the checks do not depend on the viewer's camera
 maths. Set JACOBINERF_SCREENSHOTS=DIR to keep the screenshots (`viewer_labelling.png` is the whole window).
 
@@ -316,7 +316,7 @@ def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(
         assert confidence.max() - confidence.min() > 0.5, "confidence varies over the view"
 
         page.get_by_role("button", name="Suggest next click").click()
-        wait_for(lambda: status(page).startswith("Least confident here"))
+        wait_for(lambda: status(page).startswith("The clicks explain the magenta marker least"))
         suggested = rendered(page, region, keep / "viewer_suggestion.png")
         marker = (suggested[..., 0] > 0.8) & (suggested[..., 2] > 0.8) & (suggested[..., 1] < 0.3)
         assert marker.sum() > 20, "the magenta marker shows the suggested click"
@@ -337,10 +337,10 @@ def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(
         status_line.evaluate("element => element.scrollIntoView({block: 'start'})")  # the panel from its status down
         page.screenshot(path=str(keep / "viewer_labelling.png"))
 
-        page.get_by_role("button", name="Go to least-confident training view").click()
+        page.get_by_role("button", name="Go to least-explained training view").click()
         wait_for(lambda: status(page).startswith("At training view "), timeout=300)
         view = int(status(page).split()[3].rstrip(","))
-        assert f"At training view {view}, the least confident (mean " in status(page)
+        assert f"At training view {view}, the one the clicks explain least (mean " in status(page)
         assert row(page, "Training view").locator("input:visible").first.input_value() == str(view)
 
         with page.expect_download() as download:

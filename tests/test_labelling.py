@@ -289,16 +289,29 @@ def test_voxel_vote_keeps_the_majority_label_whatever_the_batches(monkeypatch):
     assert set(unlabelled.result()[2].tolist()) == {0}
 
 
-def test_the_suggested_click_is_the_least_confident_region_that_hits_a_surface():
-    from jacobinerf_ns.propagation.labelling import least_confident_pixel, mean_confidence
+def test_the_weakest_region_is_the_lowest_box_that_hits_a_surface():
+    from jacobinerf_ns.propagation.labelling import mean_over_hits, weakest_region
 
     confidence = torch.ones(20, 30)
     confidence[12:17, 3:8] = 0.1  # an unsure region
     confidence[2, 25] = 0.0  # one unsure pixel: a box around it stays confident on average
     hit = torch.ones(20, 30, dtype=torch.bool)
-    assert least_confident_pixel(confidence, hit) == (14, 5)
+    assert weakest_region(confidence, hit) == (14, 5)
     hit[10:20, 0:10] = False  # the unsure region is sky: nothing to click there
-    y, x = least_confident_pixel(confidence, hit)
+    y, x = weakest_region(confidence, hit)
     assert abs(y - 2) <= 2 and abs(x - 25) <= 2, "the box around the chosen pixel holds the unsure pixel"
-    assert least_confident_pixel(confidence, torch.zeros_like(hit)) is None
-    assert mean_confidence(confidence, hit) == pytest.approx(float(confidence[hit].mean()))
+    assert weakest_region(confidence, torch.zeros_like(hit)) is None
+    assert mean_over_hits(confidence, hit) == pytest.approx(float(confidence[hit].mean()))
+
+
+def test_explained_is_the_best_cosine_to_a_click():
+    from jacobinerf_ns.propagation.labelling import explained
+
+    pixels = torch.rand(6, 12)  # flattened ray Jacobians
+    clicks = torch.rand(3, 12)
+    sigma = 0.1
+    responses = sigma * (pixels @ clicks.T).abs()  # linear responses
+    cosine = torch.nn.functional.normalize(pixels, dim=-1) @ torch.nn.functional.normalize(clicks, dim=-1).T
+    result = explained(responses, clicks.norm(dim=-1), pixels.norm(dim=-1), sigma)
+    torch.testing.assert_close(result, cosine.abs().amax(dim=-1))
+    assert explained(responses[:1], clicks.norm(dim=-1), torch.zeros(1), sigma).item() == 1.0  # clamped

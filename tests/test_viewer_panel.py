@@ -23,10 +23,10 @@ from jacobinerf_ns.propagation.labelling import (
     class_scores,
     confidence,
     label_frame,
-    least_confident_pixel,
-    mean_confidence,
+    mean_over_hits,
     pixel_click,
     scene_from_outputs,
+    weakest_region,
 )
 from jacobinerf_ns.propagation.probe import render_responses
 from jacobinerf_ns.viewer.decoration import CONFIDENCE, LABELS, RESPONSE, SELECTION, Decoration, decorate
@@ -322,7 +322,7 @@ def test_loading_clicks_that_hit_nothing_is_an_error_and_keeps_the_session(sessi
     assert nothing.load(classes_only, "classes.json") == "Loaded 0 clicks of 3 classes from classes.json."
 
 
-def test_the_suggested_click_is_a_least_confident_point_of_the_view(session_and_camera):
+def test_the_suggested_click_is_where_the_clicks_explain_the_view_least(session_and_camera):
     session, camera = session_and_camera
     painted(session, camera)
     with pytest.raises(JacobiNerfError, match="Paint a label first"):
@@ -330,35 +330,35 @@ def test_the_suggested_click_is_a_least_confident_point_of_the_view(session_and_
     suggestion = session.suggest(camera)
     labels = label_frame(session.model, camera, session.resolved(), "3d", sigma=session.sigma)
     y, x = suggestion.pixel
-    assert suggestion.pixel == least_confident_pixel(labels.confidence, labels.hit)
-    assert suggestion.confidence == pytest.approx(float(labels.confidence[y, x]))
-    assert suggestion.view_confidence == pytest.approx(mean_confidence(labels.confidence, labels.hit))
-    box = labels.confidence[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3]
-    assert float(box.mean()) < suggestion.view_confidence, "the marked region is less confident than the view"
-    assert float(box.mean()) <= float(labels.confidence[labels.hit].quantile(0.1)) + 1e-6
+    assert suggestion.pixel == weakest_region(labels.explained, labels.hit)
+    assert suggestion.explained == pytest.approx(float(labels.explained[y, x]))
+    assert suggestion.view_explained == pytest.approx(mean_over_hits(labels.explained, labels.hit))
+    box = labels.explained[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3]
+    assert float(box.mean()) < suggestion.view_explained, "the marked region is less explained than the view"
+    assert float(box.mean()) <= float(labels.explained[labels.hit].quantile(0.1)) + 1e-6
     ray = camera.generate_rays(camera_indices=0, keep_shape=True)[y, x]
     offset = torch.tensor(suggestion.marker) - ray.origins
     torch.testing.assert_close(torch.nn.functional.normalize(offset, dim=0), ray.directions, atol=1e-4, rtol=0)
 
 
-def test_the_least_confident_training_view_is_chosen_from_low_resolution_renders(session_and_camera, scene_outputs):
+def test_the_least_explained_training_view_is_chosen_from_low_resolution_renders(session_and_camera, scene_outputs):
     session, camera = session_and_camera
     painted(session, camera)
     cameras = scene_outputs.cameras
     small = low_resolution(cameras[3:4], 16)
     assert (int(small.width), int(small.height)) == (16, 12) and int(cameras[3:4].width) == 48, "a rescaled copy"
     progress = []
-    ranking = session.least_confident_view(cameras, 16, lambda done, total: progress.append((done, total)))
-    assert progress[-1] == (len(cameras), len(cameras)) and len(ranking.mean_confidences) == len(cameras)
+    ranking = session.least_explained_view(cameras, 16, lambda done, total: progress.append((done, total)))
+    assert progress[-1] == (len(cameras), len(cameras)) and len(ranking.mean_explained) == len(cameras)
     clicks = session.resolved()
     means = []
     for index in range(len(cameras)):
         labels = label_frame(session.model, low_resolution(cameras[index : index + 1], 16), clicks, "3d")
-        assert labels.confidence.shape == (12, 16)
-        means.append(mean_confidence(labels.confidence, labels.hit))
-    assert ranking.mean_confidences == pytest.approx(means)
+        assert labels.explained.shape == (12, 16)
+        means.append(mean_over_hits(labels.explained, labels.hit))
+    assert ranking.mean_explained == pytest.approx(means)
     assert ranking.index == int(np.argmin(means)) and max(means) > min(means)
-    assert ranking.suggestion is not None and ranking.suggestion.view_confidence == pytest.approx(min(means))
+    assert ranking.suggestion is not None and ranking.suggestion.view_explained == pytest.approx(min(means))
 
 
 def test_panel_labelling_legend_click_list_markers_and_autosave(panel, scene_outputs, tmp_path):
@@ -447,7 +447,7 @@ def test_panel_saves_loads_uploads_and_downloads_click_sets(panel, scene_outputs
     assert panel.message.startswith("Loaded 3 clicks of 3 classes") and "made on another scene" in panel.message
 
 
-def test_panel_suggests_the_next_click_and_goes_to_the_least_confident_training_view(panel, scene_outputs):
+def test_panel_suggests_the_next_click_and_goes_to_the_least_explained_training_view(panel, scene_outputs):
     from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
 
     camera = scene_outputs.cameras[0:1]
@@ -458,12 +458,12 @@ def test_panel_suggests_the_next_click_and_goes_to_the_least_confident_training_
         panel.labels.class_name.value = name
         panel.on_label(ray_at(camera, y, x))
     panel.labels.clicks_suggest.cb_hook(panel.labels.clicks_suggest)
-    assert panel.message.startswith("Least confident here: ") and "magenta marker" in panel.message
+    assert panel.message.startswith("The clicks explain the magenta marker least") and "paint a label" in panel.message
     assert panel.labels.suggestion.points.shape == (1, 3)
 
     panel.labels.clicks_suggest_view.cb_hook(panel.labels.clicks_suggest_view)
-    ranking = panel.session.least_confident_view(scene_outputs.cameras, 96)
-    assert panel.message.startswith(f"At training view {ranking.index}, the least confident")
+    ranking = panel.session.least_explained_view(scene_outputs.cameras, 96)
+    assert panel.message.startswith(f"At training view {ranking.index}, the one the clicks explain least")
     position = scene_outputs.cameras.camera_to_worlds[ranking.index, :3, 3].numpy() * VISER_NERFSTUDIO_SCALE_RATIO
     np.testing.assert_allclose(panel.browser.camera.position, position)
     assert panel.view_index.value == ranking.index

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.propagation.labelling import least_confident_pixel
+from jacobinerf_ns.propagation.labelling import weakest_region
 from jacobinerf_ns.propagation.probe import ray_jacobians
 
 if TYPE_CHECKING:
@@ -94,23 +94,21 @@ def linear_scores(jacobians: Tensor, clicks: Tensor, chunk: int = 1 << 16) -> Te
     )
 
 
-def suggested_bank_pixel(
-    confidence: Tensor, hit: Tensor, grids: Sequence[Tuple[int, int]], window: int
-) -> Optional[int]:
+def suggested_bank_pixel(guide: Tensor, hit: Tensor, grids: Sequence[Tuple[int, int]], window: int) -> Optional[int]:
     """Index of the bank pixel *Suggest next click* points at, over views whose pixels are consecutive regular grids
     (``grids[v]`` = (rows, columns) of view v, row-major, e.g. :func:`grid_pixels`): each view's
-    :func:`~.labelling.least_confident_pixel` on its grid, then the view whose suggested box has the lowest mean
-    confidence (pixels that hit nothing count as 1, as there). ``confidence``, ``hit``: ``(P,)``; ``None`` when no
-    pixel hits a surface."""
+    :func:`~.labelling.weakest_region` of ``guide`` on its grid, then the view whose suggested box has the lowest mean
+    (pixels that hit nothing count as 1, as there). ``guide``, ``hit``: ``(P,)``; ``None`` when no pixel hits a
+    surface."""
     best: Optional[Tuple[float, int]] = None
     start = 0
     for rows, columns in grids:
-        view_confidence = confidence[start : start + rows * columns].view(rows, columns).float()
+        view_guide = guide[start : start + rows * columns].view(rows, columns).float()
         view_hit = hit[start : start + rows * columns].view(rows, columns)
-        where = least_confident_pixel(view_confidence, view_hit, window)
+        where = weakest_region(view_guide, view_hit, window)
         if where is not None:
             y, x = where
-            known = torch.where(view_hit, view_confidence, torch.ones_like(view_confidence))
+            known = torch.where(view_hit, view_guide, torch.ones_like(view_guide))
             box = known[max(y - window // 2, 0) : y + window // 2 + 1, max(x - window // 2, 0) : x + window // 2 + 1]
             if best is None or float(box.mean()) < best[0]:
                 best = (float(box.mean()), start + y * columns + x)

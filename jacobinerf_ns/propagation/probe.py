@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 RESPONSES = {"2d": "responses_2d", "3d": "responses_3d"}
 """Model output keys: ``(H, W, K)`` 2D and 3D responses of the active probe."""
+JACOBIAN_NORM = "jacobian_norm"
+"""Model output key: ``(H, W, 1)`` norm ``‖J_p‖`` of each pixel's ray Jacobian (rendered with any probe's responses)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ def probe_responses(
         ray, point = jacobians.perturbed_gray_difference(
             head.weights, head.features, weight, bias, probe.sigma * sources
         )
-    return {RESPONSES["2d"]: ray, RESPONSES["3d"]: point}
+    norm = jacobians.flatten(jacobians.ray_jacobian(head.weights, head.rgb, head.features, shape_bias)).norm(dim=-1)
+    return {RESPONSES["2d"]: ray, RESPONSES["3d"]: point, JACOBIAN_NORM: norm[:, None]}
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION, class_scores, confidence, label_ids
-from jacobinerf_ns.propagation.probe import RESPONSES, relative_responses
+from jacobinerf_ns.propagation.probe import JACOBIAN_NORM, RESPONSES, relative_responses
 from jacobinerf_ns.visualization import highlight, label_overlay
 
 RESPONSE, SELECTION = "jacobinerf_response", "jacobinerf_selection"
@@ -44,6 +44,7 @@ class Decoration:
 def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
     """Replaces the raw ``(H, W, K)`` responses of ``outputs`` by the viewer's outputs (in place; returns it)."""
     raw = {space: outputs.pop(key) for space, key in RESPONSES.items() if key in outputs}
+    outputs.pop(JACOBIAN_NORM, None)  # used by suggestions (their own renders), not shown
     if not raw:
         return outputs
     responses = raw[decoration.space]

@@ -58,7 +58,7 @@ AUTOSAVE_FILE = "clicks.autosave.json"
 """Written beside the run's config after every change of the label clicks."""
 SUGGESTION_SIDE = 96
 """Suggestions judge renders whose longer side is at most this many pixels (the 5-pixel box of
-:func:`~jacobinerf_ns.propagation.labelling.least_confident_pixel` is then ~5% of the view)."""
+:func:`~jacobinerf_ns.propagation.labelling.weakest_region` is then ~5% of the view)."""
 MARKER_SIZE = 0.02
 """Diameter of a label click's marker, in nerfstudio's units (its scene fits in [-1, 1]³)."""
 SUGGESTION_COLOR = (1.0, 0.0, 1.0)
@@ -140,7 +140,7 @@ class JacobiNerfPanel(nn.Module):
         folder.clicks_clear = ViewerButton("Clear labels", cb_hook=self.labelling(self.session.clear))
         folder.clicks_suggest = ViewerButton("Suggest next click", cb_hook=self.reported(self.suggest_next_click))
         folder.clicks_suggest_view = ViewerButton(
-            "Go to least-confident training view", cb_hook=self.reported(self.go_to_least_confident_view)
+            "Go to least-explained training view", cb_hook=self.reported(self.go_to_least_explained_view)
         )
         folder.file = ViewerText(
             "Clicks file", CLICKS_FILE, hint="A click-set JSON file (docs/clicks.md); relative to the run's folder"
@@ -302,7 +302,7 @@ class JacobiNerfPanel(nn.Module):
     # ---- suggestions -------------------------------------------------------------------------------------------
 
     def suggest_next_click(self) -> str:
-        """Marks the least-confident region of what the viewer shows now (judged from a low-resolution render)."""
+        """Marks the region of what the viewer shows now that the clicks explain least (a low-resolution render)."""
         camera = self.viewer_camera(SUGGESTION_SIDE)
         if camera is None:
             return "No viewer is running."
@@ -311,20 +311,20 @@ class JacobiNerfPanel(nn.Module):
             return "Nothing in this view hits a surface: turn the camera towards the scene."
         self.mark(suggestion)
         return (
-            f"Least confident here: {suggestion.confidence:.2f} (view mean {suggestion.view_confidence:.2f}) "
-            "at the magenta marker: paint a label there."
+            f"The clicks explain the magenta marker least (best cosine {suggestion.explained:.2f}, view mean "
+            f"{suggestion.view_explained:.2f}): paint a label there."
         )
 
-    def go_to_least_confident_view(self) -> str:
-        """Jumps to the training view whose labels are least confident (every view rendered at low resolution)."""
+    def go_to_least_explained_view(self) -> str:
+        """Jumps to the training view the clicks explain least (every view rendered at low resolution)."""
         cameras = self._pipeline.datamanager.train_dataparser_outputs.cameras
-        ranking = self.session.least_confident_view(
+        ranking = self.session.least_explained_view(
             cameras, SUGGESTION_SIDE, lambda done, total: self.say(f"Judging training views: {done}/{total}")
         )
         self.jump_to_training_view(ranking.index)
-        means = ranking.mean_confidences
+        means = ranking.mean_explained
         message = (
-            f"At training view {ranking.index}, the least confident (mean {means[ranking.index]:.2f}; "
+            f"At training view {ranking.index}, the one the clicks explain least (mean {means[ranking.index]:.2f}; "
             f"the {len(means)} views: {min(means):.2f} to {max(means):.2f})"
         )
         if ranking.suggestion is None:

@@ -34,8 +34,8 @@ from jacobinerf_ns.propagation.labelling import (
     click_rays,
     keep_hits,
     label_frame,
-    least_confident_pixel,
-    mean_confidence,
+    mean_over_hits,
+    weakest_region,
 )
 from jacobinerf_ns.propagation.probe import (
     RESPONSES,
@@ -137,27 +137,28 @@ class LegendEntry:
 
 @dataclass(frozen=True)
 class Suggestion:
-    """Where in one view the next label click helps most (:func:`~.labelling.least_confident_pixel`)."""
+    """Where in one view the next label click helps most: the region the clicks explain least
+    (:func:`~.labelling.weakest_region` of :func:`~.labelling.explained`)."""
 
     pixel: Tuple[int, int]
     """``(y, x)`` in the render it was found in."""
-    confidence: float
-    """Confidence at that pixel."""
-    view_confidence: float
-    """Mean confidence of the view's pixels that hit a surface."""
+    explained: float
+    """How well the clicks explain that pixel (best |cos| to a click's Jacobian)."""
+    view_explained: float
+    """The same, averaged over the view's pixels that hit a surface."""
     marker: Tuple[float, float, float]
     """Where its marker is drawn (nerfstudio's frame)."""
 
 
 @dataclass(frozen=True)
 class ViewRanking:
-    """The training view whose labels are least confident, judged from low-resolution renders."""
+    """The training view the clicks explain least, judged from low-resolution renders."""
 
     index: int
-    mean_confidences: Tuple[float, ...]
+    mean_explained: Tuple[float, ...]
     """Per training view."""
     suggestion: Optional[Suggestion]
-    """The least-confident region of that view (``None`` when its rays hit nothing)."""
+    """The least-explained region of that view (``None`` when its rays hit nothing)."""
 
 
 def low_resolution(camera: Cameras, max_side: int) -> Cameras:
@@ -343,7 +344,7 @@ class ViewerSession:
     def resolved(self) -> ResolvedClicks:
         """The label clicks as :func:`~.labelling.label_frame` takes them."""
         if not self.label_clicks:
-            raise JacobiNerfError("Paint a label first: suggestions rank pixels by the confidence of their labels.")
+            raise JacobiNerfError("Paint a label first: suggestions rank pixels by how well the clicks explain them.")
         return ResolvedClicks(
             jacobians=torch.cat([click.evaluated.jacobian for click in self.label_clicks]),
             class_ids=tuple(self.classes.index(click.label) + 1 for click in self.label_clicks),
@@ -352,32 +353,32 @@ class ViewerSession:
         )
 
     def suggest(self, camera: Cameras) -> Optional[Suggestion]:
-        """The least-confident region of ``camera``'s render (``None`` when its rays hit nothing)."""
+        """The region of ``camera``'s render the clicks explain least (``None`` when its rays hit nothing)."""
         return self._judge(camera, self.resolved())[1]
 
     def _judge(self, camera: Cameras, clicks: ResolvedClicks) -> Tuple[float, Optional[Suggestion]]:
-        """The mean confidence of ``camera``'s render and its least-confident region."""
+        """How well the clicks explain ``camera``'s render on average, and its least-explained region."""
         labels = label_frame(self.model, camera, clicks, self.space, sigma=self.sigma)
-        view_confidence = mean_confidence(labels.confidence, labels.hit)
-        pixel = least_confident_pixel(labels.confidence, labels.hit)
+        view_explained = mean_over_hits(labels.explained, labels.hit)
+        pixel = weakest_region(labels.explained, labels.hit)
         if pixel is None:
-            return view_confidence, None
+            return view_explained, None
         y, x = pixel
         ray = camera.generate_rays(camera_indices=0, keep_shape=True)[y, x]
         depth = MARKER_DEPTH * float(labels.depth[y, x])
         marker = ray.origins.reshape(3).cpu() + depth * ray.directions.reshape(3).cpu()
-        return view_confidence, Suggestion(
+        return view_explained, Suggestion(
             pixel=pixel,
-            confidence=float(labels.confidence[y, x]),
-            view_confidence=view_confidence,
+            explained=float(labels.explained[y, x]),
+            view_explained=view_explained,
             marker=_floats(marker),
         )
 
-    def least_confident_view(
+    def least_explained_view(
         self, cameras: Cameras, max_side: int, progress: Callable[[int, int], None] = lambda done, total: None
     ) -> ViewRanking:
-        """Renders every camera with its longer side at most ``max_side`` pixels and ranks them by the mean
-        confidence of their labels; ``progress(done, total)`` after each."""
+        """Renders every camera with its longer side at most ``max_side`` pixels and ranks them by how well the
+        clicks explain them on average; ``progress(done, total)`` after each."""
         clicks = self.resolved()
         means, suggestions = [], []
         for index in range(len(cameras)):
@@ -386,7 +387,7 @@ class ViewerSession:
             suggestions.append(suggestion)
             progress(index + 1, len(cameras))
         worst = int(np.argmin(means))
-        return ViewRanking(index=worst, mean_confidences=tuple(means), suggestion=suggestions[worst])
+        return ViewRanking(index=worst, mean_explained=tuple(means), suggestion=suggestions[worst])
 
     # ---- state -------------------------------------------------------------------------------------------------
 
