@@ -304,6 +304,19 @@ def test_the_weakest_region_is_the_lowest_box_that_hits_a_surface():
     assert mean_over_hits(confidence, hit) == pytest.approx(float(confidence[hit].mean()))
 
 
+def test_the_weakest_region_keeps_off_the_border_of_a_large_view():
+    from jacobinerf_ns.propagation.labelling import weakest_region
+
+    confidence = torch.ones(48, 64)
+    confidence[:5, :5] = 0.0  # the least explained box is in the corner: its marker would be half outside the view
+    confidence[30:35, 40:45] = 0.2
+    hit = torch.ones(48, 64, dtype=torch.bool)
+    assert weakest_region(confidence, hit) == (32, 42)
+    hit[5:-5, 5:-5] = False  # only the border hits a surface: it is suggested all the same
+    y, x = weakest_region(confidence, hit)
+    assert y < 5 and x < 5
+
+
 def test_explained_is_the_best_cosine_to_a_click():
     from jacobinerf_ns.propagation.labelling import explained
 

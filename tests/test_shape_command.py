@@ -30,6 +30,7 @@ def test_the_shaped_continuation_keeps_the_run_options_and_opens_the_cosine_gap(
     shaped = yaml.load((shaped_copy / "config.yml").read_text(), Loader=yaml.Loader)
     assert shaped.pipeline.model.num_levels == original.pipeline.model.num_levels  # every field option as trained
     assert shaped.pipeline.model.mi_loss_mult == 0.1 and shaped.pipeline.model.shaping_start_step == 0
+    assert shaped.load_step is None and shaped.load_dir is None  # ns-eval and ns-viewer load the new run's latest
     last = TRAINED_SHAPING_START - 1 + SHAPING_STEPS
     assert (shaped_copy / "nerfstudio_models" / f"step-{last:09d}.ckpt").is_file()
     before = cosine_gap(load_step(trained_run, TRAINED_SHAPING_START - 1))

@@ -83,7 +83,13 @@ class ShapeRun:
             raise JacobiNerfError(f"--load-step {self.load_step}: no step-{self.load_step:09d}.ckpt in {checkpoints}.")
         if self.steps < 1:
             raise JacobiNerfError(f"--steps {self.steps}: shape for at least one step.")
-        config.load_dir, config.load_step, config.load_checkpoint = checkpoints, self.load_step, None
+        step = self.load_step
+        if step is None:
+            step = max(int(path.stem.split("-")[1]) for path in checkpoints.glob("step-*.ckpt"))
+        # a checkpoint file, not load_dir + load_step: ns-eval and ns-viewer re-point load_dir at the new run's own
+        # checkpoints and would then look for the old step there
+        config.load_dir, config.load_step = None, None
+        config.load_checkpoint = checkpoints / f"step-{step:09d}.ckpt"
         config.max_num_iterations = self.steps
         config.timestamp = self.timestamp
         config.save_only_latest_checkpoint = self.save_only_latest_checkpoint

@@ -374,14 +374,26 @@ SUGGESTION_WINDOW = 5
 
 def weakest_region(guide: Tensor, hit: Tensor, window: int = SUGGESTION_WINDOW) -> Optional[Tuple[int, int]]:
     """``(y, x)``: the centre of the ``window × window`` box of lowest mean ``guide`` (in [0, 1]; *Suggest next click*
-    uses :func:`explained`), among pixels whose ray hits a surface (``None`` when none does); ``(H, W)`` inputs."""
+    uses :func:`explained`), among pixels whose ray hits a surface (``None`` when none does); ``(H, W)`` inputs.
+
+    Centres keep ``window`` pixels from the border where the view is large enough: a suggestion on the frame's edge is
+    half outside the view, and its marker with it."""
     if not hit.any():
         return None
     known = torch.where(hit, guide.float(), torch.ones_like(guide, dtype=torch.float32))
     pooled = torch.nn.functional.avg_pool2d(
         known[None, None], window, stride=1, padding=window // 2, count_include_pad=False
     )[0, 0]
-    pooled = torch.where(hit, pooled, torch.full_like(pooled, float("inf")))
+    candidates = hit.clone()
+    height, width = hit.shape
+    if height > 4 * window and width > 4 * window and hit[window:-window, window:-window].any():
+        candidates[:window], candidates[-window:], candidates[:, :window], candidates[:, -window:] = (
+            False,
+            False,
+            False,
+            False,
+        )
+    pooled = torch.where(candidates, pooled, torch.full_like(pooled, float("inf")))
     index = int(pooled.argmin())
     return index // pooled.shape[1], index % pooled.shape[1]
 
