@@ -394,7 +394,7 @@ def report(results: Dict[Tuple[str, str], Dict[int, Dict]], banks: Dict[str, Dic
     axis.set_ylabel(f"{args.kind} mIoU over all {frames} frames (train + eval)")
     axis.set_ylim(0, 1)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2)
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=1)
     sampled = "every pixel" if args.stride == 1 else f"every {args.stride}th pixel row and column"
     axis.set_title(
         f"How many clicks label the whole scene? {scene}, {args.kind}: line = mean, band = ± std over {seeds} seeds\n"
@@ -405,7 +405,7 @@ def report(results: Dict[Tuple[str, str], Dict[int, Dict]], banks: Dict[str, Dic
     figure.tight_layout()
     figure_path = args.figure or Path("docs") / f"clicks_to_quality_{scene}.png"
     with files.atomic_path(figure_path) as temporary:
-        figure.savefig(temporary, dpi=110)
+        figure.savefig(temporary, dpi=110, bbox_inches="tight")  # the legend below the axes, whole
     plt.close(figure)
 
     points = [n for n in REPORT_POINTS if n <= args.max_clicks]
