@@ -133,6 +133,16 @@ def perturbed_gray_difference(
     return torch.stack(ray_responses, dim=-1), torch.stack(point_responses, dim=-1)
 
 
+ROUNDING = 1e-4
+"""Relative size of the negative values that rounding leaves in factors that are ≥ 0 in exact arithmetic."""
+
+
+def non_negative(factor: Tensor) -> bool:
+    """``factor ≥ 0`` up to rounding: ``min ≥ −ROUNDING · max |factor|``. Render weights (``α·T``) and Jacobians
+    (``c (1 − c)`` at ``c ≈ 1``) come out of float32 as small negatives (~1e-7), which must not force the slow path."""
+    return bool(factor.min() >= -ROUNDING * factor.abs().max())
+
+
 def linear_responses(
     weights: Tensor, rgb: Tensor, features: Tensor, sources: Tensor, shape_bias: bool = False
 ) -> Tuple[Tensor, Tensor]:
@@ -145,7 +155,7 @@ def linear_responses(
     ``(R, N, 3, F)`` point Jacobians.
     """
     ray = (flatten(ray_jacobian(weights, rgb, features, shape_bias)) @ flatten(sources).T).abs()
-    if features.min() >= 0 and sources.min() >= 0 and weights.min() >= 0:
+    if all(non_negative(factor) for factor in (features, sources, weights)):
         return ray, ray
     inputs = with_bias_input(features, shape_bias)  # (R, N, F')
     projections = torch.einsum("rnf,kcf->rnkc", inputs, sources)  # ⟨h_i, J_k[c]⟩

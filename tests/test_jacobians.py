@@ -126,3 +126,21 @@ def test_with_non_negative_factors_3d_responses_are_the_2d_ones():
     explicit = (weights * torch.einsum("rncf,kcf->rnk", jacobians.point_jacobian(colors, h), sources).abs()).sum(dim=1)
     torch.testing.assert_close(composited, explicit)
     torch.testing.assert_close(ray, explicit)
+
+
+def test_rounding_sized_negatives_keep_the_fast_path():
+    """Weights and Jacobians of a real render hold float32 rounding (~1e-7 below 0): still one product, and still the
+    explicit point responses up to that rounding; genuinely signed features take the per-sample path."""
+    weights, h, weight, bias = random_head(rays=6)
+    h = h.relu()
+    colors = jacobians.head_colors(h, weight.detach(), bias.detach())
+    sources = jacobians.ray_jacobian(weights, colors, h)[:3]
+    weights = weights.clone()
+    weights.view(-1)[0] = -1e-7  # one weight just below zero, as α·T rounds
+    ray, composited = jacobians.linear_responses(weights, colors, h, sources)
+    assert composited is ray, "the fast path: the 3D responses are the 2D ones"
+    explicit = (weights * torch.einsum("rncf,kcf->rnk", jacobians.point_jacobian(colors, h), sources).abs()).sum(dim=1)
+    torch.testing.assert_close(composited, explicit)
+    signed = h - 0.5 * h.max()
+    ray, composited = jacobians.linear_responses(weights, colors, signed, sources)
+    assert composited is not ray
