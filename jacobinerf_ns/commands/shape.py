@@ -65,6 +65,8 @@ class ShapeRun:
         """The old run's ``TrainerConfig`` turned into the shaping run's."""
         import yaml
 
+        from jacobinerf_ns.runs import checkpoint_path
+
         if not self.load_config.is_file():
             raise JacobiNerfError(f"--load-config {self.load_config} does not exist: give the config.yml of a run.")
         try:
@@ -77,19 +79,19 @@ class ShapeRun:
                 "jacobinerf-shape continues jacobinerf runs (train one with `ns-train jacobinerf`)."
             )
         checkpoints = self.load_config.parent / "nerfstudio_models"
-        if not sorted(checkpoints.glob("step-*.ckpt")):
+        saved = sorted(int(path.stem.split("-")[1]) for path in checkpoints.glob("step-*.ckpt"))
+        if not saved:
             raise JacobiNerfError(f"No checkpoint in {checkpoints}: the run has not saved one yet.")
-        if self.load_step is not None and not (checkpoints / f"step-{self.load_step:09d}.ckpt").is_file():
+        if self.load_step is not None and self.load_step not in saved:
             raise JacobiNerfError(f"--load-step {self.load_step}: no step-{self.load_step:09d}.ckpt in {checkpoints}.")
         if self.steps < 1:
             raise JacobiNerfError(f"--steps {self.steps}: shape for at least one step.")
-        step = self.load_step
-        if step is None:
-            step = max(int(path.stem.split("-")[1]) for path in checkpoints.glob("step-*.ckpt"))
         # a checkpoint file, not load_dir + load_step: ns-eval and ns-viewer re-point load_dir at the new run's own
         # checkpoints and would then look for the old step there
         config.load_dir, config.load_step = None, None
-        config.load_checkpoint = checkpoints / f"step-{step:09d}.ckpt"
+        config.load_checkpoint = checkpoint_path(
+            self.load_config.parent, saved[-1] if self.load_step is None else self.load_step
+        )
         config.max_num_iterations = self.steps
         config.timestamp = self.timestamp
         config.save_only_latest_checkpoint = self.save_only_latest_checkpoint

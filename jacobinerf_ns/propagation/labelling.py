@@ -384,15 +384,11 @@ def weakest_region(guide: Tensor, hit: Tensor, window: int = SUGGESTION_WINDOW) 
     pooled = torch.nn.functional.avg_pool2d(
         known[None, None], window, stride=1, padding=window // 2, count_include_pad=False
     )[0, 0]
-    candidates = hit.clone()
+    inner = torch.zeros_like(hit)
+    inner[window:-window, window:-window] = True
     height, width = hit.shape
-    if height > 4 * window and width > 4 * window and hit[window:-window, window:-window].any():
-        candidates[:window], candidates[-window:], candidates[:, :window], candidates[:, -window:] = (
-            False,
-            False,
-            False,
-            False,
-        )
+    large = height > 4 * window and width > 4 * window
+    candidates = hit & inner if large and (hit & inner).any() else hit
     pooled = torch.where(candidates, pooled, torch.full_like(pooled, float("inf")))
     index = int(pooled.argmin())
     return index // pooled.shape[1], index % pooled.shape[1]
