@@ -190,8 +190,11 @@ class ViewerMarkers(ViewerElement[Any]):
     def install(self, viser_server) -> None:
         self._create_gui_handle(viser_server)
 
-    def show(self, points: np.ndarray, colors: np.ndarray) -> None:
-        """``points`` ``(N, 3)`` in nerfstudio's frame, ``colors`` ``(N, 3)`` in [0, 1]."""
+    def show(self, points: np.ndarray, colors: np.ndarray, size: Optional[float] = None) -> None:
+        """``points`` ``(N, 3)`` in nerfstudio's frame, ``colors`` ``(N, 3)`` in [0, 1]; ``size`` (nerfstudio's units)
+        replaces the one given at construction."""
+        if size is not None:
+            self.size = size
         self.points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
         self.colors = (np.asarray(colors, dtype=np.float32).reshape(-1, 3) * 255).round().astype(np.uint8)
         self._draw()

@@ -50,6 +50,8 @@ OBJECTS = {  # instance → a point inside it (sample_scene.PRIMITIVES)
     "box_yellow": (-0.6, -0.55, 0.2),
     "vase": (0.0, -0.05, 0.5),
 }
+BACKGROUND = {"floor": (1.2, -1.4, 0.0), "walls": (-2.4, 0.0, 1.2)}
+"""Background instance → a point on it: their own classes, so no object's class spreads over them."""
 NAMES = [name for name, *_ in INSTANCES]  # instance id - 1 → name
 
 
@@ -287,24 +289,24 @@ def test_ray_clicks_in_original_coordinates_select_the_same_objects_under_anothe
     from jacobinerf_ns.propagation.probe import eval_head_inputs
 
     meta = transforms(sample_scene)
-    aimed = {name: aimed_ray(meta, name, target) for name, target in OBJECTS.items()}
+    aimed = {name: aimed_ray(meta, name, target) for name, target in {**OBJECTS, **BACKGROUND}.items()}
     click_set = ClickSet(
-        classes=tuple(OBJECTS),
+        classes=tuple(aimed),
         clicks=tuple(RayClick(name, tuple(o.tolist()), tuple(d.tolist())) for name, (o, d, _) in aimed.items()),
         fingerprint=fingerprint_of(sample_scene),
     )
     write_clicks(tmp_path / "rays.json", click_set)
-    hits = {}
+    truth = np.array([aimed[name][2] for name in OBJECTS])
+    landed = {}
     for normalisation, run in runs.items():
         _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
         scene = dataset_scene(pipeline.datamanager)
         assert click_set.fingerprint.mismatch(scene.fingerprint()) is None
         rays = click_rays(click_set, scene, "rays.json")
         outputs, _ = eval_head_inputs(pipeline.model, rays.bundle())
-        landed = rays.origins + rays.directions * outputs["depth"].reshape(-1, 1)
-        hits[normalisation] = to_original_frame(landed, scene.outputs).numpy()
-    truth = np.array([hit for _, _, hit in aimed.values()])
-    landed = {normalisation: np.linalg.norm(hit - truth, axis=-1) < 0.1 for normalisation, hit in hits.items()}
+        hits = to_original_frame(rays.origins + rays.directions * outputs["depth"].reshape(-1, 1), scene.outputs)
+        distance = np.linalg.norm(hits.numpy()[: len(OBJECTS)] - truth, axis=-1)
+        landed[normalisation] = [name for name, d in zip(OBJECTS, distance) if d < 0.1]
 
     ious, ids = {}, {}
     for normalisation, run in runs.items():
@@ -313,18 +315,21 @@ def test_ray_clicks_in_original_coordinates_select_the_same_objects_under_anothe
             "--load-config", run / "config.yml", "--clicks", tmp_path / "rays.json", "--output-dir", out, cwd=tmp_path
         )
         assert result.returncode == 0, output(result)[-4000:]
-        ious[normalisation] = {name: instance_iou(out, sample_scene, list(OBJECTS), name) for name in OBJECTS}
+        ious[normalisation] = {name: instance_iou(out, sample_scene, list(aimed), name) for name in OBJECTS}
         ids[normalisation] = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "ids").glob("*.png"))])
     truth_ids = np.stack([np.asarray(Image.open(p)) for p in sorted((sample_scene / "instances").glob("*.png"))])
-    on_objects = np.isin(truth_ids, [NAMES.index(name) + 1 for name in OBJECTS])
+    in_both = [name for name in landed["default"] if name in landed["other"]]
+    on_objects = np.isin(truth_ids, [NAMES.index(name) + 1 for name in in_both])
     agreement = np.mean(ids["default"][on_objects] == ids["other"][on_objects])
-    # Calibration (small runs, CPU): 4 of 5 clicks land within 5 cm in each run (a small run renders some objects as
-    # far floaters), mean IoU 0.57 and 0.54, agreement 0.86; labelling at random scores ~0.05 and ~0.2, and a ray
-    # mapped with the wrong normalisation lands nowhere near its object.
+    # A small run renders some surfaces as far floaters (on this box the yellow box, the floor and the walls of both
+    # runs), and a click there cannot select its object: quality is judged on the objects whose click landed on them.
+    # Calibration (small runs, CPU, machine seeds 42, 1, 2): 3-5 of 5 clicks land within 10 cm in each run, mean IoU
+    # of those objects 0.78-0.94, agreement 0.87-0.98; labelling at random scores ~0.05-0.2, and a ray mapped with
+    # the wrong normalisation lands nowhere near its object.
     for normalisation in runs:
-        assert landed[normalisation].sum() >= 3, (normalisation, hits[normalisation], truth)
-        assert np.mean(list(ious[normalisation].values())) > 0.4, ious
-    assert agreement > 0.6, agreement
+        assert len(landed[normalisation]) >= 3, (normalisation, landed)
+        assert np.mean([ious[normalisation][name] for name in landed[normalisation]]) > 0.5, (ious, landed)
+    assert len(in_both) >= 2 and agreement > 0.7, (agreement, landed)
 
 
 FLOOR_CLICK = {"label": "floor", "image": "images/frame_00000.png", "x": 24.5, "y": 33.5}

@@ -20,6 +20,7 @@ from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.propagation import RESPONSES
 from jacobinerf_ns.propagation.labelling import (
     MIN_ACCUMULATION,
+    SUGGESTION_WINDOW,
     class_scores,
     confidence,
     label_frame,
@@ -339,6 +340,12 @@ def test_the_suggested_click_is_where_the_clicks_explain_the_view_least(session_
     ray = camera.generate_rays(camera_indices=0, keep_shape=True)[y, x]
     offset = torch.tensor(suggestion.marker) - ray.origins
     torch.testing.assert_close(torch.nn.functional.normalize(offset, dim=0), ray.directions, atol=1e-4, rtol=0)
+    distance, fx = float(offset.norm()), float(camera.fx[0, 0])
+    on_screen = suggestion.marker_size * fx / distance
+    assert on_screen == pytest.approx(SUGGESTION_WINDOW), "the marker covers the box it marks, in pixels"
+    reach = round(on_screen)
+    covered = labels.depth[max(0, y - reach) : y + reach + 1, max(0, x - reach) : x + reach + 1]
+    assert distance < float(covered.min()), "no surface the marker covers on screen hides it"
 
 
 def test_the_least_explained_training_view_is_chosen_from_low_resolution_renders(session_and_camera, scene_outputs):
@@ -468,6 +475,7 @@ def test_panel_suggests_the_next_click_and_goes_to_the_least_explained_training_
     np.testing.assert_allclose(panel.browser.camera.position, position)
     assert panel.view_index.value == ranking.index
     np.testing.assert_allclose(panel.labels.suggestion.points[0], ranking.suggestion.marker, atol=1e-6)
+    assert panel.labels.suggestion.size == pytest.approx(ranking.suggestion.marker_size)
     panel.labels.click_undo.cb_hook(panel.labels.click_undo)
     assert panel.labels.suggestion.points.shape == (0, 3), "a change of the labels clears the old suggestion"
 

@@ -333,7 +333,9 @@ class JacobiNerfPanel(nn.Module):
         return message + ": paint a label at the magenta marker."
 
     def mark(self, suggestion: Suggestion) -> None:
-        self.labels.suggestion.show(np.array([suggestion.marker]), np.array([SUGGESTION_COLOR]))
+        self.labels.suggestion.show(
+            np.array([suggestion.marker]), np.array([SUGGESTION_COLOR]), size=suggestion.marker_size
+        )
 
     def viewer_camera(self, max_side: int) -> Optional[Cameras]:
         """The first browser's camera, its longer side ``max_side`` pixels (``None`` without a browser)."""

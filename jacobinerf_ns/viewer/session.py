@@ -35,6 +35,7 @@ from jacobinerf_ns.propagation.labelling import (
     keep_hits,
     label_frame,
     mean_over_hits,
+    SUGGESTION_WINDOW,
     weakest_region,
 )
 from jacobinerf_ns.propagation.probe import (
@@ -147,7 +148,10 @@ class Suggestion:
     view_explained: float
     """The same, averaged over the view's pixels that hit a surface."""
     marker: Tuple[float, float, float]
-    """Where its marker is drawn (nerfstudio's frame)."""
+    """Where its marker is drawn (nerfstudio's frame): on the pixel's ray, in front of every surface the marker
+    covers on screen (the render's depth hides scene objects behind it; suggestions lie on object borders)."""
+    marker_size: float
+    """The marker's size (nerfstudio's units): it covers the ``SUGGESTION_WINDOW`` box on screen, near or far."""
 
 
 @dataclass(frozen=True)
@@ -365,13 +369,16 @@ class ViewerSession:
             return view_explained, None
         y, x = pixel
         ray = camera.generate_rays(camera_indices=0, keep_shape=True)[y, x]
-        depth = MARKER_DEPTH * float(labels.depth[y, x])
-        marker = ray.origins.reshape(3).cpu() + depth * ray.directions.reshape(3).cpu()
+        reach = SUGGESTION_WINDOW  # the marker's footprint on screen, with a margin of its own size
+        nearest = float(labels.depth[max(0, y - reach) : y + reach + 1, max(0, x - reach) : x + reach + 1].min())
+        distance = MARKER_DEPTH * nearest
+        marker = ray.origins.reshape(3).cpu() + distance * ray.directions.reshape(3).cpu()
         return view_explained, Suggestion(
             pixel=pixel,
             explained=float(labels.explained[y, x]),
             view_explained=view_explained,
             marker=_floats(marker),
+            marker_size=distance * SUGGESTION_WINDOW / float(camera.fx[0, 0]),
         )
 
     def least_explained_view(
