@@ -29,13 +29,13 @@ from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.jacobians import HeadInputs
 from jacobinerf_ns.propagation.labelling import (
     MIN_ACCUMULATION,
+    SUGGESTION_WINDOW,
     ResolvedClicks,
     Scene,
     click_rays,
     keep_hits,
     label_frame,
     mean_over_hits,
-    SUGGESTION_WINDOW,
     weakest_region,
 )
 from jacobinerf_ns.propagation.probe import (
