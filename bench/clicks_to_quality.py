@@ -22,8 +22,10 @@ click* points.
    (:func:`~jacobinerf_ns.propagation.bank.suggested_bank_pixel`: ``labelling.weakest_region`` of
    ``labelling.explained`` — the best cosine ``max_k cos(J_p, J_k)`` to a click — on each frame's grid, the frame of
    lowest pooled value; a box of 5 bank pixels = 5 × stride image pixels): where no click's entity resembles the
-   pixel. The oracle answers with the ground-truth class of the clicked pixel; it has no answer on void pixels, so a
-   suggestion there is dropped (counted in the table) and the next one taken. A pixel is suggested at most once.
+   pixel. The oracle answers with the ground-truth class of the clicked pixel; it has no answer on void pixels, so it
+   presses *Skip suggestion* there (counted in the table): the pixel's Jacobian then counts as explaining its
+   look-alikes but labels nothing (``ViewerSession.dismiss``), and the next suggestion is taken. A pixel is suggested
+   at most once.
    *margin* runs the same search on the confidence margin instead (the guide the viewer does *not* use: measured
    here, it keeps pointing at an entity whose Jacobians stay mixed with another's).
 4. **Scores.** After every click: class scores = ``labelling.class_scores`` (max over a class's clicks), labels = the
@@ -53,7 +55,7 @@ from torch import Tensor
 
 RUNS = ("shaped", "unshaped")
 STRATEGIES = {
-    "suggested": "clicks where 'Suggest next click' points (no click explains the pixel)",
+    "suggested": "clicks where 'Suggest next click' points (no click explains the pixel; void ones skipped)",
     "random": "random labelled pixels",
     "margin": "clicks where the confidence margin is lowest (not used by the viewer)",
 }
@@ -221,6 +223,7 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
     responses = linear_scores(jacobians, jacobians[clicks])
     asked = torch.zeros(len(truth), dtype=torch.bool)
     asked[clicks] = True
+    skipped: List[int] = []  # suggestions the oracle had no class for: *Skip suggestion* (ViewerSession.dismiss)
     values, void_answers = [], 0
     while True:
         scores = class_scores(responses, truth[clicks].tolist(), classes)
@@ -231,8 +234,17 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
         if strategy == "random":
             pick = sequence[len(clicks)]
         else:
-            guide = margin if strategy == "margin" else explained(responses, norms[clicks], norms, 1.0)
             while True:
+                if strategy == "margin":
+                    guide = margin
+                else:
+                    sources = clicks + skipped
+                    both = (
+                        torch.cat([responses, linear_scores(jacobians, jacobians[skipped])], 1)
+                        if skipped
+                        else responses
+                    )
+                    guide = explained(both, norms[sources], norms, 1.0)
                 pick = suggested_bank_pixel(guide, hit & ~asked, data["grids"], SUGGESTION_WINDOW)
                 if pick is None:
                     raise SystemExit("No pixel left to suggest: lower --max-clicks.")
@@ -240,6 +252,8 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
                 if truth[pick] > 0:
                     break
                 void_answers += 1
+                if strategy == "suggested":
+                    skipped.append(pick)
         clicks.append(pick)
         responses = torch.cat([responses, linear_scores(jacobians, jacobians[pick : pick + 1])], dim=1)
     return {"clicks": clicks, "miou": values, "void_answers": void_answers}
@@ -312,7 +326,7 @@ def curves(banks: Dict[str, Dict], args) -> Dict[Tuple[str, str], Dict[int, Dict
             first = first_clicks(clickable, grids, args.source_view, seed)
             sequence = random_clicks(clickable, first, args.max_clicks, seed)
             for strategy in STRATEGIES:
-                identity = {**base, **banks[name]["identity"], "strategy": strategy}
+                identity = {**base, **banks[name]["identity"], "strategy": strategy, "rule": STRATEGIES[strategy]}
                 path = args.out / "curves" / args.kind / f"{name}_{strategy}_seed{seed}.json"
                 curve = cached(path, identity, jacobian_curve, banks[name], truth, first, args.max_clicks, strategy,
                                sequence)  # fmt: skip

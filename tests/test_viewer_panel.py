@@ -348,6 +348,24 @@ def test_the_suggested_click_is_where_the_clicks_explain_the_view_least(session_
     assert distance < float(covered.min()), "no surface the marker covers on screen hides it"
 
 
+def test_a_skipped_suggestion_counts_as_explained_labels_nothing_and_moves_the_next_one(session_and_camera):
+    session, camera = session_and_camera
+    painted(session, camera)
+    before = label_frame(session.model, camera, session.resolved(), "3d", sigma=session.sigma)
+    skipped = session.suggest(camera)
+    assert session.dismiss(skipped) == "Skipped that suggestion (1 skipped)"
+    after = label_frame(session.model, camera, session.resolved(), "3d", sigma=session.sigma,
+                        dismissed=torch.cat(session.dismissed))  # fmt: skip
+    y, x = skipped.pixel
+    assert before.explained[y, x] < after.explained[y, x] and after.explained[y, x] > 0.999, "it explains itself"
+    assert (after.explained >= before.explained - 1e-6).all()
+    torch.testing.assert_close(after.ids, before.ids)
+    torch.testing.assert_close(after.confidence, before.confidence)
+    assert session.suggest(camera).pixel != skipped.pixel
+    session.clear()
+    assert session.dismissed == []
+
+
 def test_the_least_explained_training_view_is_chosen_from_low_resolution_renders(session_and_camera, scene_outputs):
     session, camera = session_and_camera
     painted(session, camera)
@@ -464,9 +482,15 @@ def test_panel_suggests_the_next_click_and_goes_to_the_least_explained_training_
     for name, (y, x) in PAINTED:
         panel.labels.class_name.value = name
         panel.on_label(ray_at(camera, y, x))
+    panel.labels.clicks_skip.cb_hook(panel.labels.clicks_skip)
+    assert panel.message.startswith("No suggestion to skip")
     panel.labels.clicks_suggest.cb_hook(panel.labels.clicks_suggest)
     assert panel.message.startswith("The clicks explain the magenta marker least") and "paint a label" in panel.message
     assert panel.labels.suggestion.points.shape == (1, 3)
+    first = panel.labels.suggestion.points.copy()
+    panel.labels.clicks_skip.cb_hook(panel.labels.clicks_skip)
+    assert panel.message.startswith("Skipped that suggestion (1 skipped). The clicks explain the magenta marker least")
+    assert len(panel.session.dismissed) == 1 and not np.allclose(panel.labels.suggestion.points, first)
 
     panel.labels.clicks_suggest_view.cb_hook(panel.labels.clicks_suggest_view)
     ranking = panel.session.least_explained_view(scene_outputs.cameras, 96)

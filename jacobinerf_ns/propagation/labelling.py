@@ -350,15 +350,20 @@ def label_frame(
     mode: Literal["linear", "exact"] = "linear",
     sigma: float = 0.1,
     min_confidence: float = 0.0,
+    dismissed: Optional[Tensor] = None,
 ) -> FrameLabels:
-    """Labels of one camera from one render with all clicks as one probe."""
-    outputs = render_responses(model, camera, clicks.probe(sigma, mode))
-    scores = class_scores(outputs[RESPONSES[space]].cpu(), clicks.class_ids, clicks.num_classes)
+    """Labels of one camera from one render with all clicks as one probe.
+
+    ``dismissed`` ``(D, 3, F[+1])``: Jacobians of suggested pixels the user had nothing to label at; they count as
+    explaining their look-alikes (so suggestions move on) but label nothing."""
+    sources = clicks.jacobians if dismissed is None else torch.cat([clicks.jacobians, dismissed.to(clicks.jacobians)])
+    outputs = render_responses(model, camera, Probe(sources=sources, sigma=sigma, mode=mode))
+    responses = outputs[RESPONSES[space]].cpu()
+    scores = class_scores(responses[..., : len(clicks.jacobians)], clicks.class_ids, clicks.num_classes)
     accumulation = outputs["accumulation"].cpu()[..., 0]
     hit = accumulation >= MIN_ACCUMULATION
     margin = torch.where(hit, confidence(scores), torch.zeros_like(accumulation))
-    click_norms = clicks.jacobians.flatten(1).norm(dim=-1)
-    how_well = explained(outputs[RESPONSES[space]].cpu(), click_norms, outputs[JACOBIAN_NORM].cpu()[..., 0], sigma)
+    how_well = explained(responses, sources.flatten(1).norm(dim=-1).cpu(), outputs[JACOBIAN_NORM].cpu()[..., 0], sigma)
     return FrameLabels(
         ids=label_ids(scores, margin, min_confidence, hit),
         confidence=margin,

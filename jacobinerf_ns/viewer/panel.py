@@ -92,6 +92,7 @@ class JacobiNerfPanel(nn.Module):
         # A plain, underscored reference: not a submodule, and skipped by the viewer's attribute walk (no cycle).
         object.__setattr__(self, "_pipeline", pipeline)
         self.session = ViewerSession(pipeline.model, scene=cache(lambda: dataset_scene(pipeline.datamanager)))
+        self._suggestion: Optional[Suggestion] = None  # the one the marker shows (what 'Skip suggestion' dismisses)
         self.viewer_control = ViewerControl()
         # The last message, shown whole (wrapped) by the status element; `activity` is named to sort first.
         self.message = "Press a button, then click in the scene."
@@ -139,6 +140,8 @@ class JacobiNerfPanel(nn.Module):
         folder.click_undo = ViewerButton("Undo last label", cb_hook=self.labelling(self.session.undo))
         folder.clicks_clear = ViewerButton("Clear labels", cb_hook=self.labelling(self.session.clear))
         folder.clicks_suggest = ViewerButton("Suggest next click", cb_hook=self.reported(self.suggest_next_click))
+        # nothing to label at the magenta marker: what it resembles counts as done, and the next one is marked
+        folder.clicks_skip = ViewerButton("Skip suggestion", cb_hook=self.reported(self.skip_suggestion))
         folder.clicks_suggest_view = ViewerButton(
             "Go to least-explained training view", cb_hook=self.reported(self.go_to_least_explained_view)
         )
@@ -255,6 +258,7 @@ class JacobiNerfPanel(nn.Module):
         labels.click_choice.value = options[-1]
         labels.markers.show(*self.session.markers())
         labels.suggestion.show(np.zeros((0, 3)), np.zeros((0, 3)))
+        self._suggestion = None
         folder = self.run_folder()
         if folder is not None:
             self.session.save(folder / AUTOSAVE_FILE)
@@ -332,7 +336,15 @@ class JacobiNerfPanel(nn.Module):
         self.mark(ranking.suggestion)
         return message + ": paint a label at the magenta marker."
 
+    def skip_suggestion(self) -> str:
+        """Dismisses the marked suggestion (:meth:`ViewerSession.dismiss`) and suggests again in the current view."""
+        if self._suggestion is None:
+            return "No suggestion to skip: press 'Suggest next click' first."
+        skipped = self.session.dismiss(self._suggestion)
+        return f"{skipped}. {self.suggest_next_click()}"
+
     def mark(self, suggestion: Suggestion) -> None:
+        self._suggestion = suggestion
         self.labels.suggestion.show(
             np.array([suggestion.marker]), np.array([SUGGESTION_COLOR]), size=suggestion.marker_size
         )

@@ -152,6 +152,8 @@ class Suggestion:
     covers on screen (the render's depth hides scene objects behind it; suggestions lie on object borders)."""
     marker_size: float
     """The marker's size (nerfstudio's units): it covers the ``SUGGESTION_WINDOW`` box on screen, near or far."""
+    ray: RayBundle
+    """The pixel's ray, a one-ray bundle of the judged camera (what :meth:`ViewerSession.dismiss` evaluates)."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ class ViewerSession:
         self.selection: Optional[EvaluatedClick] = None
         self.classes: List[str] = []
         self.label_clicks: List[LabelClick] = []
+        self.dismissed: List[Tensor] = []
+        """Jacobians ``(1, 3, F[+1])`` of suggestions the user had nothing to label at (kept until *Clear labels*)."""
         self.recolor_delta: Optional[Tensor] = None
         self._scene_of = scene
         self._scene: Optional[Scene] = None
@@ -291,7 +295,7 @@ class ViewerSession:
         return f"Deleted label click {index + 1} ({click.describe()}); {len(self.label_clicks)} label clicks left."
 
     def clear(self) -> str:
-        self.classes, self.label_clicks = [], []
+        self.classes, self.label_clicks, self.dismissed = [], [], []
         self.publish()
         return "Cleared every class and label click."
 
@@ -360,9 +364,16 @@ class ViewerSession:
         """The region of ``camera``'s render the clicks explain least (``None`` when its rays hit nothing)."""
         return self._judge(camera, self.resolved())[1]
 
+    def dismiss(self, suggestion: Suggestion) -> str:
+        """Nothing to label at ``suggestion`` (void, or not worth a class): what its pixel resembles counts as
+        explained from now on, so suggestions move on; it labels nothing."""
+        self.dismissed.append(evaluate_click(self.model, suggestion.ray).jacobian.cpu())
+        return f"Skipped that suggestion ({len(self.dismissed)} skipped)"
+
     def _judge(self, camera: Cameras, clicks: ResolvedClicks) -> Tuple[float, Optional[Suggestion]]:
         """How well the clicks explain ``camera``'s render on average, and its least-explained region."""
-        labels = label_frame(self.model, camera, clicks, self.space, sigma=self.sigma)
+        dismissed = torch.cat(self.dismissed) if self.dismissed else None
+        labels = label_frame(self.model, camera, clicks, self.space, sigma=self.sigma, dismissed=dismissed)
         view_explained = mean_over_hits(labels.explained, labels.hit)
         pixel = weakest_region(labels.explained, labels.hit)
         if pixel is None:
@@ -379,6 +390,7 @@ class ViewerSession:
             view_explained=view_explained,
             marker=_floats(marker),
             marker_size=distance * SUGGESTION_WINDOW / float(camera.fx[0, 0]),
+            ray=ray.reshape((1,)),
         )
 
     def least_explained_view(
