@@ -342,6 +342,9 @@ def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(
         status_line.evaluate("element => element.scrollIntoView({block: 'start'})")  # the panel from its status down
         page.screenshot(path=str(keep / "viewer_labelling.png"))
 
+        page.get_by_role("button", name="Skip suggestion").click()
+        wait_for(lambda: status(page).startswith("Skipped that suggestion (1 skipped). The clicks explain the magenta"))
+
         page.get_by_role("button", name="Go to least-explained training view").click()
         wait_for(lambda: status(page).startswith("At training view "), timeout=300)
         view = int(status(page).split()[3].rstrip(","))

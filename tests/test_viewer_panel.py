@@ -482,13 +482,13 @@ def test_panel_suggests_the_next_click_and_goes_to_the_least_explained_training_
     for name, (y, x) in PAINTED:
         panel.labels.class_name.value = name
         panel.on_label(ray_at(camera, y, x))
-    panel.labels.clicks_skip.cb_hook(panel.labels.clicks_skip)
+    panel.labels.clicks_suggest_skip.cb_hook(panel.labels.clicks_suggest_skip)
     assert panel.message.startswith("No suggestion to skip")
     panel.labels.clicks_suggest.cb_hook(panel.labels.clicks_suggest)
     assert panel.message.startswith("The clicks explain the magenta marker least") and "paint a label" in panel.message
     assert panel.labels.suggestion.points.shape == (1, 3)
     first = panel.labels.suggestion.points.copy()
-    panel.labels.clicks_skip.cb_hook(panel.labels.clicks_skip)
+    panel.labels.clicks_suggest_skip.cb_hook(panel.labels.clicks_suggest_skip)
     assert panel.message.startswith("Skipped that suggestion (1 skipped). The clicks explain the magenta marker least")
     assert len(panel.session.dismissed) == 1 and not np.allclose(panel.labels.suggestion.points, first)
 

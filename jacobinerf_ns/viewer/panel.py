@@ -141,7 +141,7 @@ class JacobiNerfPanel(nn.Module):
         folder.clicks_clear = ViewerButton("Clear labels", cb_hook=self.labelling(self.session.clear))
         folder.clicks_suggest = ViewerButton("Suggest next click", cb_hook=self.reported(self.suggest_next_click))
         # nothing to label at the magenta marker: what it resembles counts as done, and the next one is marked
-        folder.clicks_skip = ViewerButton("Skip suggestion", cb_hook=self.reported(self.skip_suggestion))
+        folder.clicks_suggest_skip = ViewerButton("Skip suggestion", cb_hook=self.reported(self.skip_suggestion))
         folder.clicks_suggest_view = ViewerButton(
             "Go to least-explained training view", cb_hook=self.reported(self.go_to_least_explained_view)
         )
