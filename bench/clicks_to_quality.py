@@ -223,7 +223,7 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
     responses = linear_scores(jacobians, jacobians[clicks])
     asked = torch.zeros(len(truth), dtype=torch.bool)
     asked[clicks] = True
-    skipped: List[int] = []  # suggestions the oracle had no class for: *Skip suggestion* (ViewerSession.dismiss)
+    by_skipped = torch.zeros(len(truth))  # how well the suggestions the oracle skipped explain each pixel
     values, void_answers = [], 0
     while True:
         scores = class_scores(responses, truth[clicks].tolist(), classes)
@@ -234,17 +234,10 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
         if strategy == "random":
             pick = sequence[len(clicks)]
         else:
+            guide = (
+                margin if strategy == "margin" else explained(responses, norms[clicks], norms, 1.0).maximum(by_skipped)
+            )
             while True:
-                if strategy == "margin":
-                    guide = margin
-                else:
-                    sources = clicks + skipped
-                    both = (
-                        torch.cat([responses, linear_scores(jacobians, jacobians[skipped])], 1)
-                        if skipped
-                        else responses
-                    )
-                    guide = explained(both, norms[sources], norms, 1.0)
                 pick = suggested_bank_pixel(guide, hit & ~asked, data["grids"], SUGGESTION_WINDOW)
                 if pick is None:
                     raise SystemExit("No pixel left to suggest: lower --max-clicks.")
@@ -252,8 +245,10 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
                 if truth[pick] > 0:
                     break
                 void_answers += 1
-                if strategy == "suggested":
-                    skipped.append(pick)
+                if strategy == "suggested":  # *Skip suggestion* (ViewerSession.dismiss): explains, labels nothing
+                    column = linear_scores(jacobians, jacobians[pick : pick + 1])
+                    by_skipped = by_skipped.maximum(explained(column, norms[[pick]], norms, 1.0))
+                    guide = guide.maximum(by_skipped)
         clicks.append(pick)
         responses = torch.cat([responses, linear_scores(jacobians, jacobians[pick : pick + 1])], dim=1)
     return {"clicks": clicks, "miou": values, "void_answers": void_answers}

@@ -243,8 +243,10 @@ class ResolvedClicks:
     skipped: Tuple[str, ...]
     """One warning per click that hit nothing."""
 
-    def probe(self, sigma: float, mode: Literal["linear", "exact"]) -> Probe:
-        return Probe(sources=self.jacobians, sigma=sigma, mode=mode)
+    def probe(self, sigma: float, mode: Literal["linear", "exact"], dismissed: Optional[Tensor] = None) -> Probe:
+        """The clicks as one probe; ``dismissed`` ``(D, 3, F[+1])`` Jacobians follow them as further sources."""
+        sources = self.jacobians if dismissed is None else torch.cat([self.jacobians, dismissed.to(self.jacobians)])
+        return Probe(sources=sources, sigma=sigma, mode=mode)
 
 
 def resolve_clicks(model: JacobiNerfModel, click_set: ClickSet, scene: Scene, source: str) -> ResolvedClicks:
@@ -356,14 +358,15 @@ def label_frame(
 
     ``dismissed`` ``(D, 3, F[+1])``: Jacobians of suggested pixels the user had nothing to label at; they count as
     explaining their look-alikes (so suggestions move on) but label nothing."""
-    sources = clicks.jacobians if dismissed is None else torch.cat([clicks.jacobians, dismissed.to(clicks.jacobians)])
-    outputs = render_responses(model, camera, Probe(sources=sources, sigma=sigma, mode=mode))
+    probe = clicks.probe(sigma, mode, dismissed)
+    outputs = render_responses(model, camera, probe)
     responses = outputs[RESPONSES[space]].cpu()
     scores = class_scores(responses[..., : len(clicks.jacobians)], clicks.class_ids, clicks.num_classes)
     accumulation = outputs["accumulation"].cpu()[..., 0]
     hit = accumulation >= MIN_ACCUMULATION
     margin = torch.where(hit, confidence(scores), torch.zeros_like(accumulation))
-    how_well = explained(responses, sources.flatten(1).norm(dim=-1).cpu(), outputs[JACOBIAN_NORM].cpu()[..., 0], sigma)
+    source_norms = probe.sources.flatten(1).norm(dim=-1).cpu()
+    how_well = explained(responses, source_norms, outputs[JACOBIAN_NORM].cpu()[..., 0], sigma)
     return FrameLabels(
         ids=label_ids(scores, margin, min_confidence, hit),
         confidence=margin,
