@@ -328,3 +328,30 @@ def test_explained_is_the_best_cosine_to_a_click():
     result = explained(responses, clicks.norm(dim=-1), pixels.norm(dim=-1), sigma)
     torch.testing.assert_close(result, cosine.abs().amax(dim=-1))
     assert explained(responses[:1], clicks.norm(dim=-1), torch.zeros(1), sigma).item() == 1.0  # clamped
+
+
+def test_labelling_perturbs_along_each_click_by_the_same_length(scenes, model):
+    """``R_k(p) = σ ‖J_p‖ |cos(J_p, J_k)|``: a pixel's label is the click it is most like, and a click whose
+    Jacobian is longer takes no pixel more."""
+    from jacobinerf_ns.propagation.probe import RESPONSES, render_responses
+
+    scene = scenes["default"]
+    frame = scene.frames[0]
+    click_set = ClickSet(
+        classes=("left", "right"),
+        clicks=(pixel_click(frame, 18.5, 5.5, "left"), pixel_click(frame, 18.5, 42.5, "right")),
+    )
+    clicks = resolve_clicks(model, click_set, scene, "clicks.json")
+    longer = replace(clicks, jacobians=clicks.jacobians * torch.tensor([10.0, 1.0])[:, None, None])
+    camera = scene.frames[5].camera
+    labels, longer_labels = (label_frame(model, camera, c, "2d", "linear").ids for c in (clicks, longer))
+    assert torch.equal(labels, longer_labels)
+    assert set(labels.unique().tolist()) == {1, 2}  # both clicks label pixels
+
+    responses = render_responses(model, camera, clicks.probe(0.1, "linear"))[RESPONSES["2d"]]
+    pixels = torch.tensor([[10, 10], [30, 40], [20, 25]])
+    targets = pixel_jacobians(model, camera, pixels).flatten(1)
+    sources = clicks.jacobians.flatten(1)
+    cosine = torch.nn.functional.normalize(targets, dim=-1) @ torch.nn.functional.normalize(sources, dim=-1).T
+    expected = 0.1 * targets.norm(dim=-1, keepdim=True) * cosine.abs()
+    torch.testing.assert_close(responses[pixels[:, 0], pixels[:, 1]], expected, rtol=1e-4, atol=1e-7)

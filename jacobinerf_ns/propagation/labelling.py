@@ -4,6 +4,8 @@ A click set (:mod:`jacobinerf_ns.clicks`) names pixels of dataset images and ray
 poses; here they become rays in the run's normalised frame, and their Jacobians are computed from the run (never
 stored). For a target pixel p with responses ``R_k(p)`` to the K clicks (:mod:`.probe`, one render per frame):
 
+* each click perturbs the head by the same length σ along its Jacobian (:func:`unit_perturbations`), so
+  ``R_k(p) = σ ‖J_p‖ |cos(J_p, J_k)|`` (linear): p's best response is to the click it is most like;
 * class score ``s_c(p) = max_{k of class c} R_k(p)``; label = ``argmax_c s_c(p)`` (id = position in classes + 1);
 * confidence = ``(s1 − s2) / max(s1, ε)`` with ``s1 ≥ s2`` the two best class scores (one class: ``s2 = 0``);
 * pixels whose ray hits nothing (accumulation below :data:`MIN_ACCUMULATION`) are unlabelled (0).
@@ -231,6 +233,17 @@ def click_rays(click_set: ClickSet, scene: Scene, source: str) -> ClickRays:
     )
 
 
+def unit_perturbations(jacobians: Tensor) -> Tensor:
+    """``J_k / ‖J_k‖`` for ``(K, ...)`` Jacobians: the directions labelling perturbs along, each by the same σ.
+
+    The paper perturbs along ``σ J_k`` and relies on shaping to keep ``‖J_k‖ ≈ 1``; the norms that remain (0.87–1.09
+    between the 10th and 90th percentile on office_0) then decide which click wins wherever cosines are close, and most
+    clicks win no pixel at all. With unit perturbations a pixel takes the class of the click it is most like:
+    ``bench/clicks_to_quality.py`` measures the gain (docs/clicks_to_quality_*.md)."""
+    norms = jacobians.flatten(1).norm(dim=-1).clamp_min(CONFIDENCE_EPSILON)
+    return jacobians / norms.view(-1, *([1] * (jacobians.dim() - 1)))
+
+
 @dataclass(frozen=True)
 class ResolvedClicks:
     """The clicks that hit a surface of the run: their Jacobians and classes; the others, and why."""
@@ -244,9 +257,10 @@ class ResolvedClicks:
     """One warning per click that hit nothing."""
 
     def probe(self, sigma: float, mode: Literal["linear", "exact"], dismissed: Optional[Tensor] = None) -> Probe:
-        """The clicks as one probe; ``dismissed`` ``(D, 3, F[+1])`` Jacobians follow them as further sources."""
+        """The clicks as one probe of :func:`unit_perturbations`; ``dismissed`` ``(D, 3, F[+1])`` Jacobians follow
+        them as further sources."""
         sources = self.jacobians if dismissed is None else torch.cat([self.jacobians, dismissed.to(self.jacobians)])
-        return Probe(sources=sources, sigma=sigma, mode=mode)
+        return Probe(sources=unit_perturbations(sources), sigma=sigma, mode=mode)
 
 
 def resolve_clicks(model: JacobiNerfModel, click_set: ClickSet, scene: Scene, source: str) -> ResolvedClicks:

@@ -36,6 +36,7 @@ from jacobinerf_ns.propagation.labelling import (
     keep_hits,
     label_frame,
     mean_over_hits,
+    unit_perturbations,
     weakest_region,
 )
 from jacobinerf_ns.propagation.probe import (
@@ -422,11 +423,12 @@ class ViewerSession:
         return {space: responses[key][0, 0] for space, key in RESPONSES.items()}
 
     def probe(self) -> Optional[Probe]:
-        """The probe of the current state: sources = [selection] + label clicks; ``None`` when there is nothing."""
-        selected = [self.selection] if self.selection is not None else []
-        clicks = selected + [click.evaluated for click in self.label_clicks]
+        """The probe of the current state: sources = [selection] + label clicks (their
+        :func:`~.labelling.unit_perturbations`, as ``jacobinerf-label`` perturbs); ``None`` when there is nothing."""
+        selected = [self.selection.jacobian] if self.selection is not None else []
+        labelled = [unit_perturbations(click.evaluated.jacobian) for click in self.label_clicks]
         recolor = None if self.recolor_delta is None else self.recolor_strength * self.recolor_delta
-        if not clicks and recolor is None:
+        if not selected and not labelled and recolor is None:
             return None
         decoration = Decoration(
             space=self.space,
@@ -435,7 +437,7 @@ class ViewerSession:
             label_ids=tuple(self.classes.index(click.label) + 1 for click in self.label_clicks),
             colors=self.colors(),
         )
-        sources = torch.cat([click.jacobian for click in clicks]) if clicks else None
+        sources = torch.cat(selected + labelled) if selected or labelled else None
         return Probe(sources, sigma=self.sigma, recolor=recolor, decorate=partial(decorate, decoration=decoration))
 
     def publish(self) -> None:
