@@ -58,10 +58,11 @@ STRATEGIES = {
     "suggested": "clicks where 'Suggest next click' points (no click explains the pixel; void ones skipped)",
     "random": "random labelled pixels",
     "margin": "clicks where the confidence margin is lowest (not used by the viewer)",
+    "random_paper": "random labelled pixels, perturbed along σ J_k (the paper's length; labelling uses unit ones)",
 }
 """How the next click is chosen (:func:`jacobian_curve`), and how the figure names it."""
 HEAD_STRATEGIES = ("suggested", "random")
-LINESTYLES = {"suggested": "-", "random": "--", "margin": ":"}
+LINESTYLES = {"suggested": "-", "random": "--", "margin": ":", "random_paper": "-."}
 HEAD_RUN = "unshaped"
 HEAD_POINTS = (1, 2, 4, 8, 10, 16, 30, 32, 60)
 """Total clicks at which the head is fitted (those at or above the first clicks, and the last)."""
@@ -202,10 +203,11 @@ def miou(predicted: Tensor, truth: Tensor) -> float:
 
 @torch.no_grad()
 def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, strategy: str, sequence: List[int]) -> Dict:
-    """mIoU after each click from ``len(first)`` to ``count`` clicks. ``random``: the clicks of ``sequence``;
-    ``suggested``: :func:`~jacobinerf_ns.propagation.bank.suggested_bank_pixel` on ``labelling.explained`` (the best
-    cosine ``max_k ⟨J_p, J_k⟩ / (|J_p| |J_k|)``, the viewer's guide); ``margin``: the same search on the confidence
-    margin."""
+    """mIoU after each click from ``len(first)`` to ``count`` clicks, perturbing along each click's
+    ``labelling.unit_perturbations`` as labelling does (``random_paper``: along ``σ J_k``). ``random`` /
+    ``random_paper``: the clicks of ``sequence``; ``suggested``:
+    :func:`~jacobinerf_ns.propagation.bank.suggested_bank_pixel` on ``labelling.explained`` (the best cosine
+    ``max_k ⟨J_p, J_k⟩ / (|J_p| |J_k|)``, the viewer's guide); ``margin``: the same search on the confidence margin."""
     from jacobinerf_ns.propagation.bank import linear_scores, suggested_bank_pixel
     from jacobinerf_ns.propagation.labelling import (
         MIN_ACCUMULATION,
@@ -214,13 +216,15 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
         confidence,
         explained,
         label_ids,
+        unit_perturbations,
     )
 
     jacobians, classes = data["jacobians"], int(truth.max())
+    along = (lambda sources: sources) if strategy == "random_paper" else unit_perturbations
     norms = torch.cat([chunk.float().norm(dim=-1) for chunk in jacobians.split(1 << 16)]).clamp_min(1e-12)
     hit = data["accumulation"] >= MIN_ACCUMULATION
     clicks = list(first)
-    responses = linear_scores(jacobians, jacobians[clicks])
+    responses = linear_scores(jacobians, along(jacobians[clicks]))
     asked = torch.zeros(len(truth), dtype=torch.bool)
     asked[clicks] = True
     by_skipped = torch.zeros(len(truth))  # how well the suggestions the oracle skipped explain each pixel
@@ -231,12 +235,11 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
         values.append(miou(label_ids(scores, margin, 0.0, hit), truth))
         if len(clicks) >= count:
             break
-        if strategy == "random":
+        if strategy.startswith("random"):
             pick = sequence[len(clicks)]
         else:
-            guide = (
-                margin if strategy == "margin" else explained(responses, norms[clicks], norms, 1.0).maximum(by_skipped)
-            )
+            unit = torch.ones(len(clicks))  # the norms of unit perturbations
+            guide = margin if strategy == "margin" else explained(responses, unit, norms, 1.0).maximum(by_skipped)
             while True:
                 pick = suggested_bank_pixel(guide, hit & ~asked, data["grids"], SUGGESTION_WINDOW)
                 if pick is None:
@@ -246,11 +249,11 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
                     break
                 void_answers += 1
                 if strategy == "suggested":  # *Skip suggestion* (ViewerSession.dismiss): explains, labels nothing
-                    column = linear_scores(jacobians, jacobians[pick : pick + 1])
-                    by_skipped = by_skipped.maximum(explained(column, norms[[pick]], norms, 1.0))
+                    column = linear_scores(jacobians, unit_perturbations(jacobians[pick : pick + 1]))
+                    by_skipped = by_skipped.maximum(explained(column, torch.ones(1), norms, 1.0))
                     guide = guide.maximum(by_skipped)
         clicks.append(pick)
-        responses = torch.cat([responses, linear_scores(jacobians, jacobians[pick : pick + 1])], dim=1)
+        responses = torch.cat([responses, linear_scores(jacobians, along(jacobians[pick : pick + 1]))], dim=1)
     return {"clicks": clicks, "miou": values, "void_answers": void_answers}
 
 
@@ -321,7 +324,8 @@ def curves(banks: Dict[str, Dict], args) -> Dict[Tuple[str, str], Dict[int, Dict
             first = first_clicks(clickable, grids, args.source_view, seed)
             sequence = random_clicks(clickable, first, args.max_clicks, seed)
             for strategy in STRATEGIES:
-                identity = {**base, **banks[name]["identity"], "strategy": strategy, "rule": STRATEGIES[strategy]}
+                identity = {**base, **banks[name]["identity"], "strategy": strategy, "rule": STRATEGIES[strategy],
+                            "perturbation": "unit-length"}  # fmt: skip
                 path = args.out / "curves" / args.kind / f"{name}_{strategy}_seed{seed}.json"
                 curve = cached(path, identity, jacobian_curve, banks[name], truth, first, args.max_clicks, strategy,
                                sequence)  # fmt: skip
@@ -438,7 +442,7 @@ def report(results: Dict[Tuple[str, str], Dict[int, Dict]], banks: Dict[str, Dic
             column = np.nonzero(x == n)[0]
             cells.append(f"{values[:, column[0]].mean():.3f} ± {spread(values)[column[0]]:.3f}" if len(column) else "—")
         voids = [curve.get("void_answers") for curve in series.values()]
-        cells.append("—" if None in voids or strategy == "random" else f"{np.mean(voids):.1f}")
+        cells.append("—" if None in voids or strategy.startswith("random") else f"{np.mean(voids):.1f}")
         lines.append(f"| {curve_name(owner, strategy)} | " + " | ".join(cells) + " |")
     fitted = ", ".join(map(str, HEAD_POINTS))
     lines += [
@@ -446,7 +450,8 @@ def report(results: Dict[Tuple[str, str], Dict[int, Dict]], banks: Dict[str, Dic
         f"Head: fitted only at {fitted} clicks (and the last), so its clicks to reach a level are the first fitted "
         "point that reaches it (an upper bound).",
         "",
-        "Chosen − random clicks, mIoU (paired by seed: the same first clicks; mean ± std over seeds):",
+        "Each curve − random clicks on the same run, mIoU (paired by seed: the same first clicks; mean ± std over "
+        "seeds):",
         "",
     ]
     for (owner, strategy), series in results.items():
