@@ -28,9 +28,11 @@ click* points.
    at most once.
    *margin* runs the same search on the confidence margin instead (the guide the viewer does *not* use: measured
    here, it keeps pointing at an entity whose Jacobians stay mixed with another's).
-4. **Scores.** After every click: class scores = ``labelling.class_scores`` (max over a class's clicks), labels = the
-   best class where the ray hits a surface (``jacobinerf-label``'s ids), mIoU over the bank (all frames) averaging
-   the classes present in its ground truth (:mod:`jacobinerf_ns.metrics`). The Semantic-NeRF-style head
+4. **Scores.** After every click: class scores = ``labelling.class_scores`` (max over a class's clicks) of the
+   responses to ``labelling.unit_perturbations`` as in ``jacobinerf-label`` (*random_paper*: random clicks perturbing
+   along ``σ J_k``, the paper's length, for comparison), labels = the best class where the ray hits a surface
+   (``jacobinerf-label``'s ids), mIoU over the bank (all frames) averaging the classes present in its ground truth
+   (:mod:`jacobinerf_ns.metrics`). The Semantic-NeRF-style head
    (:func:`~jacobinerf_ns.propagation.heads.fit_rendered_head`: MLP on the unshaped run's colour features, rendered
    with the weights, cross-entropy on the clicks) is fitted to the random clicks and to the clicks suggested on the
    unshaped run at ``HEAD_POINTS`` total clicks only.
