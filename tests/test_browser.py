@@ -253,12 +253,11 @@ def erode(mask: np.ndarray, radius: int = 6) -> np.ndarray:
 
 
 def legend(page) -> list:
-    """The legend's rows: (colour code, class, clicks)."""
+    """The legend's rows: (colour code, class, clicks), read in one snapshot: the panel rebuilds the table as clicks
+    change, so a row counted first may be gone when read one by one."""
     table = page.locator("table", has=page.locator("th", has_text="clicks"))
-    if table.count() == 0:
-        return []
-    rows = table.first.locator("tbody tr")
-    return [tuple(cell.strip() for cell in rows.nth(i).inner_text().split("\t")) for i in range(rows.count())]
+    texts = table.first.locator("tbody tr").all_inner_texts()
+    return [tuple(cell.strip() for cell in text.split("\t")) for text in texts]
 
 
 def hex_color(color) -> str:
