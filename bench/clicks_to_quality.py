@@ -63,6 +63,8 @@ STRATEGIES = {
     "random_paper": "random labelled pixels, perturbed along σ J_k (the paper's length; labelling uses unit ones)",
 }
 """How the next click is chosen (:func:`jacobian_curve`), and how the figure names it."""
+PAPER_LENGTH = "random_paper"
+"""The one strategy whose clicks perturb along ``σ J_k``; the others along ``labelling.unit_perturbations``."""
 HEAD_STRATEGIES = ("suggested", "random")
 LINESTYLES = {"suggested": "-", "random": "--", "margin": ":", "random_paper": "-."}
 HEAD_RUN = "unshaped"
@@ -222,7 +224,7 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
     )
 
     jacobians, classes = data["jacobians"], int(truth.max())
-    along = (lambda sources: sources) if strategy == "random_paper" else unit_perturbations
+    along = (lambda sources: sources) if strategy == PAPER_LENGTH else unit_perturbations
     norms = torch.cat([chunk.float().norm(dim=-1) for chunk in jacobians.split(1 << 16)]).clamp_min(1e-12)
     hit = data["accumulation"] >= MIN_ACCUMULATION
     clicks = list(first)
@@ -327,7 +329,7 @@ def curves(banks: Dict[str, Dict], args) -> Dict[Tuple[str, str], Dict[int, Dict
             sequence = random_clicks(clickable, first, args.max_clicks, seed)
             for strategy in STRATEGIES:
                 identity = {**base, **banks[name]["identity"], "strategy": strategy, "rule": STRATEGIES[strategy],
-                            "perturbation": "unit-length"}  # fmt: skip
+                            "perturbation": "σ J_k" if strategy == PAPER_LENGTH else "unit-length"}  # fmt: skip
                 path = args.out / "curves" / args.kind / f"{name}_{strategy}_seed{seed}.json"
                 curve = cached(path, identity, jacobian_curve, banks[name], truth, first, args.max_clicks, strategy,
                                sequence)  # fmt: skip
