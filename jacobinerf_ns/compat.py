@@ -8,6 +8,8 @@
   one call (an explicit, scoped replacement; overriding ``populate_modules`` would copy ~80 lines of nerfacto), and
   :func:`check_nerfacto_parts` verifies afterwards that the swap took.
 * :class:`OfflineLPIPS` — nerfacto's LPIPS downloads AlexNet weights when it is built, which fails offline.
+* :func:`progress_from_checkpoint` — nerfstudio's progress line (% done, ETA) takes ``max_num_iterations`` as the
+  last step, while a run continued from a checkpoint trains that many steps *after* it (``jacobinerf-shape``).
 * Viewer elements nerfstudio 1.1.5 lacks, built on viser 0.2.7 like nerfstudio's own (the viewer installs every
   :class:`~nerfstudio.viewer.viewer_elements.ViewerElement` it finds on the pipeline): :class:`ViewerMarkdown` (text,
   e.g. a legend), :class:`ViewerUploadButton` and :class:`ViewerDownloadButton` (files between the browser and the
@@ -72,6 +74,21 @@ def replaced_attributes(owner: object, **replacements: object) -> Iterator[None]
     finally:
         for name, value in originals.items():
             setattr(owner, name, value)
+
+
+@contextlib.contextmanager
+def progress_from_checkpoint(checkpoint_step: int) -> Iterator[None]:
+    """Within the block, nerfstudio's local writer ends its progress at ``checkpoint_step + 1 + max_num_iterations``,
+    the trainer's last step + 1 when it resumes from a checkpoint saved at ``checkpoint_step``."""
+    from nerfstudio.utils import writer
+
+    setup_local_writer = writer.setup_local_writer
+
+    def shifted(config: Any, max_iter: int, banner_messages: Optional[list] = None) -> None:
+        setup_local_writer(config, max_iter=checkpoint_step + 1 + max_iter, banner_messages=banner_messages)
+
+    with replaced_attributes(writer, setup_local_writer=shifted):
+        yield
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -22,6 +24,8 @@ def shaped_copy(trained_run, tmp_path_factory):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"MI shaping on from step {TRAINED_SHAPING_START}" in result.stdout
+    done = [float(share) for share in re.findall(r"\(([0-9.]+)%\)", result.stdout)]  # nerfstudio's "590 (98.33%)"
+    assert done and 90 <= max(done) <= 100, done  # % of step 599, not of step 200 (295%)
     return trained_run.parent / "shaped_copy"
 
 

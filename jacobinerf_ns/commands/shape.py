@@ -111,7 +111,11 @@ class ShapeRun:
     def main(self) -> None:
         from nerfstudio.scripts.train import main as train
 
-        train(self.trainer_config())
+        from jacobinerf_ns.compat import progress_from_checkpoint
+
+        config = self.trainer_config()
+        with progress_from_checkpoint(int(config.load_checkpoint.stem.split("-")[1])):  # step-000001449.ckpt
+            train(config)
 
 
 def entrypoint() -> None:
