@@ -72,7 +72,9 @@ def run_dir(out: Path, name: str) -> Path:
 
 
 def checkpoint_steps(run: Path) -> List[int]:
-    return sorted(int(p.stem.split("-")[1]) for p in (run / "nerfstudio_models").glob("step-*.ckpt"))
+    from jacobinerf_ns.runs import checkpoint_step
+
+    return sorted(checkpoint_step(path) for path in (run / "nerfstudio_models").glob("step-*.ckpt"))
 
 
 def python_command(module: str, *arguments: str, threads: int) -> None:

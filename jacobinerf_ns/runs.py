@@ -87,6 +87,11 @@ def checkpoint_path(run: Path, step: int) -> Path:
     return run / "nerfstudio_models" / f"step-{step:09d}.ckpt"
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step of a checkpoint file (``step-000001449.ckpt`` → 1449), the inverse of :func:`checkpoint_path`."""
+    return int(checkpoint.stem.split("-")[1])
+
+
 def load_step(run: Path, step: int) -> JacobiNerfPipeline:
     """The run's pipeline with the checkpoint of ``step`` loaded (ns-eval's loader, then that step's weights)."""
     from nerfstudio.utils.eval_utils import eval_setup

@@ -65,7 +65,7 @@ class ShapeRun:
         """The old run's ``TrainerConfig`` turned into the shaping run's."""
         import yaml
 
-        from jacobinerf_ns.runs import checkpoint_path
+        from jacobinerf_ns.runs import checkpoint_path, checkpoint_step
 
         if not self.load_config.is_file():
             raise JacobiNerfError(f"--load-config {self.load_config} does not exist: give the config.yml of a run.")
@@ -79,7 +79,7 @@ class ShapeRun:
                 "jacobinerf-shape continues jacobinerf runs (train one with `ns-train jacobinerf`)."
             )
         checkpoints = self.load_config.parent / "nerfstudio_models"
-        saved = sorted(int(path.stem.split("-")[1]) for path in checkpoints.glob("step-*.ckpt"))
+        saved = sorted(checkpoint_step(path) for path in checkpoints.glob("step-*.ckpt"))
         if not saved:
             raise JacobiNerfError(f"No checkpoint in {checkpoints}: the run has not saved one yet.")
         if self.load_step is not None and self.load_step not in saved:
@@ -112,9 +112,10 @@ class ShapeRun:
         from nerfstudio.scripts.train import main as train
 
         from jacobinerf_ns.compat import progress_from_checkpoint
+        from jacobinerf_ns.runs import checkpoint_step
 
         config = self.trainer_config()
-        with progress_from_checkpoint(int(config.load_checkpoint.stem.split("-")[1])):  # step-000001449.ckpt
+        with progress_from_checkpoint(checkpoint_step(config.load_checkpoint)):
             train(config)
 
 
