@@ -2,7 +2,13 @@
 
 * :func:`allow_numpy_scalars` — nerfstudio's schedulers store numpy float64 learning rates in checkpoints, and
   ``ns-eval`` / ``ns-viewer`` / resume call ``torch.load`` without ``weights_only`` (``True`` by default since torch
-  2.6). Applied when a jacobinerf pipeline is built, before nerfstudio loads a checkpoint.
+  2.6). Applied by :func:`read_checkpoint`.
+* :func:`check_checkpoint_loads` — nerfstudio's checkpoint loaders (``eval_load_checkpoint``: ``ns-eval``,
+  ``ns-viewer``, ``ns-render``; the trainer's resume: ``ns-train --load-dir``, ``jacobinerf-shape``) call
+  ``torch.load`` and ``load_state_dict`` on whatever file is there, so a damaged checkpoint or another model's ends in
+  a traceback. Applied when a jacobinerf pipeline is built: each load reads through :func:`read_checkpoint` instead
+  (``torch.load`` replaced for the duration of that one call), which raises a
+  :class:`~jacobinerf_ns.errors.JacobiNerfError` naming the file and the fix.
 * :func:`nerfacto_parts` — nerfacto builds its field and its LPIPS inside ``populate_modules`` by module-level names.
   The model swaps in its field and an LPIPS that does not download by replacing those names for the duration of that
   one call (an explicit, scoped replacement; overriding ``populate_modules`` would copy ~80 lines of nerfacto), and
@@ -19,12 +25,16 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Optional, Tuple
+import functools
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerElement
+
+from jacobinerf_ns.errors import JacobiNerfError
 
 NERFSTUDIO_VERSION = "1.1.5"
 """The nerfstudio release these workarounds are written for (``pyproject.toml`` pins it)."""
@@ -38,6 +48,97 @@ def allow_numpy_scalars() -> None:
         from numpy.core.multiarray import scalar
     dtypes = [type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")]
     torch.serialization.add_safe_globals([scalar, np.dtype, *dtypes])
+
+
+def read_checkpoint(path: Path, pipeline: Optional[torch.nn.Module] = None, **load_options: Any) -> dict:
+    """The state nerfstudio saved in checkpoint ``path`` (``torch.load`` with ``load_options``). Raises
+    :class:`JacobiNerfError` naming the file and the fix when it cannot be read, is no nerfstudio checkpoint, or
+    (given ``pipeline``) holds model weights that ``pipeline`` cannot load."""
+    allow_numpy_scalars()
+    try:
+        state = torch.serialization.load(path, **load_options)  # not torch.load: check_checkpoint_loads replaces it
+    except Exception as error:  # arbitrary bytes raise many types (RuntimeError, KeyError, EOFError, UnpicklingError)
+        reason = str(error).split(". ")[0].strip()
+        raise unusable_checkpoint(
+            path,
+            f"cannot be read ({type(error).__name__}{': ' + reason if reason else ''}): it is damaged (an interrupted "
+            "save, a full disk) or not a checkpoint",
+        ) from error
+    if not (isinstance(state, dict) and "step" in state and isinstance(state.get("pipeline"), dict)):
+        raise unusable_checkpoint(path, f"is not a nerfstudio checkpoint (a {type(state).__name__} without a pipeline)")
+    misfit = "" if pipeline is None else weights_misfit(state["pipeline"], pipeline.state_dict())
+    if misfit:
+        raise unusable_checkpoint(
+            path,
+            f"holds another model's weights ({misfit}): it is another method's checkpoint, or one trained with other "
+            "model options",
+        )
+    return state
+
+
+def unusable_checkpoint(path: Path, problem: str) -> JacobiNerfError:
+    """``Checkpoint <path> <problem>.`` and the fix: load the folder's latest other checkpoint, or retrain."""
+    path = Path(path)
+    others = sorted(other.name for other in path.parent.glob("step-*.ckpt") if other.name != path.name)
+    fix = (
+        f"Move it out of {path.parent} so that the latest other checkpoint ({others[-1]}) loads, or train the run "
+        "again."
+        if others
+        else "It is the run's only checkpoint: train the run again."
+    )
+    return JacobiNerfError(f"Checkpoint {path} {problem}. {fix}")
+
+
+def weights_misfit(saved: Dict[str, Any], expected: Dict[str, Any]) -> str:
+    """Why nerfstudio's strict load of the model weights in pipeline state ``saved`` into a pipeline whose state is
+    ``expected`` fails (weights missing, unexpected, of another shape; one example each); empty when it succeeds."""
+
+    def model_weights(state: Dict[str, Any]) -> Dict[str, Any]:  # DDP's "module." prefixes dropped, as nerfstudio does
+        entries = {key.removeprefix("module."): value for key, value in state.items()}
+        return {
+            key.replace("_model.module.", "_model.", 1): value
+            for key, value in entries.items()
+            if key.startswith("_model.")
+        }
+
+    found, wanted = model_weights(saved), model_weights(expected)
+    problems = {
+        "missing": wanted.keys() - found.keys(),
+        "unexpected": found.keys() - wanted.keys(),
+        "of another shape": {
+            key for key in wanted.keys() & found.keys()
+            if getattr(found[key], "shape", None) != getattr(wanted[key], "shape", None)
+        },
+    }  # fmt: skip
+    return "; ".join(f"{len(keys)} {kind}, e.g. {min(keys)}" for kind, keys in problems.items() if keys)
+
+
+def check_checkpoint_loads() -> None:
+    """Makes nerfstudio's checkpoint loaders (``eval_load_checkpoint``, ``Trainer._load_checkpoint``) read through
+    :func:`read_checkpoint`, checked against the pipeline they load into (idempotent)."""
+    from nerfstudio.engine.trainer import Trainer
+    from nerfstudio.utils import eval_utils
+
+    loaders = (
+        (eval_utils, "eval_load_checkpoint", lambda config, pipeline: pipeline),
+        (Trainer, "_load_checkpoint", lambda trainer: trainer.pipeline),
+    )
+    for owner, name, pipeline_of in loaders:
+        loader = getattr(owner, name)
+        if not getattr(loader, "reads_checkpoints", False):
+            setattr(owner, name, reading_checkpoints(loader, pipeline_of))
+
+
+def reading_checkpoints(loader: Callable, pipeline_of: Callable) -> Callable:
+    """``loader`` with ``torch.load`` = :func:`read_checkpoint` against ``pipeline_of(*arguments)`` during each call."""
+
+    @functools.wraps(loader)
+    def checked(*arguments: Any) -> Any:
+        with replaced_attributes(torch, load=functools.partial(read_checkpoint, pipeline=pipeline_of(*arguments))):
+            return loader(*arguments)
+
+    checked.reads_checkpoints = True  # type: ignore[attr-defined]
+    return checked
 
 
 class OfflineLPIPS(torch.nn.Module):

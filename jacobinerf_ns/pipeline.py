@@ -36,7 +36,7 @@ class JacobiNerfPipeline(VanillaPipeline):
 
     def __init__(self, config: JacobiNerfPipelineConfig, *args, test_mode: str = "val", **kwargs) -> None:
         errors.report_user_errors()  # ns-train / ns-eval / ns-viewer / ns-render of a jacobinerf run
-        compat.allow_numpy_scalars()  # before nerfstudio loads a checkpoint into this pipeline (torch >= 2.6)
+        compat.check_checkpoint_loads()  # before nerfstudio loads a checkpoint into this pipeline
         config.model.validate()
         config.datamanager.validate()
         super().__init__(config, *args, test_mode=test_mode, **kwargs)

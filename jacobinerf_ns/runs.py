@@ -93,12 +93,14 @@ def checkpoint_step(checkpoint: Path) -> int:
 
 
 def load_step(run: Path, step: int) -> JacobiNerfPipeline:
-    """The run's pipeline with the checkpoint of ``step`` loaded (ns-eval's loader, then that step's weights)."""
+    """The run's pipeline with the checkpoint of ``step`` loaded (ns-eval's loader, told the step)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
-    _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
-    state = torch.load(checkpoint_path(run, step), map_location="cpu")
-    pipeline.load_pipeline(state["pipeline"], state["step"])
+    def at_step(config):
+        config.load_step = step
+        return config
+
+    _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test", update_config_callback=at_step)
     return pipeline
 
 

@@ -111,10 +111,11 @@ class ShapeRun:
     def main(self) -> None:
         from nerfstudio.scripts.train import main as train
 
-        from jacobinerf_ns.compat import progress_from_checkpoint
+        from jacobinerf_ns.compat import progress_from_checkpoint, read_checkpoint
         from jacobinerf_ns.runs import checkpoint_step
 
         config = self.trainer_config()
+        read_checkpoint(config.load_checkpoint)  # an unreadable one stops here, before ns-train writes the new run
         with progress_from_checkpoint(checkpoint_step(config.load_checkpoint)):
             train(config)
 
