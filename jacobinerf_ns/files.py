@@ -1,7 +1,8 @@
 """Every file the package writes goes through here: written under a temporary name beside it, then renamed.
 
 A reader therefore sees either the old file, or the complete new one, never a half-written file (an interrupted
-export or cache write leaves at most a ``.partial`` file, which nothing reads).
+export or cache write leaves at most a ``.partial`` file, which nothing reads). A folder written as a whole (the
+sample scene) is written the same way: :func:`atomic_folder`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,6 +32,26 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yields an empty temporary folder beside ``path``; on success it replaces ``path`` (a folder there is removed).
+
+    On an exception the temporary folder is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}{PARTIAL}-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        yield temporary
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from jacobinerf_ns import files
 from jacobinerf_ns.errors import JacobiNerfError
 
 SEMANTIC_CLASSES = (  # (name, visualisation colour); index = position, 0 = void
@@ -52,7 +52,6 @@ LIGHT_DIRECTION = np.array([0.45, 0.3, 0.85]) / np.linalg.norm([0.45, 0.3, 0.85]
 AMBIENT = 0.4
 SUBPIXEL_OFFSETS = ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))
 HIT_EPSILON = 1e-6
-LABEL_FOLDERS = ("images", "depth", "semantics", "instances")
 
 
 def _instance_index(name: str) -> int:
@@ -288,7 +287,9 @@ def make_sample_scene(out_dir: Path, num_views: int = 24, width: int = 64, heigh
 
     Deterministic in its arguments. If `out_dir` already holds this scene rendered with
     the same arguments, nothing is re-rendered; a scene written by this function with
-    other arguments is replaced. Any other non-empty folder raises ValueError.
+    other arguments is replaced. Any other non-empty folder raises ValueError. The scene
+    is rendered into a temporary folder beside `out_dir` that replaces it when complete
+    (`files.atomic_folder`): an interrupted render leaves `out_dir` as it was.
     """
     if num_views < 1 or width < 1 or height < 1:
         raise JacobiNerfError(f"num_views, width and height must be positive, got {num_views}, {width}, {height}")
@@ -303,43 +304,39 @@ def make_sample_scene(out_dir: Path, num_views: int = 24, width: int = 64, heigh
             f"{out_dir} is not empty and holds no sample scene written by make_sample_scene; "
             "choose an empty (or not yet existing) folder"
         )
-    for folder in LABEL_FOLDERS:
-        (out_dir / folder).mkdir(parents=True, exist_ok=True)
-        for stale_frame in (out_dir / folder).glob("frame_*.png"):
-            stale_frame.unlink()
-
     focal = (width / 2) / np.tan(np.radians(HORIZONTAL_FOV_DEGREES) / 2)
-    frames = []
-    for view_index, pose in enumerate(_camera_to_world_poses(num_views, seed)):
-        file_name = f"frame_{view_index:05d}.png"
-        for folder, array in _render_view(pose, focal, width, height).items():
-            Image.fromarray(array).save(out_dir / folder / file_name)
-        frames.append(
-            {
-                "file_path": f"images/{file_name}",
-                "depth_file_path": f"depth/{file_name}",
-                "semantics_file_path": f"semantics/{file_name}",
-                "instance_file_path": f"instances/{file_name}",
-                "transform_matrix": pose.tolist(),
-            }
-        )
-    (out_dir / "classes.json").write_text(json.dumps(_classes_table(), indent=2))
-    transforms = {
-        "camera_model": "OPENCV",
-        "fl_x": float(focal),
-        "fl_y": float(focal),
-        "cx": width / 2,
-        "cy": height / 2,
-        "w": width,
-        "h": height,
-        "k1": 0.0,
-        "k2": 0.0,
-        "p1": 0.0,
-        "p2": 0.0,
-        "frames": frames,
-        "sample_scene": arguments,
-    }
-    transforms_path.write_text(json.dumps(transforms, indent=2))  # written last: marks a complete scene
+    with files.atomic_folder(out_dir) as folder:
+        frames = []
+        for view_index, pose in enumerate(_camera_to_world_poses(num_views, seed)):
+            file_name = f"frame_{view_index:05d}.png"
+            for kind, array in _render_view(pose, focal, width, height).items():
+                files.save_image(folder / kind / file_name, array)
+            frames.append(
+                {
+                    "file_path": f"images/{file_name}",
+                    "depth_file_path": f"depth/{file_name}",
+                    "semantics_file_path": f"semantics/{file_name}",
+                    "instance_file_path": f"instances/{file_name}",
+                    "transform_matrix": pose.tolist(),
+                }
+            )
+        files.write_json(folder / "classes.json", _classes_table())
+        transforms = {
+            "camera_model": "OPENCV",
+            "fl_x": float(focal),
+            "fl_y": float(focal),
+            "cx": width / 2,
+            "cy": height / 2,
+            "w": width,
+            "h": height,
+            "k1": 0.0,
+            "k2": 0.0,
+            "p1": 0.0,
+            "p2": 0.0,
+            "frames": frames,
+            "sample_scene": arguments,
+        }
+        files.write_json(folder / "transforms.json", transforms)
     return out_dir
 
 
