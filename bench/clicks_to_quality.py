@@ -24,7 +24,7 @@ click* points.
    lowest pooled value; a box of 5 bank pixels = 5 × stride image pixels): where no click's entity resembles the
    pixel. The oracle answers with the ground-truth class of the clicked pixel; it has no answer on void pixels, so it
    presses *Skip suggestion* there (counted in the table): the pixel's Jacobian then counts as explaining its
-   look-alikes but labels nothing (``ViewerSession.dismiss``), and the next suggestion is taken. A pixel is suggested
+   look-alikes but labels nothing (``Suggestions.dismiss``), and the next suggestion is taken. A pixel is suggested
    at most once.
    *margin* runs the same search on the confidence margin instead (the guide the viewer does *not* use: measured
    here, it keeps pointing at an entity whose Jacobians stay mixed with another's).
@@ -252,7 +252,7 @@ def jacobian_curve(data: Dict, truth: Tensor, first: List[int], count: int, stra
                 if truth[pick] > 0:
                     break
                 void_answers += 1
-                if strategy == "suggested":  # *Skip suggestion* (ViewerSession.dismiss): explains, labels nothing
+                if strategy == "suggested":  # *Skip suggestion* (Suggestions.dismiss): explains, labels nothing
                     column = linear_scores(jacobians, unit_perturbations(jacobians[pick : pick + 1]))
                     by_skipped = by_skipped.maximum(explained(column, torch.ones(1), norms, 1.0))
                     guide = guide.maximum(by_skipped)

@@ -80,9 +80,10 @@ def click_set(config: Path, scene: Path, path: Path) -> Dict[str, List]:
 
     from jacobinerf_ns import files
     from jacobinerf_ns.clicks import parse_clicks
-    from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION, click_rays, dataset_scene
-    from jacobinerf_ns.propagation.probe import eval_head_inputs
+    from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION
+    from jacobinerf_ns.propagation.rendering import eval_head_inputs
     from jacobinerf_ns.runs import open_run
+    from jacobinerf_ns.scene import click_rays, dataset_scene
 
     classes, candidates = candidate_clicks(scene)
     flat = [option for options in candidates for option in options]

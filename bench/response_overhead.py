@@ -81,7 +81,8 @@ def main() -> None:
 
     def with_probe(mode: str):
         def render():
-            return model.get_outputs_for_camera(camera, probe=Probe(sources, mode=mode))
+            with model.probing(Probe(sources, mode=mode)):
+                return model.get_outputs_for_camera(camera)
 
         return render
 
@@ -95,10 +96,10 @@ def main() -> None:
     results = {"plain render": median_seconds(plain, args.repeats, args.device)}
     results[f"+ {args.clicks} clicks, linear"] = median_seconds(with_probe("linear"), args.repeats, args.device)
     results[f"+ {args.clicks} clicks, exact"] = median_seconds(with_probe("exact"), args.repeats, args.device)
-    session.select(click(height // 2, width // 2))
+    session.selection.select(click(height // 2, width // 2))
     results["viewer: selection"] = median_seconds(plain, args.repeats, args.device)
     for index in range(3):
-        session.add_label(click((index + 1) * height // 4, (index + 1) * width // 4), f"label{index}")
+        session.labels.add(click((index + 1) * height // 4, (index + 1) * width // 4), f"label{index}")
     results["viewer: selection + 3 labels"] = median_seconds(plain, args.repeats, args.device)
 
     machine = (

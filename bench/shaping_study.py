@@ -178,8 +178,8 @@ def score_checkpoint(run: Path, step: int, args) -> Dict[str, object]:
     from jacobinerf_ns.labels import INSTANCES, SEMANTICS
     from jacobinerf_ns.metrics import confusion_matrix, label_metrics
     from jacobinerf_ns.propagation.bank import build_bank, grid_pixels, linear_scores
-    from jacobinerf_ns.propagation.probe import pixel_jacobians
     from jacobinerf_ns.propagation.protocol import sample_clicks
+    from jacobinerf_ns.propagation.rendering import pixel_jacobians
     from jacobinerf_ns.runs import eval_outputs, label_maps, load_step
     from jacobinerf_ns.visualization import load_rgb
 

@@ -8,7 +8,8 @@ A click is stored as what the person did, never as a Jacobian, so one click set 
   never nerfstudio's normalised frame, so it survives retraining with another normalisation.
 
 Files written by tools carry a :class:`SceneFingerprint` (image names and camera poses in that frame) so a click set
-is not silently applied to another scene. Resolving clicks against a run is :mod:`jacobinerf_ns.propagation.labelling`.
+is not silently applied to another scene. The scene a click set is made on, and its clicks as rays of a run, are
+:mod:`jacobinerf_ns.scene`.
 """
 
 from __future__ import annotations
@@ -98,13 +99,14 @@ def scene_fingerprint(names: Sequence[str], camera_to_worlds: Tensor) -> SceneFi
     return SceneFingerprint(
         images=len(names),
         names=digest,
-        camera_mean=_vector(mean),
+        camera_mean=vector(mean),
         camera_spread=float((centres - mean).square().sum(dim=-1).mean().sqrt()),
-        view_mean=_vector(views.mean(dim=0)),
+        view_mean=vector(views.mean(dim=0)),
     )
 
 
-def _vector(values: Tensor) -> Vector:
+def vector(values: Tensor) -> Vector:
+    """Three values of a tensor as the click format's ``(x, y, z)`` floats."""
     return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 

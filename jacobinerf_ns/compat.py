@@ -16,6 +16,8 @@
 * :class:`OfflineLPIPS` — nerfacto's LPIPS downloads AlexNet weights when it is built, which fails offline.
 * :func:`progress_from_checkpoint` — nerfstudio's progress line (% done, ETA) takes ``max_num_iterations`` as the
   last step, while a run continued from a checkpoint trains that many steps *after* it (``jacobinerf-shape``).
+* Named accessors of nerfstudio's private attributes, the only place they are read: :func:`eval_dataparser_outputs`,
+  :func:`trainer_start_step`, :func:`rerender_viewer`, :func:`nerfstudio_image_path`.
 * Viewer elements nerfstudio 1.1.5 lacks, built on viser 0.2.7 like nerfstudio's own (the viewer installs every
   :class:`~nerfstudio.viewer.viewer_elements.ViewerElement` it finds on the pipeline): :class:`ViewerMarkdown` (text,
   e.g. a legend), :class:`ViewerUploadButton` and :class:`ViewerDownloadButton` (files between the browser and the
@@ -219,6 +221,27 @@ def check_nerfacto_parts(model: torch.nn.Module, field_type: type) -> None:
             f"{NERFSTUDIO_VERSION}, and nerfstudio {version('nerfstudio')} is installed. "
             f"Install nerfstudio=={NERFSTUDIO_VERSION}."
         )
+
+
+def eval_dataparser_outputs(datamanager: Any) -> Any:
+    """The eval split's ``DataparserOutputs`` (nerfstudio keeps them only on the eval dataset, privately)."""
+    return datamanager.eval_dataset._dataparser_outputs
+
+
+def trainer_start_step(trainer: Any) -> int:
+    """The first step a trainer trains (0, or the step after the checkpoint it resumes from)."""
+    return trainer._start_step
+
+
+def rerender_viewer(viewer: Any) -> None:
+    """nerfstudio's viewer renders its clients' views again (the render in progress is interrupted)."""
+    viewer._trigger_rerender()
+
+
+def nerfstudio_image_path(parser: Any, file_path: Path, data_dir: Path) -> Path:
+    """The image file nerfstudio's ``Nerfstudio`` dataparser ``parser`` reads for a frame's ``file_path`` (its
+    downscaled copy, ``images_2/…``, when the parser downscales)."""
+    return parser._get_fname(file_path, data_dir)
 
 
 class ViewerMarkdown(ViewerElement[str]):

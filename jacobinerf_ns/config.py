@@ -1,6 +1,7 @@
 """nerfstudio entry point of the ``jacobinerf`` method (the dataparsers' is :mod:`jacobinerf_ns.dataparsers.registry`).
 
-Imported by every ``ns-*`` command at start-up: only config dataclasses are built here.
+Imported by every ``ns-*`` command at start-up: only config dataclasses are built here, and the model and pipeline
+they set up are imported when one is built (:class:`~jacobinerf_ns.deferred.Deferred`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from jacobinerf_ns.datamanager import JacobiNerfDataManagerConfig
 from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
-from jacobinerf_ns.model import JacobiNerfModelConfig
-from jacobinerf_ns.pipeline import JacobiNerfPipelineConfig
+from jacobinerf_ns.model_config import JacobiNerfModelConfig
+from jacobinerf_ns.pipeline_config import JacobiNerfPipelineConfig
 
 
 def _adam(lr: float, final: float, steps: int = 200000):

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 
 from jacobinerf_ns.metrics import confusion_matrix, label_metrics
+from jacobinerf_ns.probe import Probe
 from jacobinerf_ns.propagation.dino import fit_dino_2d, fit_dino_field
 from jacobinerf_ns.propagation.jacobian import JacobianPropagation
-from jacobinerf_ns.propagation.probe import Probe, pixel_jacobians
 from jacobinerf_ns.propagation.protocol import (
     FittedPropagation,
     Method,
@@ -27,6 +27,7 @@ from jacobinerf_ns.propagation.protocol import (
     PropagationProtocol,
     PropagationViews,
 )
+from jacobinerf_ns.propagation.rendering import pixel_jacobians
 from jacobinerf_ns.propagation.semantic_head import fit_semantic_head
 from jacobinerf_ns.shaping import abs_cosine
 

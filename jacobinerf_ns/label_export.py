@@ -33,7 +33,8 @@ from jacobinerf_ns.pointcloud import VoxelVote, backproject, to_original_frame, 
 from jacobinerf_ns.visualization import label_image, label_overlay, load_rgb, to_uint8
 
 if TYPE_CHECKING:
-    from jacobinerf_ns.propagation.labelling import Frame, FrameLabels, Scene
+    from jacobinerf_ns.propagation.labelling import FrameLabels
+    from jacobinerf_ns.scene import Frame, Scene
 
 MANIFEST = "export.json"
 FRAME_FILES = {"ids": ".png", "overlay": ".png", "confidence": ".png", "depth": ".npy"}

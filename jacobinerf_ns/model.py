@@ -8,26 +8,24 @@ One ``ns-train`` run trains photometrically until ``shaping_start_step``, then a
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, Iterator, List, Literal, Optional, Type
+from typing import Callable, Dict, Iterator, List, Literal, Optional
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.field_heads import FieldHeadNames
-from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from nerfstudio.models.nerfacto import NerfactoModel
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from jacobinerf_ns import compat, jacobians
-from jacobinerf_ns.errors import require
 from jacobinerf_ns.field import HEAD_FEATURES, JacobiNerfField
 from jacobinerf_ns.jacobians import HeadInputs
-from jacobinerf_ns.propagation.probe import Probe, probe_responses
+from jacobinerf_ns.model_config import JacobiNerfModelConfig  # saved config.yml files name it here too
+from jacobinerf_ns.probe import Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import affinity
 
@@ -35,78 +33,6 @@ JACOBIAN = "jacobian"
 RESPONSE_CHUNK_BYTES = 1 << 28
 """Eval chunks shrink so that a chunk's per-sample response products stay under this size."""
 RESPONSE_CHUNK_MIN_RAYS = 256
-
-
-@dataclass
-class JacobiNerfModelConfig(NerfactoModelConfig):
-    """Nerfacto + shapeable RGB head + MI shaping (defaults: paper / original code)."""
-
-    _target: Type = field(default_factory=lambda: JacobiNerfModel)
-    implementation: Literal["auto", "tcnn", "torch"] = "auto"
-    """Trunk implementation; ``auto`` = tcnn when importable on CUDA, else nerfstudio's torch modules."""
-    head_in_dim: int = 128
-    """Width F of the head input: the shaped weight is 3×F (paper: 3×128)."""
-    shape_bias: bool = False
-    """Also shape the head's bias (the paper shapes the weight only)."""
-    shaping_start_step: int = 20000
-    """Step at which MI shaping starts; -1 never shapes (the unshaped baseline)."""
-    mi_loss_mult: float = 0.01
-    """λ: weight of the InfoNCE loss on Jacobian cosines."""
-    norm_loss_mult: float = 0.01
-    """γ: weight of the Jacobian-norm loss (1 − ‖J‖)²."""
-    temperature: float = 1.0
-    """τ of the InfoNCE loss."""
-    contrastive_batch_size: int = 256
-    """Rays of each batch (its first ones; the pixel sampler draws them at random) used as the contrastive batch.
-    256, not the paper's 64: the best sparse mIoU after 5 minutes of shaping on office_0 at the same cost per step
-    (docs/shaping_study.md); a larger ray batch's cosine matrix is still a small matmul here."""
-    threshold_init: float = 0.8
-    """Initial surrogate-affinity threshold for positives."""
-    threshold_min: float = 0.5
-    threshold_max: float = 0.9
-    threshold_step: float = 1e-3
-    positive_ratio_low: float = 0.05
-    """Anchors with fewer positives than this fraction of the batch lower the threshold."""
-    positive_ratio_high: float = 0.15
-    """Anchors with more positives than this fraction of the batch raise the threshold."""
-
-    def validate(self) -> None:
-        """Options that would fail, or train to the end doing nothing, raise :class:`JacobiNerfError` before any work
-        (called when the pipeline is built: configs loaded from config.yml skip ``__post_init__``)."""
-        option = "--pipeline.model."
-        require(
-            self.contrastive_batch_size >= 2,
-            f"{option}contrastive-batch-size",
-            "must be at least 2 (the MI loss "
-            f"compares rays of the contrastive batch; the paper uses 64), got {self.contrastive_batch_size}.",
-        )
-        require(
-            self.shaping_start_step >= -1,
-            f"{option}shaping-start-step",
-            f"must be a step ≥ 0, or -1 (never shape), got {self.shaping_start_step}.",
-        )
-        for name in ("mi_loss_mult", "norm_loss_mult"):
-            value = getattr(self, name)
-            require(value >= 0, f"{option}{name.replace('_', '-')}", f"must be ≥ 0, got {value}.")
-        require(self.temperature > 0, f"{option}temperature", f"must be > 0, got {self.temperature}.")
-        require(
-            0 <= self.threshold_min <= self.threshold_max <= 1,
-            f"{option}threshold-min/max",
-            f"must satisfy 0 ≤ min ≤ max ≤ 1, got [{self.threshold_min}, {self.threshold_max}].",
-        )
-        require(
-            self.threshold_min <= self.threshold_init <= self.threshold_max,
-            f"{option}threshold-init",
-            f"must lie in [threshold-min, threshold-max] = [{self.threshold_min}, {self.threshold_max}], got "
-            f"{self.threshold_init}.",
-        )
-        require(self.threshold_step >= 0, f"{option}threshold-step", f"must be ≥ 0, got {self.threshold_step}.")
-        require(
-            0 <= self.positive_ratio_low <= self.positive_ratio_high <= 1,
-            f"{option}positive-ratio-low/high",
-            f"must satisfy 0 ≤ low ≤ high ≤ 1, got [{self.positive_ratio_low}, {self.positive_ratio_high}].",
-        )
-        require(self.head_in_dim >= 1, f"{option}head-in-dim", f"must be ≥ 1, got {self.head_in_dim}.")
 
 
 def resolve_implementation(requested: str) -> Literal["tcnn", "torch"]:
@@ -147,8 +73,11 @@ class JacobiNerfModel(NerfactoModel):
         self.shaping_active = False
         self._positive_counts = None
         self.probe: Optional[Probe] = None
-        """Rendered by eval renders that are given no probe of their own (the viewer publishes its state here)."""
-        self._rendering = threading.local()  # the probe set with `probing`, per thread
+        """What every eval render computes besides colour (:meth:`probing` sets it for a block; the viewer keeps its
+        state here). nerfstudio renders, and calls the viewer panel's callbacks, under the viewer's lock, so a change
+        is never seen halfway through a render."""
+        self.score_eval_image: Optional[Callable[[int, dict], None]] = None
+        """Given each eval image nerfstudio scores (its index in the eval split, and its render): :meth:`scoring`."""
 
     # ---- head inputs and Jacobians ---------------------------------------------------------------------------
 
@@ -173,30 +102,32 @@ class JacobiNerfModel(NerfactoModel):
         head = self.field.rgb_head
         return head.weight, head.bias
 
-    def get_outputs(self, ray_bundle: RayBundle, probe: Optional[Probe] = None):
-        """nerfacto's outputs; while training and shaping, the contrastive rays' Jacobians; in eval renders, the
-        ``probe``'s responses (and recolouring)."""
-        shaping = self.training and self.shaping_active
-        probe = None if self.training else probe
-        if not (shaping or probe is not None):
+    def get_outputs(self, ray_bundle: RayBundle):
+        """nerfacto's outputs; while training and shaping, also the contrastive rays' Jacobians."""
+        if not (self.training and self.shaping_active):
             return super().get_outputs(ray_bundle)
         with self.field.recording() as captured:
             outputs = super().get_outputs(ray_bundle)
         head = self._head_inputs(*captured[-1])
-        if probe is not None:
-            weight, bias = self.head_parameters()
-            if probe.sources is not None:
-                outputs.update(probe_responses(head, weight, bias, probe, self.config.shape_bias))
-            if probe.recolor is not None:
-                change = jacobians.recolored(head, weight, bias, probe.recolor.to(weight))
-                outputs["rgb"] = (outputs["rgb"] + change).clamp(0.0, 1.0)
-            return outputs
         count = self.config.contrastive_batch_size
         outputs[JACOBIAN] = jacobians.flatten(
             jacobians.ray_jacobian(
                 head.weights[:count], head.rgb[:count], head.features[:count], self.config.shape_bias
             )
         )
+        return outputs
+
+    def _probed_outputs(self, ray_bundle: RayBundle, probe: Probe):
+        """Eval outputs of rays with ``probe``'s responses (and recolouring)."""
+        with self.field.recording() as captured:
+            outputs = super().get_outputs(ray_bundle)
+        head = self._head_inputs(*captured[-1])
+        weight, bias = self.head_parameters()
+        if probe.sources is not None:
+            outputs.update(probe_responses(head, weight, bias, probe, self.config.shape_bias))
+        if probe.recolor is not None:
+            change = jacobians.recolored(head, weight, bias, probe.recolor.to(weight))
+            outputs["rgb"] = (outputs["rgb"] + change).clamp(0.0, 1.0)
         return outputs
 
     # ---- losses and schedule -----------------------------------------------------------------------------------
@@ -225,20 +156,29 @@ class JacobiNerfModel(NerfactoModel):
         return loss_dict
 
     @contextlib.contextmanager
-    def probing(self, probe: Probe) -> Iterator[None]:
-        """Within the block, this thread's renders without a probe of their own use ``probe`` (for renders that
-        nerfstudio makes, e.g. ns-eval's; the viewer, in its own thread, keeps :attr:`probe`)."""
-        previous, self._rendering.probe = getattr(self._rendering, "probe", None), probe
+    def probing(self, probe: Optional[Probe]) -> Iterator[None]:
+        """Within the block, eval renders compute ``probe`` (:attr:`probe`); the former probe is restored afterwards."""
+        previous, self.probe = self.probe, probe
         try:
             yield
         finally:
-            self._rendering.probe = previous
+            self.probe = previous
+
+    @contextlib.contextmanager
+    def scoring(self, score: Callable[[int, dict], None]) -> Iterator[None]:
+        """Within the block, each eval image nerfstudio scores is also given to ``score(index, outputs)`` (ns-eval's
+        propagation metrics read the render its photometric metrics are computed on)."""
+        previous, self.score_eval_image = self.score_eval_image, score
+        try:
+            yield
+        finally:
+            self.score_eval_image = previous
 
     @torch.no_grad()
-    def get_outputs_for_camera(self, camera: Cameras, obb_box=None, probe: Optional[Probe] = None) -> Dict[str, Tensor]:
-        """Eval render with ``probe`` (default: :meth:`probing`'s, else :attr:`probe`), read once, so a frame never
-        mixes two probes; rays in chunks that shrink with the number of clicks (their responses are per sample)."""
-        probe = probe or getattr(self._rendering, "probe", None) or self.probe
+    def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
+        """Eval render with :attr:`probe` (read once, so a frame never mixes two probes); rays in chunks that shrink
+        with the number of clicks (their responses are per sample)."""
+        probe = self.probe
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
         height, width = bundle.origins.shape[:2]
         chunk = self.config.eval_num_rays_per_chunk
@@ -249,13 +189,16 @@ class JacobiNerfModel(NerfactoModel):
         for start in range(0, height * width, chunk):
             rays = bundle.get_row_major_sliced_ray_bundle(start, start + chunk).to(self.device)
             rays = self.collider(rays) if self.collider is not None else rays
-            for name, output in self.get_outputs(rays, probe=probe).items():
+            outputs = self.get_outputs(rays) if probe is None else self._probed_outputs(rays, probe)
+            for name, output in outputs.items():
                 if isinstance(output, Tensor):
                     pieces[name].append(output.to(bundle.origins.device))
         outputs = {name: torch.cat(parts).view(height, width, -1) for name, parts in pieces.items()}
         return probe.decorate(outputs, camera) if probe is not None and probe.decorate is not None else outputs
 
     def get_image_metrics_and_images(self, outputs, batch):
+        if self.score_eval_image is not None:
+            self.score_eval_image(int(batch["image_idx"]), outputs)
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
         if not self.lpips.available:
             metrics.pop("lpips", None)
@@ -265,11 +208,12 @@ class JacobiNerfModel(NerfactoModel):
         """Warnings, before training starts, for a run whose shaping would silently not happen as asked."""
         start = self.config.shaping_start_step
         if trainer is not None and start >= 0:
-            last = trainer._start_step + trainer.config.max_num_iterations - 1
+            first = compat.trainer_start_step(trainer)
+            last = first + trainer.config.max_num_iterations - 1
             if start > last:
                 CONSOLE.print(
                     f"[yellow]jacobinerf: --pipeline.model.shaping-start-step {start} is after the last step of this "
-                    f"run ({last}, from step {trainer._start_step}): it will not shape. Lower it or raise "
+                    f"run ({last}, from step {first}): it will not shape. Lower it or raise "
                     "--max-num-iterations."
                 )
         rays = getattr(getattr(pipeline, "datamanager", None), "config", None)

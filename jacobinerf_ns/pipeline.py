@@ -3,14 +3,11 @@ owns the viewer panel."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Type
+from typing import Callable, Dict, List, Optional
 
-import torch
-from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
@@ -18,17 +15,11 @@ from jacobinerf_ns import cache, compat, errors
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.evaluation import PropagationEvaluation
 from jacobinerf_ns.labels import INSTANCES, LABEL_KINDS, load_label_maps
-from jacobinerf_ns.propagation.protocol import PropagationProtocol, PropagationViews
+from jacobinerf_ns.pipeline_config import JacobiNerfPipelineConfig  # saved config.yml files name it here too
+from jacobinerf_ns.propagation.protocol import PropagationViews
 from jacobinerf_ns.viewer.panel import JacobiNerfPanel
 
 DINO_METHODS = ("dino-2d", "dino-field")
-
-
-@dataclass
-class JacobiNerfPipelineConfig(VanillaPipelineConfig):
-    _target: Type = field(default_factory=lambda: JacobiNerfPipeline)
-    propagation: PropagationProtocol = field(default_factory=PropagationProtocol)
-    """Label-propagation protocol used by ns-eval (and by the trainer's all-images evaluation)."""
 
 
 class JacobiNerfPipeline(VanillaPipeline):
@@ -41,7 +32,8 @@ class JacobiNerfPipeline(VanillaPipeline):
         config.datamanager.validate()
         super().__init__(config, *args, test_mode=test_mode, **kwargs)
         config.propagation.validate(len(self.datamanager.train_dataparser_outputs.cameras))
-        self.jacobinerf = JacobiNerfPanel(self)  # found by nerfstudio's viewer (ns-viewer, and live in ns-train)
+        # found by nerfstudio's viewer (ns-viewer, and live in ns-train)
+        self.jacobinerf = JacobiNerfPanel(self.model, self.datamanager)
         self.datamanager.surrogate_rays = self.model.config.contrastive_batch_size  # the only rays shaping compares
         if test_mode == "val" and self.model.config.shaping_start_step >= 0:
             self.datamanager.prepare_surrogate()
@@ -56,26 +48,12 @@ class JacobiNerfPipeline(VanillaPipeline):
         if probe is None:
             metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)
         else:
-            scored = self.score_renders(evaluation)
-            with self.model.probing(replace(probe, decorate=scored)):
+            with self.model.probing(probe), self.model.scoring(evaluation.score):
                 metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)
         if evaluation is not None:
             evaluation.score_the_rest()
             metrics.update(evaluation.metrics())
         return metrics
-
-    def score_renders(self, evaluation: PropagationEvaluation) -> Callable[[dict, Cameras], dict]:
-        """A probe's ``decorate``: scores the eval view a render shows (found by its pose) with that render."""
-        poses = self.datamanager.eval_dataset.cameras.camera_to_worlds
-
-        def score(outputs: dict, camera: Cameras) -> dict:
-            matches = [i for i in range(len(poses)) if torch.allclose(poses[i], camera.camera_to_worlds[0].to(poses))]
-            unscored = [i for i in matches if i not in evaluation.scored]
-            if unscored:
-                evaluation.score(unscored[0], outputs)
-            return outputs
-
-        return score
 
     def propagation_metrics(self) -> Dict[str, float]:
         """Semantic (and ``instance_``-prefixed) propagation metrics; empty, with a message, without labels."""
@@ -89,7 +67,7 @@ class JacobiNerfPipeline(VanillaPipeline):
         """Every draw of the protocol fitted for every label kind of the data; ``None`` (with a message) without
         labels."""
         train_outputs = self.datamanager.train_dataparser_outputs
-        eval_outputs = self.datamanager.eval_dataset._dataparser_outputs
+        eval_outputs = compat.eval_dataparser_outputs(self.datamanager)
         kinds = [kind for kind in LABEL_KINDS if kind in train_outputs.metadata and kind in eval_outputs.metadata]
         if not kinds:
             CONSOLE.print(
@@ -122,7 +100,7 @@ class JacobiNerfPipeline(VanillaPipeline):
         """Source = training view ``source_view`` (default: the protocol's first) with its ``kind`` labels; targets =
         every eval view."""
         train_outputs = self.datamanager.train_dataparser_outputs
-        eval_outputs = self.datamanager.eval_dataset._dataparser_outputs
+        eval_outputs = compat.eval_dataparser_outputs(self.datamanager)
         if kind not in train_outputs.metadata:
             raise JacobiNerfError(
                 f"This dataset has no {kind} labels: propagating them needs a labelled source view (--kind)."

@@ -112,7 +112,9 @@ def label_maps(outputs: DataparserOutputs, kind: str) -> torch.Tensor:
 
 def eval_outputs(pipeline: JacobiNerfPipeline) -> DataparserOutputs:
     """The eval split's dataparser outputs (nerfstudio keeps them only on the eval dataset)."""
-    return pipeline.datamanager.eval_dataset._dataparser_outputs
+    from jacobinerf_ns.compat import eval_dataparser_outputs
+
+    return eval_dataparser_outputs(pipeline.datamanager)
 
 
 def instance_names(scene: Path) -> List[str]:

@@ -1,8 +1,11 @@
-"""The package's shape: imports run one way (docs/architecture.md), saved runs keep loading, one compatibility layer."""
+"""The package's shape: imports run one way (docs/architecture.md), plugin load stays light, saved runs keep loading,
+one compatibility layer."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Dict, Set
@@ -15,16 +18,20 @@ import yaml
 PACKAGE = Path(__file__).resolve().parents[1] / "jacobinerf_ns"
 
 LAYERS = [  # lowest first; a module may import modules of its own layer or below, never above (docs/architecture.md)
-    {"errors", "files", "cache", "jacobians", "metrics", "visualization", "sample_scene"},
-    {"compat", "labels", "clicks", "field", "shaping", "pointcloud"},
+    {"errors", "files", "cache", "jacobians", "metrics", "visualization", "sample_scene", "deferred"},
+    {"compat", "labels", "clicks", "scene", "probe", "field", "shaping", "pointcloud"},
     {"surrogates", "dataparsers"},
+    {"model", "model_config"},
     {"propagation"},
     {"evaluation", "label_export", "datamanager", "viewer"},
-    {"model"},
-    {"pipeline"},
+    {"pipeline", "pipeline_config"},
     {"config"},
     {"commands", "runs", "demo"},
 ]
+PLUGIN_ENTRY_POINTS = ("jacobinerf_ns.config", "jacobinerf_ns.dataparsers.registry")
+"""What nerfstudio imports at start-up of every ``ns-*`` command (pyproject.toml's entry points)."""
+NERFSTUDIO_PRIVATE = {"_dataparser_outputs", "_start_step", "_trigger_rerender", "_get_fname"}
+"""nerfstudio's private attributes the package reads, each behind a named function of ``compat.py``."""
 
 
 def module_name(path: Path) -> str:
@@ -40,17 +47,12 @@ def layer_of(module: str) -> int:
     raise AssertionError(f"{module} is in no layer: add it to LAYERS and docs/architecture.md")
 
 
-def is_type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
 def imported_modules(path: Path, modules: Set[str]) -> Set[str]:
-    """Package modules imported anywhere in ``path`` (functions included), except under ``if TYPE_CHECKING:``."""
+    """Package modules imported anywhere in ``path``: functions and ``if TYPE_CHECKING:`` blocks included (an import for
+    type hints names a dependency too)."""
     found: Set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if is_type_checking_block(node):
-            return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -95,6 +97,50 @@ def test_no_import_cycles():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_the_layers_table_is_the_one_in_docs_architecture():
+    rows = (PACKAGE.parent / "docs" / "architecture.md").read_text().split("## Layers")[1].split("\n## ")[0]
+    table = [line.split("|")[2] for line in rows.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [{name.strip("/") for name in row.split("`")[1::2]} for row in table] == LAYERS
+
+
+def test_loading_the_plugin_imports_no_model_and_no_pipeline():
+    """nerfstudio imports the entry points for every ``ns-*`` command: the model, the pipeline and what they use are
+    imported when a pipeline is built (``config.py`` names them through ``deferred.Deferred``)."""
+    heavy = ["jacobinerf_ns.model", "jacobinerf_ns.pipeline", "jacobinerf_ns.field", "jacobinerf_ns.viewer"]
+    script = "; ".join(
+        [
+            *(f"import {module}" for module in PLUGIN_ENTRY_POINTS),
+            "import sys",
+            f"print([m for m in {heavy} if m in sys.modules])",
+        ]
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+    assert loaded.strip() == "[]", loaded
+
+
+def test_the_method_sets_up_the_model_and_pipeline_it_names():
+    from jacobinerf_ns.config import jacobinerf
+    from jacobinerf_ns.deferred import Deferred
+
+    pipeline = jacobinerf.config.pipeline
+    assert pipeline._target == Deferred("jacobinerf_ns.pipeline", "JacobiNerfPipeline")
+    assert pipeline.model._target == Deferred("jacobinerf_ns.model", "JacobiNerfModel")
+    for target in (pipeline._target, pipeline.model._target):
+        module = __import__(target.module, fromlist=[target.name])
+        assert isinstance(getattr(module, target.name), type)
+
+
+def test_nerfstudio_private_attributes_are_read_only_in_compat():
+    readers = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno} reads {node.attr}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "compat.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr in NERFSTUDIO_PRIVATE
+    ]
+    assert not readers, "\n".join(readers)
 
 
 def test_the_package_does_not_use_unittest_mock():

@@ -30,7 +30,7 @@ def test_the_suggested_bank_pixel_is_the_weakest_box_of_all_views():
 
 def test_the_bank_keeps_jacobians_opacity_and_head_inputs_of_its_pixels():
     from jacobinerf_ns.propagation.heads import first_camera, pixel_head_inputs
-    from jacobinerf_ns.propagation.probe import pixel_jacobians
+    from jacobinerf_ns.propagation.rendering import pixel_jacobians
 
     model = build_tiny_model(seed=2).eval()
     cameras = cameras_around_origin(2, height=6, width=8)

@@ -11,8 +11,8 @@ from torch import nn
 
 from jacobinerf_ns.evaluation import evaluate_propagation, fit_propagation
 from jacobinerf_ns.propagation.heads import fit_rendered_head, pixel_head_inputs, render_head
-from jacobinerf_ns.propagation.probe import eval_head_inputs
 from jacobinerf_ns.propagation.protocol import PropagationProtocol
+from jacobinerf_ns.propagation.rendering import eval_head_inputs
 from tests.helpers import build_tiny_model, cameras_around_origin, label_views, metric_keys
 
 

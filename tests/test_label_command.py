@@ -285,8 +285,8 @@ def test_ray_clicks_in_original_coordinates_select_the_same_objects_under_anothe
     from nerfstudio.utils.eval_utils import eval_setup
 
     from jacobinerf_ns.pointcloud import to_original_frame
-    from jacobinerf_ns.propagation.labelling import click_rays, dataset_scene
-    from jacobinerf_ns.propagation.probe import eval_head_inputs
+    from jacobinerf_ns.propagation.rendering import eval_head_inputs
+    from jacobinerf_ns.scene import click_rays, dataset_scene
 
     meta = transforms(sample_scene)
     aimed = {name: aimed_ray(meta, name, target) for name, target in {**OBJECTS, **BACKGROUND}.items()}

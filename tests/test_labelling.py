@@ -18,16 +18,14 @@ from jacobinerf_ns.label_export import ExportFolder
 from jacobinerf_ns.pointcloud import VoxelVote, to_original_frame
 from jacobinerf_ns.propagation.labelling import (
     class_scores,
-    click_rays,
     confidence,
     keep_hits,
     label_frame,
     label_ids,
-    pixel_click,
     resolve_clicks,
-    scene_from_outputs,
 )
-from jacobinerf_ns.propagation.probe import pixel_jacobians
+from jacobinerf_ns.propagation.rendering import pixel_jacobians
+from jacobinerf_ns.scene import click_rays, pixel_click, scene_from_outputs
 from tests.helpers import build_tiny_model
 
 NORMALISATIONS = {  # nerfstudio-data options that change nerfstudio's frame, never the original one
@@ -333,7 +331,7 @@ def test_explained_is_the_best_cosine_to_a_click():
 def test_labelling_perturbs_along_each_click_by_the_same_length(scenes, model):
     """``R_k(p) = σ ‖J_p‖ |cos(J_p, J_k)|``: a pixel's label is the click it is most like, and a click whose
     Jacobian is longer takes no pixel more."""
-    from jacobinerf_ns.propagation.probe import RESPONSES, render_responses
+    from jacobinerf_ns.propagation import RESPONSES, render_responses
 
     scene = scenes["default"]
     frame = scene.frames[0]

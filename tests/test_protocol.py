@@ -10,6 +10,7 @@ import yaml
 
 from jacobinerf_ns.evaluation import PropagationEvaluation, evaluate_propagation
 from jacobinerf_ns.propagation.protocol import PropagationProtocol
+from jacobinerf_ns.propagation.rendering import render_responses
 from tests.helpers import build_tiny_model, label_views, metric_keys
 
 FAST = dict(dense_rounds=1, dense_candidates=2, dense_mlp_steps=20)
@@ -68,7 +69,7 @@ def test_a_render_made_elsewhere_is_scored_without_rendering_again(model, monkey
     reference = evaluate_propagation(model, {"": [label_views()]}, protocol)
     evaluation = PropagationEvaluation(model, {"": [label_views()]}, protocol)
     probe = evaluation.target_probe()
-    outputs = [model.get_outputs_for_camera(camera, probe=probe) for camera in label_views().target_cameras]
+    outputs = [render_responses(model, camera, probe) for camera in label_views().target_cameras]
     monkeypatch.setattr(type(model), "get_outputs_for_camera", lambda *args, **kwargs: pytest.fail("rendered again"))
     for target, render in enumerate(outputs):
         evaluation.score(target, render)

@@ -42,11 +42,11 @@ def selection_iou(pipeline, scene, instance_name: str) -> float:
     y, x = where[(where - where.mean(dim=0)).norm(dim=-1).argmin()].long().tolist()
     rays = train_outputs.cameras[0:1].generate_rays(camera_indices=0, keep_shape=True)
     session = ViewerSession(pipeline.model)  # the panel's defaults: threshold 0.5, σ 0.1, 3D responses
-    session.select(rays[y : y + 1, x])
-    assert session.selection is not None
+    session.selection.select(rays[y : y + 1, x])
+    assert session.selection.clicked is not None
     intersection = union = 0
     for view, truth in enumerate(label_maps(targets, "instances")):
-        selected, _ = session.selection_mask(targets.cameras[view : view + 1])
+        selected, _ = session.selection.mask(targets.cameras[view : view + 1])
         truth = truth == instance
         intersection += (selected.cpu() & truth).sum().item()
         union += (selected.cpu() | truth).sum().item()

@@ -25,15 +25,15 @@ from jacobinerf_ns.propagation.labelling import (
     confidence,
     label_frame,
     mean_over_hits,
-    pixel_click,
-    scene_from_outputs,
     weakest_region,
 )
-from jacobinerf_ns.propagation.probe import render_responses
+from jacobinerf_ns.propagation.rendering import render_responses
+from jacobinerf_ns.scene import pixel_click, scene_from_outputs
 from jacobinerf_ns.viewer.decoration import CONFIDENCE, LABELS, RESPONSE, SELECTION, Decoration, decorate
 from jacobinerf_ns.viewer.export import export_selection
 from jacobinerf_ns.viewer.panel import AUTOSAVE_FILE, JacobiNerfPanel, click_ray
-from jacobinerf_ns.viewer.session import ViewerSession, low_resolution
+from jacobinerf_ns.viewer.session import ViewerSession
+from jacobinerf_ns.viewer.suggestions import low_resolution
 from jacobinerf_ns.visualization import label_overlay, palette
 from tests.helpers import build_tiny_model
 
@@ -79,7 +79,7 @@ def session_and_camera(model, scene, scene_outputs):
 
 def painted(session, camera, clicks=PAINTED):
     for name, (y, x) in clicks:
-        message = session.add_label(ray_at(camera, y, x), name)
+        message = session.labels.add(ray_at(camera, y, x), name)
         assert message.startswith(f"Painted '{name}'"), message
     return session
 
@@ -93,7 +93,7 @@ def stand_in_pipeline(model, scene, scene_outputs, parser, sample_scene):
         eval_dataset=SimpleNamespace(_dataparser_outputs=parser.get_dataparser_outputs("test")),
         dataparser=SimpleNamespace(config=SimpleNamespace(data=sample_scene)),
     )
-    pipeline.jacobinerf = JacobiNerfPanel(pipeline)
+    pipeline.jacobinerf = JacobiNerfPanel(pipeline.model, pipeline.datamanager)
     return pipeline
 
 
@@ -126,26 +126,26 @@ def test_panel_elements_are_found_by_the_viewer_and_drive_the_session(scene, sce
     panel = pipeline.jacobinerf
     panel.threshold.value = 0.25
     panel.threshold.cb_hook(panel.threshold)
-    assert panel.session.threshold == 0.25
+    assert panel.session.settings.threshold == 0.25
     panel.on_select(ray_at(scene_outputs.cameras[0:1], 18, 24))
-    assert model.probe is not None and panel.session.selection is not None
+    assert model.probe is not None and panel.session.selection.clicked is not None
     panel.reported(lambda: 1 / 0)()
     assert panel.message.startswith("Error: ZeroDivisionError")
 
 
 def test_select_then_render_gives_response_and_selection_outputs(session_and_camera):
     session, camera = session_and_camera
-    session.select(ray_at(camera, 18, 24))
-    assert session.selection is not None
+    session.selection.select(ray_at(camera, 18, 24))
+    assert session.selection.clicked is not None
     outputs = session.model.get_outputs_for_camera(camera)
     height, width = int(camera.height), int(camera.width)
     assert outputs[RESPONSE].shape == (height, width, 1) and outputs[SELECTION].shape == (height, width, 3)
     assert not any(key in outputs for key in RESPONSES.values()), "raw K-channel responses must not reach the viewer"
     assert outputs[RESPONSE][18, 24, 0] == pytest.approx(1.0, rel=0.05), "the clicked pixel responds like itself"
-    session.threshold = 0.0
+    session.settings.threshold = 0.0
     session.publish()
     everything = session.model.get_outputs_for_camera(camera)[SELECTION]
-    session.threshold = 1e9
+    session.settings.threshold = 1e9
     session.publish()
     nothing = session.model.get_outputs_for_camera(camera)[SELECTION]
     torch.testing.assert_close(nothing, outputs["rgb"])
@@ -157,8 +157,8 @@ def test_click_into_empty_space_is_reported(session_and_camera):
     empty = build_tiny_model(average_init_density=1e-9)  # a field with (almost) no density anywhere
     empty.eval()
     session = ViewerSession(empty)
-    message = session.select(ray_at(camera, 18, 24))
-    assert session.selection is None
+    message = session.selection.select(ray_at(camera, 18, 24))
+    assert session.selection.clicked is None
     assert "No surface" in message
     assert empty.probe is None
 
@@ -166,13 +166,13 @@ def test_click_into_empty_space_is_reported(session_and_camera):
 def test_label_painting_legend_markers_delete_undo_and_clear(session_and_camera):
     session, camera = session_and_camera
     painted(session, camera)
-    assert session.classes == ["floor", "wall", "box"]
+    assert session.labels.classes == ["floor", "wall", "box"]
     colors = palette(4)
-    legend = session.legend()
+    legend = session.labels.legend()
     assert [(entry.name, entry.clicks) for entry in legend] == [("floor", 1), ("wall", 2), ("box", 1)]
     assert [entry.color for entry in legend] == [tuple(colors[i].tolist()) for i in (1, 2, 3)]
-    assert all(isinstance(click.record, RayClick) for click in session.label_clicks)
-    points, shades = session.markers()
+    assert all(isinstance(click.record, RayClick) for click in session.labels.clicks)
+    points, shades = session.labels.markers()
     assert points.shape == (4, 3) and np.allclose(shades, colors[[1, 2, 3, 2]].numpy())
     rays = [ray_at(camera, y, x) for _, (y, x) in PAINTED]
     for point, ray in zip(points, rays):  # on its clicked ray, in front of the camera
@@ -182,19 +182,21 @@ def test_label_painting_legend_markers_delete_undo_and_clear(session_and_camera)
     labels = session.model.get_outputs_for_camera(camera)[LABELS]
     assert labels.shape == (int(camera.height), int(camera.width), 3)
 
-    kept = [session.label_clicks[i].record for i in (0, 2, 3)]
-    assert "box" in session.delete_click(2) and [click.record for click in session.label_clicks] != kept
-    session.add_label(ray_at(camera, 20, 20), "box")
-    assert "Deleted label click 2 (wall · ray)" in session.delete_click(1)
-    assert [(entry.name, entry.clicks) for entry in session.legend()] == [("floor", 1), ("wall", 1), ("box", 1)]
-    assert "There is no label click 9" in session.delete_click(8)
-    session.undo()
-    assert session.classes == ["floor", "wall", "box"], "a class stays when its last click goes (ids do not move)"
-    assert [(entry.name, entry.clicks) for entry in session.legend()] == [("floor", 1), ("wall", 1), ("box", 0)]
-    session.clear()
+    kept = [session.labels.clicks[i].record for i in (0, 2, 3)]
+    assert "box" in session.labels.delete(2) and [click.record for click in session.labels.clicks] != kept
+    session.labels.add(ray_at(camera, 20, 20), "box")
+    assert "Deleted label click 2 (wall · ray)" in session.labels.delete(1)
+    assert [(entry.name, entry.clicks) for entry in session.labels.legend()] == [("floor", 1), ("wall", 1), ("box", 1)]
+    assert "There is no label click 9" in session.labels.delete(8)
+    session.labels.undo()
+    assert session.labels.classes == ["floor", "wall", "box"], (
+        "a class stays when its last click goes (ids do not move)"
+    )
+    assert [(entry.name, entry.clicks) for entry in session.labels.legend()] == [("floor", 1), ("wall", 1), ("box", 0)]
+    session.clear_labels()
     assert session.model.probe is None and LABELS not in session.model.get_outputs_for_camera(camera)
-    assert session.classes == [] and session.markers()[0].shape == (0, 3)
-    assert "Type a class name" in session.add_label(ray_at(camera, 3, 3), "  ")
+    assert session.labels.classes == [] and session.labels.markers()[0].shape == (0, 3)
+    assert "Type a class name" in session.labels.add(ray_at(camera, 3, 3), "  ")
 
 
 def test_decoration_labels_by_the_best_class_score_and_shows_their_margin():
@@ -225,9 +227,9 @@ def test_a_session_without_a_dataset_paints_labels_but_cannot_save_them(model, s
     camera = scene_outputs.cameras[0:1]
     session = painted(ViewerSession(model), camera, PAINTED[:2])
     assert LABELS in session.model.get_outputs_for_camera(camera)
-    assert session.label_clicks[0].record.origin == pytest.approx(ray_at(camera, 34, 24).origins[0].tolist())
+    assert session.labels.clicks[0].record.origin == pytest.approx(ray_at(camera, 34, 24).origins[0].tolist())
     with pytest.raises(JacobiNerfError, match="no dataset"):
-        session.save(tmp_path / "clicks.json")
+        session.files.save(tmp_path / "clicks.json")
     assert not (tmp_path / "clicks.json").exists()
 
 
@@ -240,33 +242,33 @@ def test_labels_and_confidence_outputs_are_the_class_scores_of_the_labelling_api
     height, width = int(camera.height), int(camera.width)
     shown = outputs[CONFIDENCE]
     assert shown.shape == (height, width, 1) and shown.min() >= 0 and shown.max() <= 1
-    clicks = session.resolved()
+    clicks = session.labels.resolved()
     assert clicks.class_ids == (1, 2, 3, 2) and clicks.num_classes == 3
-    expected = label_frame(session.model, camera, clicks, "3d", sigma=session.sigma)
+    expected = label_frame(session.model, camera, clicks, "3d", sigma=session.settings.sigma)
     hit = expected.hit
     torch.testing.assert_close(shown[..., 0][hit], expected.confidence[hit])
     assert torch.all(shown[..., 0][~hit] == 1)
-    raw = render_responses(session.model, camera, clicks.probe(session.sigma, "linear"))
+    raw = render_responses(session.model, camera, clicks.probe(session.settings.sigma, "linear"))
     torch.testing.assert_close(shown[..., 0][hit], confidence(class_scores(raw[RESPONSES["3d"]], (1, 2, 3, 2), 3))[hit])
-    torch.testing.assert_close(outputs[LABELS], label_overlay(outputs["rgb"], expected.ids, session.colors()))
+    torch.testing.assert_close(outputs[LABELS], label_overlay(outputs["rgb"], expected.ids, session.labels.colors()))
 
 
 def test_saved_clicks_load_into_a_new_session_with_identical_label_maps(session_and_camera, tmp_path):
     session, camera = session_and_camera
     painted(session, camera)
-    session.delete_click(2)  # "box" stays a class without clicks
+    session.labels.delete(2)  # "box" stays a class without clicks
     before = session.model.get_outputs_for_camera(camera)
     path = tmp_path / "clicks.json"
-    assert session.save(path).startswith("Saved 3 clicks of 3 classes")
+    assert session.files.save(path).startswith("Saved 3 clicks of 3 classes")
     saved = read_clicks(path)  # a valid click set, in the documented format
     assert saved.classes == ("floor", "wall", "box") and len(saved.clicks) == 3
     assert saved.fingerprint == session.scene.fingerprint()
     assert all(isinstance(click, RayClick) for click in saved.clicks)
 
     loaded = ViewerSession(session.model, scene=lambda: session.scene)
-    assert loaded.load(saved, str(path)) == f"Loaded 3 clicks of 3 classes from {path}."
-    assert loaded.classes == session.classes
-    assert [c.record for c in loaded.label_clicks] == [c.record for c in session.label_clicks]
+    assert loaded.files.load(saved, str(path)) == f"Loaded 3 clicks of 3 classes from {path}."
+    assert loaded.labels.classes == session.labels.classes
+    assert [c.record for c in loaded.labels.clicks] == [c.record for c in session.labels.clicks]
     after = loaded.model.get_outputs_for_camera(camera)
     assert torch.equal(after[LABELS], before[LABELS]) and torch.equal(after[CONFIDENCE], before[CONFIDENCE])
     for frame in session.scene.frames[5:7]:  # and in other views
@@ -280,56 +282,57 @@ def test_pixel_clicks_load_and_save_back_unchanged(session_and_camera, tmp_path)
     session, camera = session_and_camera
     frame = session.scene.frames[0]
     click_set = replace(
-        painted(ViewerSession(session.model, scene=lambda: session.scene), camera, PAINTED[:1]).click_set(),
+        painted(ViewerSession(session.model, scene=lambda: session.scene), camera, PAINTED[:1]).files.click_set(),
         classes=("floor", "ball"),
         clicks=(pixel_click(frame, 34.5, 24.5, "floor"), pixel_click(frame, 20.5, 20.5, "ball")),
     )
-    message = session.load(click_set, "clicks.json")
+    message = session.files.load(click_set, "clicks.json")
     assert message == "Loaded 2 clicks of 2 classes from clicks.json."
-    assert [click.describe() for click in session.label_clicks] == [
+    assert [click.describe() for click in session.labels.clicks] == [
         f"floor · {frame.name} (24.5, 34.5)",
         f"ball · {frame.name} (20.5, 20.5)",
     ]
-    session.save(tmp_path / "again.json")
+    session.files.save(tmp_path / "again.json")
     assert read_clicks(tmp_path / "again.json") == click_set
 
 
 def test_loading_clicks_of_another_scene_is_refused_unless_forced(session_and_camera):
     session, camera = session_and_camera
     painted(session, camera)
-    click_set = session.click_set()
+    click_set = session.files.click_set()
     moved = replace(click_set.fingerprint, camera_mean=tuple(v + 1.0 for v in click_set.fingerprint.camera_mean))
     other = replace(click_set, fingerprint=moved)
     fresh = ViewerSession(session.model, scene=lambda: session.scene)
-    with pytest.raises(JacobiNerfError, match="was made on another scene: its images have the same names but other "):
-        fresh.load(other, "other.json")
-    assert fresh.label_clicks == [] and fresh.classes == []
-    message = fresh.load(other, "other.json", force=True)
+    moved_message = r"was made on another scene than .* \(its images have the same names but other "
+    with pytest.raises(JacobiNerfError, match=moved_message):
+        fresh.files.load(other, "other.json")
+    assert fresh.labels.clicks == [] and fresh.labels.classes == []
+    message = fresh.files.load(other, "other.json", force=True)
     assert message.startswith("Loaded 4 clicks of 3 classes from other.json (made on another scene:")
-    assert fresh.load(replace(click_set, fingerprint=None), "handwritten.json").startswith("Loaded 4 clicks")
+    assert fresh.files.load(replace(click_set, fingerprint=None), "handwritten.json").startswith("Loaded 4 clicks")
 
 
 def test_loading_clicks_that_hit_nothing_is_an_error_and_keeps_the_session(session_and_camera, scene):
     session, camera = session_and_camera
     painted(session, camera)
-    click_set = session.click_set()
+    click_set = session.files.click_set()
     empty = build_tiny_model(average_init_density=1e-9)
     empty.eval()
     nothing = ViewerSession(empty, scene=lambda: scene)
     with pytest.raises(JacobiNerfError, match="None of the 4 clicks of clicks.json hits a surface"):
-        nothing.load(click_set, "clicks.json")
-    assert nothing.classes == [] and empty.probe is None
+        nothing.files.load(click_set, "clicks.json")
+    assert nothing.labels.classes == [] and empty.probe is None
     classes_only = replace(click_set, clicks=())
-    assert nothing.load(classes_only, "classes.json") == "Loaded 0 clicks of 3 classes from classes.json."
+    assert nothing.files.load(classes_only, "classes.json") == "Loaded 0 clicks of 3 classes from classes.json."
 
 
 def test_the_suggested_click_is_where_the_clicks_explain_the_view_least(session_and_camera):
     session, camera = session_and_camera
     painted(session, camera)
     with pytest.raises(JacobiNerfError, match="Paint a label first"):
-        ViewerSession(session.model, scene=lambda: session.scene).suggest(camera)
-    suggestion = session.suggest(camera)
-    labels = label_frame(session.model, camera, session.resolved(), "3d", sigma=session.sigma)
+        ViewerSession(session.model, scene=lambda: session.scene).suggestions.suggest(camera)
+    suggestion = session.suggestions.suggest(camera)
+    labels = label_frame(session.model, camera, session.labels.resolved(), "3d", sigma=session.settings.sigma)
     y, x = suggestion.pixel
     assert suggestion.pixel == weakest_region(labels.explained, labels.hit)
     assert suggestion.explained == pytest.approx(float(labels.explained[y, x]))
@@ -351,19 +354,19 @@ def test_the_suggested_click_is_where_the_clicks_explain_the_view_least(session_
 def test_a_skipped_suggestion_counts_as_explained_labels_nothing_and_moves_the_next_one(session_and_camera):
     session, camera = session_and_camera
     painted(session, camera)
-    before = label_frame(session.model, camera, session.resolved(), "3d", sigma=session.sigma)
-    skipped = session.suggest(camera)
-    assert session.dismiss(skipped) == "Skipped that suggestion (1 skipped)"
-    after = label_frame(session.model, camera, session.resolved(), "3d", sigma=session.sigma,
-                        dismissed=torch.cat(session.dismissed))  # fmt: skip
+    before = label_frame(session.model, camera, session.labels.resolved(), "3d", sigma=session.settings.sigma)
+    skipped = session.suggestions.suggest(camera)
+    assert session.suggestions.dismiss(skipped) == "Skipped that suggestion (1 skipped)"
+    after = label_frame(session.model, camera, session.labels.resolved(), "3d", sigma=session.settings.sigma,
+                        dismissed=torch.cat(session.suggestions.dismissed))  # fmt: skip
     y, x = skipped.pixel
     assert before.explained[y, x] < after.explained[y, x] and after.explained[y, x] > 0.999, "it explains itself"
     assert (after.explained >= before.explained - 1e-6).all()
     torch.testing.assert_close(after.ids, before.ids)
     torch.testing.assert_close(after.confidence, before.confidence)
-    assert session.suggest(camera).pixel != skipped.pixel
-    session.clear()
-    assert session.dismissed == []
+    assert session.suggestions.suggest(camera).pixel != skipped.pixel
+    session.clear_labels()
+    assert session.suggestions.dismissed == []
 
 
 def test_the_least_explained_training_view_is_chosen_from_low_resolution_renders(session_and_camera, scene_outputs):
@@ -373,9 +376,9 @@ def test_the_least_explained_training_view_is_chosen_from_low_resolution_renders
     small = low_resolution(cameras[3:4], 16)
     assert (int(small.width), int(small.height)) == (16, 12) and int(cameras[3:4].width) == 48, "a rescaled copy"
     progress = []
-    ranking = session.least_explained_view(cameras, 16, lambda done, total: progress.append((done, total)))
+    ranking = session.suggestions.least_explained_view(cameras, 16, lambda done, total: progress.append((done, total)))
     assert progress[-1] == (len(cameras), len(cameras)) and len(ranking.mean_explained) == len(cameras)
-    clicks = session.resolved()
+    clicks = session.labels.resolved()
     means = []
     for index in range(len(cameras)):
         labels = label_frame(session.model, low_resolution(cameras[index : index + 1], 16), clicks, "3d")
@@ -459,14 +462,15 @@ def test_panel_saves_loads_uploads_and_downloads_click_sets(panel, scene_outputs
     panel.labels.file.value = "missing.json"
     panel.labels.file_load.cb_hook(panel.labels.file_load)
     assert panel.message.startswith(f"Clicks file {tmp_path / 'missing.json'} does not exist")
-    assert len(panel.session.label_clicks) == 3, "a failed load keeps the session's clicks"
+    assert len(panel.session.labels.clicks) == 3, "a failed load keeps the session's clicks"
 
     other = json.loads(content)
     other["fingerprint"]["images"] += 1
     (tmp_path / "other.json").write_text(json.dumps(other))
     panel.labels.file.value = str(tmp_path / "other.json")
     panel.labels.file_load.cb_hook(panel.labels.file_load)
-    assert "was made on another scene: it was made on a scene of 17 images, this one has 16" in panel.message
+    assert "was made on another scene than" in panel.message
+    assert "(it was made on a scene of 17 images, this one has 16)" in panel.message
     panel.labels.file_load_force.value = True
     panel.labels.file_load.cb_hook(panel.labels.file_load)
     assert panel.message.startswith("Loaded 3 clicks of 3 classes") and "made on another scene" in panel.message
@@ -490,10 +494,10 @@ def test_panel_suggests_the_next_click_and_goes_to_the_least_explained_training_
     first = panel.labels.suggestion.points.copy()
     panel.labels.clicks_suggest_skip.cb_hook(panel.labels.clicks_suggest_skip)
     assert panel.message.startswith("Skipped that suggestion (1 skipped). The clicks explain the magenta marker least")
-    assert len(panel.session.dismissed) == 1 and not np.allclose(panel.labels.suggestion.points, first)
+    assert len(panel.session.suggestions.dismissed) == 1 and not np.allclose(panel.labels.suggestion.points, first)
 
     panel.labels.clicks_suggest_view.cb_hook(panel.labels.clicks_suggest_view)
-    ranking = panel.session.least_explained_view(scene_outputs.cameras, 96)
+    ranking = panel.session.suggestions.least_explained_view(scene_outputs.cameras, 96)
     assert panel.message.startswith(f"At training view {ranking.index}, the one the clicks explain least")
     position = scene_outputs.cameras.camera_to_worlds[ranking.index, :3, 3].numpy() * VISER_NERFSTUDIO_SCALE_RATIO
     np.testing.assert_allclose(panel.browser.camera.position, position)
@@ -509,7 +513,7 @@ def test_recolor_moves_the_clicked_colour_towards_the_target_and_reset_is_exact(
     head = session.model.field.rgb_head
     original = (head.weight.detach().clone(), head.bias.detach().clone())
     before = session.model.get_outputs_for_camera(camera)["rgb"]
-    session.recolor_strength = 0.5
+    session.settings.recolor_strength = 0.5
     session.recolor(ray_at(camera, 20, 20), (1.0, 0.0, 0.0))
     after = session.model.get_outputs_for_camera(camera)["rgb"]
     target = torch.tensor([1.0, 0.0, 0.0])
@@ -534,10 +538,10 @@ def test_recolor_through_the_probe_equals_rendering_with_the_perturbed_head(sess
 
 def test_export_writes_masks_for_every_training_view_and_a_ply(session_and_camera, scene_outputs, tmp_path):
     session, camera = session_and_camera
-    session.select(ray_at(camera, 18, 24))
-    session.threshold = 0.5
+    session.selection.select(ray_at(camera, 18, 24))
+    session.settings.threshold = 0.5
     folder = tmp_path / "export"
-    masks, points = export_selection(session, scene_outputs, folder)
+    masks, points = export_selection(session.selection, scene_outputs, folder)
     written = sorted((folder / "masks").glob("*.png"))
     assert [m.stem for m in written] == sorted(p.stem for p in scene_outputs.image_filenames) and masks == len(written)
     first = np.asarray(Image.open(folder / "masks" / f"{scene_outputs.image_filenames[0].stem}.png"))

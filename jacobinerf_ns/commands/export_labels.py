@@ -42,8 +42,8 @@ class ExportLabels:
         from jacobinerf_ns import files
         from jacobinerf_ns.clicks import ClickSet, write_clicks
         from jacobinerf_ns.evaluation import fit_propagation
-        from jacobinerf_ns.propagation.labelling import dataset_scene, pixel_click
         from jacobinerf_ns.runs import open_run
+        from jacobinerf_ns.scene import dataset_scene, pixel_click
         from jacobinerf_ns.visualization import label_image, label_overlay, load_rgb, palette, to_uint8
 
         _, pipeline, _ = open_run(self.load_config)

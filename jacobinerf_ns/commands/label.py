@@ -55,7 +55,8 @@ class Label:
 
         from jacobinerf_ns.clicks import read_clicks, require_clicks
         from jacobinerf_ns.label_export import ExportFolder
-        from jacobinerf_ns.propagation.labelling import dataset_scene, label_frame, resolve_clicks
+        from jacobinerf_ns.propagation.labelling import label_frame, resolve_clicks
+        from jacobinerf_ns.scene import dataset_scene, scene_mismatch
         from jacobinerf_ns.visualization import palette
 
         self.check_options()
@@ -63,15 +64,9 @@ class Label:
         require_clicks(click_set, str(self.clicks))  # before the run loads
         pipeline, checkpoint = self.load_run()
         scene = dataset_scene(pipeline.datamanager)
-        if click_set.fingerprint is not None:
-            mismatch = click_set.fingerprint.mismatch(scene.fingerprint())
-            if mismatch is not None and not self.force:
-                raise JacobiNerfError(
-                    f"Clicks file {self.clicks} was made on another scene than {scene.data_dir} ({mismatch}): use a "
-                    "click set of this scene, or pass --force to apply it anyway."
-                )
-            if mismatch is not None:
-                CONSOLE.print(f"[yellow]jacobinerf: --force: applying {self.clicks} of another scene ({mismatch}).")
+        mismatch = scene_mismatch(click_set, scene, str(self.clicks), self.force, "pass --force to apply it anyway")
+        if mismatch is not None:
+            CONSOLE.print(f"[yellow]jacobinerf: --force: applying {self.clicks} of another scene ({mismatch}).")
         frames = [frame for frame in scene.frames if self.frames in ("all", frame.split)]
         stems = Counter(frame.stem for frame in frames)
         repeated = sorted(frame.name for frame in frames if stems[frame.stem] > 1)

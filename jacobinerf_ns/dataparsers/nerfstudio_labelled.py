@@ -15,6 +15,7 @@ from typing import List, Literal, Type
 import torch
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
 
+from jacobinerf_ns.compat import nerfstudio_image_path
 from jacobinerf_ns.dataparsers.outputs import interval_split, make_semantics, subset_outputs
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import INSTANCES, SEMANTICS, max_label
@@ -47,19 +48,21 @@ class LabelledNerfstudio(Nerfstudio):
         meta_path = self.config.data if self.config.data.suffix == ".json" else self.config.data / "transforms.json"
         meta = read_transforms(meta_path)
         has_split_files = any(f"{s}_filenames" in meta for s in ("train", "val", "test"))
-        if self.config.eval_mode == "interval" and not has_split_files:
-            # Orient and scale on all frames (as nerfstudio does), then keep this split's frames.
-            everything = Nerfstudio(replace(self.config, eval_mode="all"))
-            outputs = everything._generate_dataparser_outputs(split)
-            self.downscale_factor = everything.downscale_factor
-            indices = interval_split(
-                len(outputs.image_filenames), self.config.eval_interval, self.config.eval_offset, split
-            )
-            return subset_outputs(self._with_labels(outputs, meta, meta_path.parent), indices)
-        return self._with_labels(super()._generate_dataparser_outputs(split), meta, meta_path.parent)
+        interval = self.config.eval_mode == "interval" and not has_split_files
+        # nerfstudio's parser; with interval splits it orients and scales on all frames, then this split's are kept
+        parser = Nerfstudio(replace(self.config, eval_mode="all") if interval else self.config)
+        outputs = self._with_labels(parser.get_dataparser_outputs(split), meta, meta_path.parent, parser)
+        self.downscale_factor = parser.downscale_factor
+        if not interval:
+            return outputs
+        every, offset = self.config.eval_interval, self.config.eval_offset
+        return subset_outputs(outputs, interval_split(len(outputs.image_filenames), every, offset, split))
 
-    def _with_labels(self, outputs, meta, data_dir: Path):
-        frame_by_image = {self._get_fname(Path(frame["file_path"]), data_dir): frame for frame in meta["frames"]}
+    def _with_labels(self, outputs, meta, data_dir: Path, parser: Nerfstudio):
+        """``outputs`` with the label maps of their frames (``parser``: the nerfstudio parser that made them)."""
+        frame_by_image = {
+            nerfstudio_image_path(parser, Path(frame["file_path"]), data_dir): frame for frame in meta["frames"]
+        }
         frames = [frame_by_image[name] for name in outputs.image_filenames]
         tables = read_classes(data_dir / self.config.classes_file)
         metadata = dict(outputs.metadata)

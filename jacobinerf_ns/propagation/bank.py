@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from jacobinerf_ns.propagation.labelling import weakest_region
-from jacobinerf_ns.propagation.probe import ray_jacobians
+from jacobinerf_ns.propagation.rendering import ray_jacobians
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras

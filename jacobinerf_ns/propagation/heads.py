@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Callable, Tuple
 import torch
 from torch import Tensor, nn
 
-from jacobinerf_ns.propagation.probe import eval_head_inputs
 from jacobinerf_ns.propagation.protocol import PropagationProtocol, all_pixels, seeded
+from jacobinerf_ns.propagation.rendering import eval_head_inputs
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Dict, Hashable, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.propagation.probe import RESPONSES, Probe, pixel_jacobians, render_responses
+from jacobinerf_ns.probe import RESPONSES, Probe
 from jacobinerf_ns.propagation.protocol import (
     FittedPropagation,
     PropagationProtocol,
@@ -22,6 +22,7 @@ from jacobinerf_ns.propagation.protocol import (
     choose_clicks,
     click_decoders,
 )
+from jacobinerf_ns.propagation.rendering import pixel_jacobians, render_responses
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras

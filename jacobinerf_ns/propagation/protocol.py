@@ -19,7 +19,7 @@ from torch import Tensor
 
 from jacobinerf_ns.errors import require
 from jacobinerf_ns.metrics import confusion_matrix, label_metrics
-from jacobinerf_ns.propagation.probe import Probe, assign_labels
+from jacobinerf_ns.probe import Probe, assign_labels
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras

@@ -17,8 +17,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, relative_responses
 from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION, class_scores, confidence, label_ids
-from jacobinerf_ns.propagation.probe import JACOBIAN_NORM, RESPONSES, relative_responses
 from jacobinerf_ns.visualization import highlight, label_overlay
 
 RESPONSE, SELECTION = "jacobinerf_response", "jacobinerf_selection"

@@ -15,10 +15,10 @@ from jacobinerf_ns.visualization import to_uint8
 if TYPE_CHECKING:
     from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 
-    from jacobinerf_ns.viewer.session import ViewerSession
+    from jacobinerf_ns.viewer.selection import Selection
 
 
-def export_selection(session: ViewerSession, train_outputs: DataparserOutputs, folder: Path) -> Tuple[int, int]:
+def export_selection(selection: Selection, train_outputs: DataparserOutputs, folder: Path) -> Tuple[int, int]:
     """``folder/masks/<image stem>.png`` (255 = selected) and ``folder/selection.ply`` (original frame).
 
     Returns the number of masks and of points.
@@ -27,7 +27,7 @@ def export_selection(session: ViewerSession, train_outputs: DataparserOutputs, f
     points, colors = [], []
     for index in range(len(cameras)):
         camera = cameras[index : index + 1]
-        mask, outputs = session.selection_mask(camera)
+        mask, outputs = selection.mask(camera)
         mask = mask.cpu()
         stem = Path(train_outputs.image_filenames[index]).stem
         files.save_image(folder / "masks" / f"{stem}.png", mask.numpy().astype(np.uint8) * 255)

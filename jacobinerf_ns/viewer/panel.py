@@ -39,16 +39,19 @@ from jacobinerf_ns.compat import (
     ViewerMarkdown,
     ViewerMarkers,
     ViewerUploadButton,
+    rerender_viewer,
 )
 from jacobinerf_ns.errors import JacobiNerfError
-from jacobinerf_ns.propagation.labelling import dataset_scene
+from jacobinerf_ns.scene import dataset_scene
 from jacobinerf_ns.viewer.export import export_selection
-from jacobinerf_ns.viewer.session import Suggestion, ViewerSession
+from jacobinerf_ns.viewer.session import ViewerSession
+from jacobinerf_ns.viewer.suggestions import Suggestion
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
 
-    from jacobinerf_ns.pipeline import JacobiNerfPipeline
+    from jacobinerf_ns.datamanager import JacobiNerfDataManager
+    from jacobinerf_ns.model import JacobiNerfModel
 
 EXPORT_FOLDER = "jacobinerf_export"
 """Where *Export selection* writes, beside the run's config."""
@@ -87,11 +90,11 @@ def status_markdown(message: str) -> str:
 class JacobiNerfPanel(nn.Module):
     """Viewer elements of the JacobiNeRF panel (an ``nn.Module`` only so that nerfstudio's viewer finds them)."""
 
-    def __init__(self, pipeline: JacobiNerfPipeline) -> None:
+    def __init__(self, model: JacobiNerfModel, datamanager: JacobiNerfDataManager) -> None:
         super().__init__()
-        # A plain, underscored reference: not a submodule, and skipped by the viewer's attribute walk (no cycle).
-        object.__setattr__(self, "_pipeline", pipeline)
-        self.session = ViewerSession(pipeline.model, scene=cache(lambda: dataset_scene(pipeline.datamanager)))
+        # A plain, underscored reference: not a submodule, and skipped by the viewer's attribute walk.
+        object.__setattr__(self, "_datamanager", datamanager)
+        self.session = ViewerSession(model, scene=cache(lambda: dataset_scene(datamanager)))
         self._suggestion: Optional[Suggestion] = None  # the one the marker shows (what 'Skip suggestion' dismisses)
         self.viewer_control = ViewerControl()
         # The last message, shown whole (wrapped) by the status element; `activity` is named to sort first.
@@ -137,8 +140,8 @@ class JacobiNerfPanel(nn.Module):
             "Label clicks", NO_CLICKS, [NO_CLICKS], hint="The click 'Delete click' removes"
         )
         folder.click_delete = ViewerButton("Delete click", cb_hook=self.labelling(self.delete_chosen_click))
-        folder.click_undo = ViewerButton("Undo last label", cb_hook=self.labelling(self.session.undo))
-        folder.clicks_clear = ViewerButton("Clear labels", cb_hook=self.labelling(self.session.clear))
+        folder.click_undo = ViewerButton("Undo last label", cb_hook=self.labelling(self.session.labels.undo))
+        folder.clicks_clear = ViewerButton("Clear labels", cb_hook=self.labelling(self.session.clear_labels))
         folder.clicks_suggest = ViewerButton("Suggest next click", cb_hook=self.reported(self.suggest_next_click))
         # nothing to label at the magenta marker: what it resembles counts as done, and the next one is marked
         folder.clicks_suggest_skip = ViewerButton("Skip suggestion", cb_hook=self.reported(self.skip_suggestion))
@@ -199,7 +202,7 @@ class JacobiNerfPanel(nn.Module):
         """Callback of a slider/dropdown: copies its value into the session and redraws."""
 
         def apply() -> None:
-            setattr(self.session, name, getattr(self, name).value)
+            setattr(self.session.settings, name, getattr(self, name).value)
             self.session.publish()
 
         return self.reported(apply, rerender=True)
@@ -221,10 +224,10 @@ class JacobiNerfPanel(nn.Module):
         self.say(f"Click in the scene to {what}.")
 
     def on_select(self, ray: RayBundle) -> str:
-        return self.session.select(ray)
+        return self.session.selection.select(ray)
 
     def on_label(self, ray: RayBundle) -> str:
-        message = self.session.add_label(ray, self.labels.class_name.value)
+        message = self.session.labels.add(ray, self.labels.class_name.value)
         self.labels_changed()
         return message
 
@@ -235,7 +238,7 @@ class JacobiNerfPanel(nn.Module):
 
     def legend_markdown(self) -> str:
         """A table of the classes: colour (a chip after its hex code), name, number of clicks."""
-        entries = self.session.legend()
+        entries = self.session.labels.legend()
         if not entries:
             return "*No classes yet: type a class name, then Paint label.*"
         rows = [
@@ -247,7 +250,7 @@ class JacobiNerfPanel(nn.Module):
 
     def click_options(self) -> list:
         """``3 · chair · ray`` per label click (its number, class, what was clicked)."""
-        return [f"{index + 1} · {click.describe()}" for index, click in enumerate(self.session.label_clicks)]
+        return [f"{index + 1} · {click.describe()}" for index, click in enumerate(self.session.labels.clicks)]
 
     def labels_changed(self) -> None:
         """Legend, click list and markers show the session's label clicks; the autosave beside the run is written."""
@@ -256,19 +259,19 @@ class JacobiNerfPanel(nn.Module):
         options = self.click_options() or [NO_CLICKS]
         labels.click_choice.set_options(options)
         labels.click_choice.value = options[-1]
-        labels.markers.show(*self.session.markers())
+        labels.markers.show(*self.session.labels.markers())
         labels.suggestion.show(np.zeros((0, 3)), np.zeros((0, 3)))
         self._suggestion = None
         folder = self.run_folder()
         if folder is not None:
-            self.session.save(folder / AUTOSAVE_FILE)
+            self.session.files.save(folder / AUTOSAVE_FILE)
 
     def delete_chosen_click(self) -> str:
         options = self.click_options()
         chosen = self.labels.click_choice.value
         if chosen not in options:
             return "Choose a label click to delete."
-        return self.session.delete_click(options.index(chosen))
+        return self.session.labels.delete(options.index(chosen))
 
     def clicks_path(self) -> Path:
         """*Clicks file*; a relative path is taken from the run's folder."""
@@ -282,12 +285,12 @@ class JacobiNerfPanel(nn.Module):
 
     def save_clicks(self) -> str:
         path = self.clicks_path()
-        message = self.session.save(path)
+        message = self.session.files.save(path)
         return f"{message}: jacobinerf-label --clicks {path} labels every frame."
 
     def load_clicks(self) -> str:
         path = self.clicks_path()
-        return self.session.load(read_clicks(path), str(path), force=self.labels.file_load_force.value)
+        return self.session.files.load(read_clicks(path), str(path), force=self.labels.file_load_force.value)
 
     def load_uploaded(self, name: str, content: bytes) -> str:
         try:
@@ -295,13 +298,13 @@ class JacobiNerfPanel(nn.Module):
         except UnicodeDecodeError:
             raise JacobiNerfError(f"Uploaded file {name} is not UTF-8 text: upload a clicks JSON file.") from None
         source = f"{name} (uploaded)"
-        return self.session.load(loads_clicks(text, source), source, force=self.labels.file_load_force.value)
+        return self.session.files.load(loads_clicks(text, source), source, force=self.labels.file_load_force.value)
 
     def clicks_download(self) -> Tuple[str, bytes]:
         """The click set as the file the browser downloads."""
-        click_set = self.session.click_set()
-        self.say(f"Sent {CLICKS_FILE} ({len(click_set.clicks)} clicks) to the browser.")
-        return CLICKS_FILE, json.dumps(click_set.to_json(), indent=2).encode("utf-8")
+        saved = self.session.files.click_set()
+        self.say(f"Sent {CLICKS_FILE} ({len(saved.clicks)} clicks) to the browser.")
+        return CLICKS_FILE, json.dumps(saved.to_json(), indent=2).encode("utf-8")
 
     # ---- suggestions -------------------------------------------------------------------------------------------
 
@@ -310,7 +313,7 @@ class JacobiNerfPanel(nn.Module):
         camera = self.viewer_camera(SUGGESTION_SIDE)
         if camera is None:
             return "No viewer is running."
-        suggestion = self.session.suggest(camera)
+        suggestion = self.session.suggestions.suggest(camera)
         if suggestion is None:
             return "Nothing in this view hits a surface: turn the camera towards the scene."
         self.mark(suggestion)
@@ -321,8 +324,8 @@ class JacobiNerfPanel(nn.Module):
 
     def go_to_least_explained_view(self) -> str:
         """Jumps to the training view the clicks explain least (every view rendered at low resolution)."""
-        cameras = self._pipeline.datamanager.train_dataparser_outputs.cameras
-        ranking = self.session.least_explained_view(
+        cameras = self._datamanager.train_dataparser_outputs.cameras
+        ranking = self.session.suggestions.least_explained_view(
             cameras, SUGGESTION_SIDE, lambda done, total: self.say(f"Judging training views: {done}/{total}")
         )
         self.jump_to_training_view(ranking.index)
@@ -337,10 +340,11 @@ class JacobiNerfPanel(nn.Module):
         return message + ": paint a label at the magenta marker."
 
     def skip_suggestion(self) -> str:
-        """Dismisses the marked suggestion (:meth:`ViewerSession.dismiss`) and suggests again in the current view."""
+        """Dismisses the marked suggestion (:meth:`~.suggestions.Suggestions.dismiss`) and suggests again in the
+        current view."""
         if self._suggestion is None:
             return "No suggestion to skip: press 'Suggest next click' first."
-        skipped = self.session.dismiss(self._suggestion)
+        skipped = self.session.suggestions.dismiss(self._suggestion)
         return f"{skipped}. {self.suggest_next_click()}"
 
     def mark(self, suggestion: Suggestion) -> None:
@@ -363,13 +367,13 @@ class JacobiNerfPanel(nn.Module):
     # ---- export and camera -------------------------------------------------------------------------------------
 
     def export_selection(self, folder: Optional[Path] = None) -> str:
-        if self.session.selection is None:
+        if self.session.selection.clicked is None:
             return "Select an entity first."
         if folder is None:
             if self.run_folder() is None:
                 return "No viewer is running."
             folder = self.run_folder() / EXPORT_FOLDER
-        masks, points = export_selection(self.session, self._pipeline.datamanager.train_dataparser_outputs, folder)
+        masks, points = export_selection(self.session.selection, self._datamanager.train_dataparser_outputs, folder)
         return f"Exported {masks} masks and {points} points to {folder}"
 
     def jump_to_training_view(self, index: int) -> str:
@@ -377,7 +381,7 @@ class JacobiNerfPanel(nn.Module):
         import viser.transforms as vtf
         from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
 
-        cameras = self._pipeline.datamanager.train_dataparser_outputs.cameras
+        cameras = self._datamanager.train_dataparser_outputs.cameras
         if not 0 <= index < len(cameras):
             return f"Training views are numbered 0..{len(cameras) - 1}."
         c2w = cameras.camera_to_worlds[index].cpu().numpy()
@@ -406,4 +410,4 @@ class JacobiNerfPanel(nn.Module):
     def rerender(self) -> None:
         viewer = getattr(self.viewer_control, "viewer", None)
         if viewer is not None:
-            viewer._trigger_rerender()
+            rerender_viewer(viewer)

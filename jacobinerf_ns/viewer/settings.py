@@ -1,0 +1,20 @@
+"""The viewer panel's settings, shared by the parts of a :class:`~.session.ViewerSession`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class ViewerSettings:
+    """What the panel's sliders and dropdown set (the panel's defaults)."""
+
+    sigma: float = 0.1
+    """Perturbation σ of every probe the viewer renders."""
+    threshold: float = 0.5
+    """Selection: relative response above which a pixel belongs to the selected entity."""
+    space: Literal["2d", "3d"] = "3d"
+    """Which responses are shown and judged."""
+    recolor_strength: float = 1.0
+    """Multiplies the recolour perturbation."""
