@@ -1,4 +1,5 @@
-"""Shared fixtures: the embedded sample scene (generated, never downloaded) and a run trained on it."""
+"""Shared fixtures: the one sample scene (generated, never downloaded) and the runs trained on it, each built once
+per session: ``trained_run`` (the demo's recipe, for quality) and ``tiny_run`` (a tiny field, for plumbing)."""
 
 from __future__ import annotations
 
@@ -8,31 +9,84 @@ from pathlib import Path
 import pytest
 
 from jacobinerf_ns.sample_scene import make_sample_scene
-from tests.helpers import TRAINED_SHAPING_START, TRAINED_STEPS
+from tests.helpers import (
+    DINO_MODEL,
+    MACHINE_SEED,
+    SCENE_HEIGHT,
+    SCENE_VIEWS,
+    SCENE_WIDTH,
+    TEST_FIELD,
+    TINY_THRESHOLD_STEP,
+    TRAINED_SHAPING_START,
+    TRAINED_STEPS,
+    train_tiny,
+)
 
 
 @pytest.fixture(scope="session")
 def sample_scene(tmp_path_factory) -> Path:
-    return make_sample_scene(tmp_path_factory.mktemp("sample_scene") / "scene", num_views=16, width=48, height=36)
+    """The sample scene every test uses; a test that changes it works on a copy."""
+    folder = tmp_path_factory.mktemp("sample_scene") / "scene"
+    return make_sample_scene(folder, num_views=SCENE_VIEWS, width=SCENE_WIDTH, height=SCENE_HEIGHT)
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> Path:
-    """The demo's recipe: photometric steps, then MI shaping with the scene's instance masks (CPU, ~5 min).
+def trained_run(sample_scene, tmp_path_factory) -> Path:
+    """The sample scene trained as the demo does, with a cheaper field (``TEST_FIELD``): photometric steps, then MI
+    shaping with the scene's instance masks.
 
     Checkpoints: ``TRAINED_SHAPING_START - 1`` (the field before shaping) and ``TRAINED_STEPS - 1`` (shaped).
+    ``JACOBINERF_MACHINE_SEED`` trains it with another seed (to calibrate the thresholds of the tests that use it).
     """
     from jacobinerf_ns.runs import train
 
-    if os.environ.get("JACOBINERF_TRAINED_RUN"):  # reuse a run of this recipe (or the demo's) while iterating on tests
+    if os.environ.get("JACOBINERF_TRAINED_RUN"):  # reuse a run of this recipe while iterating on tests
         return Path(os.environ["JACOBINERF_TRAINED_RUN"])
     root = tmp_path_factory.mktemp("trained")
-    scene = make_sample_scene(root / "scene")
-    return train(scene, root / "runs", TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", ["--mixed-precision", "False"])
+    options = [*TEST_FIELD, "--machine.seed", str(MACHINE_SEED)]
+    return train(sample_scene, root / "runs", TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(sample_scene, tmp_path_factory) -> Path:
+    """``ns-train jacobinerf`` as a user runs it (a subprocess), tiny field: 6 steps, shaping with the scene's masks
+    from step 3, checkpoints at steps 2, 4 and 5. The run folder (``config.yml`` beside ``nerfstudio_models``).
+
+    Its threshold moves by small steps (``TINY_THRESHOLD_STEP``), so that it stays inside its bounds and each shaping
+    step shows in its value: a tiny field's Jacobians all look alike, and the default step pins it at its maximum.
+    """
+    out = tmp_path_factory.mktemp("tiny_run")
+    result = train_tiny(
+        sample_scene, out,
+        "--max-num-iterations", "6", "--pipeline.model.shaping-start-step", "3", *TINY_THRESHOLD_STEP,
+        "--pipeline.datamanager.surrogate", "masks",
+        "--steps-per-save", "2", "--save-only-latest-checkpoint", "False",
+        "--pipeline.datamanager.cache-dir", str(out / "cache"),
+        in_process=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "MI shaping on from step 3" in result.stdout
+    return out / "run" / "jacobinerf" / "t"
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch) -> None:
+    """No network for timm's DINO weights, whether or not this machine is online: an empty torch hub cache, and the
+    weights' URL on a closed port of this machine, so the real download fails as it does offline."""
+    import socket
+
+    from timm.models.registry import _model_pretrained_cfgs
+
+    with socket.socket() as probe:  # a port nobody listens on once closed: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/{Path(_model_pretrained_cfgs[DINO_MODEL]['url']).name}"
+    monkeypatch.setitem(_model_pretrained_cfgs[DINO_MODEL], "url", url)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Tests that need the trained run are slow (``pytest -m "not slow"`` skips them)."""
+    """Tests that need a trained run are slow (``pytest -m "not slow"`` skips them)."""
     for item in items:
-        if "trained_run" in getattr(item, "fixturenames", ()):
+        if {"trained_run", "tiny_run"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
@@ -9,7 +12,30 @@ from pathlib import Path
 
 import torch
 
-TRAINED_STEPS, TRAINED_SHAPING_START = 800, 400  # the demo's recipe (the `trained_run` fixture)
+TEST_FIELD = [  # the demo's field made cheaper (runs.SAMPLE_SCENE_FIELD, overridden): ~2 minutes of CPU for a run
+    "--pipeline.model.log2-hashmap-size", "13",
+    "--pipeline.model.num-levels", "6",
+    "--pipeline.model.max-res", "128",
+    "--pipeline.model.hidden-dim", "32",
+    "--pipeline.model.hidden-dim-color", "32",
+    "--pipeline.model.head-in-dim", "32",
+    "--pipeline.model.num-nerf-samples-per-ray", "16",
+    "--pipeline.model.num-proposal-samples-per-ray", "32", "16",
+    "--pipeline.datamanager.train-num-rays-per-batch", "512",
+    "--mixed-precision", "False",
+]  # fmt: skip
+TRAINED_STEPS, TRAINED_SHAPING_START = 600, 150
+"""The recipe of the trained runs (the `trained_run` fixture, the label test's run): steps, and the step shaping
+starts at (the demo's is 800, 400 with its larger field)."""
+SCENE_VIEWS, SCENE_WIDTH, SCENE_HEIGHT = 24, 64, 48
+"""The one sample scene every test uses (the `sample_scene` fixture): the demo's. With fewer views, a run of the tests'
+recipe renders objects as floaters."""
+SCENE_EVAL_FRAMES = ["frame_00004.png", "frame_00012.png", "frame_00020.png"]  # every 8th from the 5th
+TINY_THRESHOLD_STEP = ["--pipeline.model.threshold-step", "1e-4"]
+"""The tiny run's threshold step (`tiny_run`)."""
+DINO_MODEL = "vit_small_patch8_224_dino"  # the DINO surrogate's default ViT
+MACHINE_SEED = int(os.environ.get("JACOBINERF_MACHINE_SEED", "42"))
+"""``--machine.seed`` of the trained runs (nerfstudio's default, 42); other values calibrate the thresholds."""
 
 
 def tiny_model_config(**overrides):
@@ -108,20 +134,6 @@ def metric_keys(prefix: str, settings, space: str, draws=("view0_seed0",)) -> se
     return means | {f"{key}_std" for key in means} | {f"{key}_{draw}" for key in means for draw in draws}
 
 
-def download_host_resolves() -> bool:
-    """Whether the DINO weights' download host resolves (online): tests of the offline path skip themselves then."""
-    import socket
-    from urllib.parse import urlparse
-
-    from jacobinerf_ns.surrogates import dino_weights
-
-    try:
-        socket.getaddrinfo(urlparse(dino_weights.pretrained_url("vit_small_patch8_224_dino")).hostname, 443)
-        return True
-    except OSError:
-        return False
-
-
 COMMANDS = {  # console scripts → their modules, run with this interpreter (no dependence on PATH or shims)
     "ns-train": "nerfstudio.scripts.train",
     "ns-eval": "nerfstudio.scripts.eval",
@@ -160,11 +172,53 @@ def run_command(command: str, *args, cwd: Path, timeout: int = 900) -> subproces
     )
 
 
-def train_tiny(scene: Path, out: Path, *args, name: str = "run") -> subprocess.CompletedProcess:
-    """``ns-train jacobinerf`` of the tiny field on ``scene`` into ``out/<name>/jacobinerf/t``."""
-    return run_command(
-        "ns-train", "jacobinerf", "--data", scene, "--output-dir", out, "--experiment-name", name, "--timestamp", "t",
+def invoke(command: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    """A console script run in this process, as :func:`run_command` runs it in a subprocess (same arguments, same
+    result): its output is captured, ``SystemExit`` gives the return code, and a :class:`JacobiNerfError` is reported
+    as the package's excepthook reports it (status 1, no traceback). Any other exception propagates (a bug).
+
+    Each entry point keeps one subprocess test, which checks what only a process shows: the installed hook and the
+    exit status. nerfstudio's event writers are module globals that each ``ns-train`` appends to; they are closed and
+    dropped after the call, so one in-process run never writes into another's folder.
+    """
+    module = importlib.import_module(COMMANDS[command])  # before nerfstudio's writer: importing it first is circular
+    from nerfstudio.utils import writer
+
+    from jacobinerf_ns.errors import JacobiNerfError, format_user_error
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv, previous_cwd, returncode = sys.argv, Path.cwd(), 0
+    try:
+        sys.argv = [command, *map(str, args)]
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                module.entrypoint()
+            except SystemExit as exit:
+                returncode = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+            except JacobiNerfError as error:
+                stderr.write(format_user_error(error))
+                returncode = 1
+    finally:
+        sys.argv = argv
+        os.chdir(previous_cwd)
+        for event_writer in writer.EVENT_WRITERS:
+            getattr(getattr(event_writer, "tb_writer", None), "close", lambda: None)()
+        writer.EVENT_WRITERS.clear()
+    return subprocess.CompletedProcess([command, *map(str, args)], returncode, stdout.getvalue(), stderr.getvalue())
+
+
+def tiny_train_args(scene: Path, out: Path, *args, name: str = "run") -> list:
+    """``ns-train`` arguments of the tiny field on ``scene`` into ``out/<name>/jacobinerf/t``."""
+    return [
+        "jacobinerf", "--data", scene, "--output-dir", out, "--experiment-name", name, "--timestamp", "t",
         "--machine.device-type", "cpu", "--vis", "tensorboard", "--mixed-precision", "False",
         "--steps-per-eval-batch", "1000", "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "100000",
-        *TINY_FIELD, *args, cwd=out,
-    )  # fmt: skip
+        *TINY_FIELD, *args,
+    ]  # fmt: skip
+
+
+def train_tiny(scene: Path, out: Path, *args, name: str = "run", in_process: bool = True):
+    """``ns-train jacobinerf`` of the tiny field on ``scene`` into ``out/<name>/jacobinerf/t`` (in this process, or
+    in a subprocess as a user runs it)."""
+    return (invoke if in_process else run_command)("ns-train", *tiny_train_args(scene, out, *args, name=name), cwd=out)

@@ -1,7 +1,9 @@
 """Bad input, as a user gives it, to the real commands: one clear message, a non-zero exit, never a traceback.
 
-Each case runs a command in a subprocess on a tiny scene (or a tiny trained run) and checks the exit status, the
-words of the message (the file or option, and the fix) and that no Python traceback is printed.
+Each case runs a command on the sample scene (a broken copy of it) or on the tiny trained run, and checks the exit
+status, the words of the message (the file or option, and the fix) and that no Python traceback is printed. Commands
+run in this process (`invoke`); one case per entry point runs it in a subprocess, as a user does, which is what shows
+that the command reports the error without a traceback and exits non-zero.
 """
 
 from __future__ import annotations
@@ -15,16 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jacobinerf_ns.sample_scene import make_sample_scene
-from tests.helpers import TINY_FIELD, run_command
+from tests.helpers import SCENE_VIEWS, TINY_FIELD, invoke, run_command
 
 pytestmark = pytest.mark.slow  # every case starts a nerfstudio command
 
 TINY = [*TINY_FIELD, "--pipeline.propagation.seeds", "0", "--pipeline.propagation.settings", "sparse"]
 
 
-def run(command: str, *args, cwd: Path) -> subprocess.CompletedProcess:
-    return run_command(command, *args, cwd=cwd, timeout=600)
+def run(command: str, *args, cwd: Path, in_process: bool = True) -> subprocess.CompletedProcess:
+    return invoke(command, *args, cwd=cwd) if in_process else run_command(command, *args, cwd=cwd, timeout=600)
 
 
 def train_args(data: Path, out: Path, *extra: str, steps: int = 2) -> list:
@@ -43,11 +44,6 @@ def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
         assert word in output, f"{word!r} not in:\n{output[-3000:]}"
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> Path:
-    return make_sample_scene(tmp_path_factory.mktemp("bad") / "scene", num_views=8, width=24, height=18)
-
-
 def broken_copy(scene: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "scene"
     shutil.copytree(scene, copy)
@@ -59,60 +55,57 @@ def transforms(scene: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(scene, tmp_path_factory) -> Path:
-    """A tiny trained run (config.yml path) on its own copy of the scene, which a test may then break."""
-    root = tmp_path_factory.mktemp("trained")
-    data = broken_copy(scene, root)
-    result = run("ns-train", *train_args(data, root / "runs"), cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "runs" / "bad" / "jacobinerf" / "t" / "config.yml"
+def trained(tiny_run) -> Path:
+    """The tiny trained run's config.yml (tests that break a run break a copy)."""
+    return tiny_run / "config.yml"
 
 
 # ---- data ----------------------------------------------------------------------------------------------------------
 
 
 def test_missing_data_folder(tmp_path):
-    result = run("ns-train", *train_args(tmp_path / "nowhere", tmp_path / "runs"), cwd=tmp_path)
+    result = run("ns-train", *train_args(tmp_path / "nowhere", tmp_path / "runs"), cwd=tmp_path, in_process=False)
     assert_user_error(result, "No transforms.json", "point --data at a nerfstudio-data folder")
 
 
-def test_transforms_json_that_is_not_json(scene, tmp_path):
-    data = broken_copy(scene, tmp_path)
+def test_transforms_json_that_is_not_json(sample_scene, tmp_path):
+    data = broken_copy(sample_scene, tmp_path)
     (data / "transforms.json").write_text("{ not json")
     assert_user_error(run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path), "transforms.json", "JSON")
 
 
-def test_transforms_json_without_frames(scene, tmp_path):
-    data = broken_copy(scene, tmp_path)
+def test_transforms_json_without_frames(sample_scene, tmp_path):
+    data = broken_copy(sample_scene, tmp_path)
     (data / "transforms.json").write_text(json.dumps({**transforms(data), "frames": []}))
     assert_user_error(run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path), "lists no frames")
 
 
-def test_missing_image_file(scene, tmp_path):
-    data = broken_copy(scene, tmp_path)
+def test_missing_image_file(sample_scene, tmp_path):
+    data = broken_copy(sample_scene, tmp_path)
     (data / "images" / "frame_00003.png").unlink()
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
-    assert_user_error(result, "1 of 8 images", "frame_00003.png", "do not exist")
+    assert_user_error(result, f"1 of {SCENE_VIEWS} images", "frame_00003.png", "do not exist")
 
 
-def test_missing_label_file_names_it_and_counts_frames(scene, tmp_path):
-    data = broken_copy(scene, tmp_path)
+def test_missing_label_file_names_it_and_counts_frames(sample_scene, tmp_path):
+    data = broken_copy(sample_scene, tmp_path)
     (data / "semantics" / "frame_00002.png").unlink()
     (data / "semantics" / "frame_00005.png").unlink()
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
-    assert_user_error(result, "2 of 8 frames", "semantics_file_path", "frame_00002.png")
+    assert_user_error(result, f"2 of {SCENE_VIEWS} frames", "semantics_file_path", "frame_00002.png")
 
 
-def test_rgb_label_png(scene, tmp_path):
-    data = broken_copy(scene, tmp_path)
+def test_rgb_label_png(sample_scene, tmp_path):
+    data = broken_copy(sample_scene, tmp_path)
     path = data / "instances" / "frame_00001.png"
     Image.fromarray(np.stack([np.asarray(Image.open(path))] * 3, axis=-1)).save(path)
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
-    assert_user_error(result, "1 of 8 instance_file_path files are RGB", "frame_00001.png", "single-channel")
+    rgb = f"1 of {SCENE_VIEWS} instance_file_path files are RGB"
+    assert_user_error(result, rgb, "frame_00001.png", "single-channel")
 
 
-def test_corrupt_classes_json(scene, tmp_path):
-    data = broken_copy(scene, tmp_path)
+def test_corrupt_classes_json(sample_scene, tmp_path):
+    data = broken_copy(sample_scene, tmp_path)
     (data / "classes.json").write_text('{"semantic_classes": [{"name": "floor"}]}')
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
     assert_user_error(result, "classes.json", "'semantic_classes' must be a list of rows")
@@ -121,30 +114,30 @@ def test_corrupt_classes_json(scene, tmp_path):
 # ---- options -------------------------------------------------------------------------------------------------------
 
 
-def test_contrastive_batch_of_zero(scene, tmp_path):
-    args = train_args(scene, tmp_path / "runs", "--pipeline.model.contrastive-batch-size", "0")
+def test_contrastive_batch_of_zero(sample_scene, tmp_path):
+    args = train_args(sample_scene, tmp_path / "runs", "--pipeline.model.contrastive-batch-size", "0")
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.model.contrastive-batch-size", "at least 2")
 
 
-def test_threshold_outside_its_bounds(scene, tmp_path):
-    args = train_args(scene, tmp_path / "runs", "--pipeline.model.threshold-init", "0.95")
+def test_threshold_outside_its_bounds(sample_scene, tmp_path):
+    args = train_args(sample_scene, tmp_path / "runs", "--pipeline.model.threshold-init", "0.95")
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.model.threshold-init", "[0.5, 0.9]")
 
 
-def test_surrogate_options_that_cannot_work(scene, tmp_path):
-    args = train_args(scene, tmp_path / "runs", "--pipeline.datamanager.dino-stride", "0")
+def test_surrogate_options_that_cannot_work(sample_scene, tmp_path):
+    args = train_args(sample_scene, tmp_path / "runs", "--pipeline.datamanager.dino-stride", "0")
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.datamanager.dino-stride", "≥ 1")
-    args = train_args(scene, tmp_path / "runs", "--pipeline.datamanager.masks-dir", str(tmp_path / "no_masks"))
+    args = train_args(sample_scene, tmp_path / "runs", "--pipeline.datamanager.masks-dir", str(tmp_path / "no_masks"))
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.datamanager.masks-dir", "does not exist")
 
 
-def test_source_view_out_of_range(scene, tmp_path):
-    args = train_args(scene, tmp_path / "runs", "--pipeline.propagation.source-views", "0", "99")
+def test_source_view_out_of_range(sample_scene, tmp_path):
+    args = train_args(sample_scene, tmp_path / "runs", "--pipeline.propagation.source-views", "0", "99")
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.propagation.source-views", "[99]")
 
 
-def test_shaping_start_after_the_last_step_warns_before_training(scene, tmp_path):
-    args = train_args(scene, tmp_path / "runs", "--pipeline.model.shaping-start-step", "50")
+def test_shaping_start_after_the_last_step_warns_before_training(sample_scene, tmp_path):
+    args = train_args(sample_scene, tmp_path / "runs", "--pipeline.model.shaping-start-step", "50")
     result = run("ns-train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "shaping-start-step 50 is after the last step of this run" in result.stdout
@@ -156,35 +149,39 @@ def test_shaping_start_after_the_last_step_warns_before_training(scene, tmp_path
 @pytest.fixture(scope="module")
 def moved_data_run(trained, tmp_path_factory) -> Path:
     """The trained run with its data folder gone (moved or deleted)."""
+    import yaml
+
     config = tmp_path_factory.mktemp("moved") / "config.yml"
     shutil.copytree(trained.parent / "nerfstudio_models", config.parent / "nerfstudio_models")
-    text = trained.read_text()
-    data = str(trained.parents[4] / "scene")
-    config.write_text(text.replace(f"- {Path(data).name}\n", "- moved_away\n"))
+    data = yaml.load(trained.read_text(), Loader=yaml.Loader).data
+    config.write_text(trained.read_text().replace(f"- {data.name}\n", "- moved_away\n"))
+    assert "moved_away" in config.read_text()
     return config
 
 
 def test_ns_eval_on_a_run_whose_data_is_gone(moved_data_run, tmp_path):
-    result = run(
+    result = run(  # ns-eval's subprocess case: test_unreadable_checkpoint
         "ns-eval", "--load-config", str(moved_data_run), "--output-path", str(tmp_path / "e.json"), cwd=tmp_path
     )
     assert_user_error(result, "No transforms.json", "moved_away")
 
 
 def test_ns_viewer_on_a_run_whose_data_is_gone(moved_data_run, tmp_path):
-    result = run("ns-viewer", "--load-config", str(moved_data_run), "--viewer.websocket-port", "7391", cwd=tmp_path)
+    args = ("--load-config", str(moved_data_run), "--viewer.websocket-port", "7391")
+    result = run("ns-viewer", *args, cwd=tmp_path, in_process=False)
     assert_user_error(result, "No transforms.json", "moved_away")
 
 
 def test_ns_render_on_a_run_whose_data_is_gone(moved_data_run, tmp_path):
     args = ("dataset", "--load-config", str(moved_data_run), "--output-path", str(tmp_path / "renders"))
-    assert_user_error(run("ns-render", *args, cwd=tmp_path), "No transforms.json", "moved_away")
+    assert_user_error(run("ns-render", *args, cwd=tmp_path, in_process=False), "No transforms.json", "moved_away")
 
 
 def test_jacobinerf_eval_options(trained, tmp_path):
     result = run(
-        "jacobinerf-eval", "--load-config", str(trained), "--output-path", str(tmp_path / "e.txt"), cwd=tmp_path
-    )
+        "jacobinerf-eval", "--load-config", str(trained), "--output-path", str(tmp_path / "e.txt"), cwd=tmp_path,
+        in_process=False,
+    )  # fmt: skip
     assert_user_error(result, "--output-path", ".json")
     result = run(
         "jacobinerf-eval", "--load-config", str(tmp_path / "none.yml"), "--output-path", "e.json", cwd=tmp_path
@@ -198,8 +195,8 @@ def test_jacobinerf_eval_options(trained, tmp_path):
     assert not (tmp_path / "e.json").exists()
 
 
-def test_export_labels_of_a_kind_the_data_lacks(scene, tmp_path):
-    data = broken_copy(scene, tmp_path)
+def test_export_labels_of_a_kind_the_data_lacks(sample_scene, tmp_path):
+    data = broken_copy(sample_scene, tmp_path)
     meta = transforms(data)
     for frame in meta["frames"]:
         frame.pop("instance_file_path")
@@ -207,7 +204,8 @@ def test_export_labels_of_a_kind_the_data_lacks(scene, tmp_path):
     assert run("ns-train", *train_args(data, tmp_path / "runs", "--pipeline.datamanager.masks-from", "semantics"),
                cwd=tmp_path).returncode == 0  # fmt: skip
     config = tmp_path / "runs" / "bad" / "jacobinerf" / "t" / "config.yml"
-    result = run("jacobinerf-export-labels", "--load-config", str(config), "--kind", "instances", cwd=tmp_path)
+    args = ("--load-config", str(config), "--kind", "instances")
+    result = run("jacobinerf-export-labels", *args, cwd=tmp_path, in_process=False)
     assert_user_error(result, "no instances labels", "--kind")
     assert not (tmp_path / "propagated_labels").exists()
 
@@ -215,7 +213,8 @@ def test_export_labels_of_a_kind_the_data_lacks(scene, tmp_path):
 def test_shape_command_inputs(trained, tmp_path):
     nerfacto = tmp_path / "config.yml"
     nerfacto.write_text(trained.read_text().replace("method_name: jacobinerf", "method_name: nerfacto"))
-    assert_user_error(run("jacobinerf-shape", "--load-config", str(nerfacto), cwd=tmp_path), "'nerfacto' run")
+    result = run("jacobinerf-shape", "--load-config", str(nerfacto), cwd=tmp_path, in_process=False)
+    assert_user_error(result, "'nerfacto' run")
     result = run("jacobinerf-shape", "--load-config", str(trained), "--steps", "0", cwd=tmp_path)
     assert_user_error(result, "--steps 0")
     empty = tmp_path / "fresh" / "config.yml"
@@ -241,36 +240,37 @@ def shaping(*extra: str) -> list:
     return ["--pipeline.model.shaping-start-step", "0", *extra]
 
 
-def test_mask_surrogate_on_data_without_labels(scene, tmp_path):
-    data = unlabelled_copy(scene, tmp_path)
+def test_mask_surrogate_on_data_without_labels(sample_scene, tmp_path):
+    data = unlabelled_copy(sample_scene, tmp_path)
     result = run("ns-train", *train_args(data, tmp_path / "runs", *shaping()), cwd=tmp_path)
     assert_user_error(result, "needs per-pixel instances labels", "--pipeline.datamanager.masks-dir")
 
 
-def test_empty_masks_folder(scene, tmp_path):
+def test_empty_masks_folder(sample_scene, tmp_path):
     (tmp_path / "masks").mkdir()
-    args = train_args(scene, tmp_path / "runs", *shaping("--pipeline.datamanager.masks-dir", str(tmp_path / "masks")))
+    masks = shaping("--pipeline.datamanager.masks-dir", str(tmp_path / "masks"))
+    args = train_args(sample_scene, tmp_path / "runs", *masks)
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "No mask for training image", "masks-dir")
 
 
-def test_feature_maps_of_the_wrong_shape(scene, tmp_path):
+def test_feature_maps_of_the_wrong_shape(sample_scene, tmp_path):
     features = tmp_path / "features"
     features.mkdir()
-    for image in (scene / "images").glob("*.png"):
+    for image in (sample_scene / "images").glob("*.png"):
         np.save(features / f"{image.stem}.npy", np.zeros((4, 5), np.float32))  # (h, w) instead of (h, w, E)
     args = train_args(
-        scene, tmp_path / "runs",
+        sample_scene, tmp_path / "runs",
         *shaping("--pipeline.datamanager.surrogate", "features", "--pipeline.datamanager.features-dir", str(features),
                  "--pipeline.datamanager.cache-dir", str(tmp_path / "cache")),
     )  # fmt: skip
     assert_user_error(run("ns-train", *args, cwd=tmp_path), "expected an (h, w, E) array")
 
 
-def test_dino_weights_that_are_not_a_checkpoint(scene, tmp_path):
+def test_dino_weights_that_are_not_a_checkpoint(sample_scene, tmp_path):
     garbage = tmp_path / "dino.pth"
     garbage.write_bytes(b"this is not a checkpoint")
     args = train_args(
-        scene, tmp_path / "runs",
+        sample_scene, tmp_path / "runs",
         *shaping("--pipeline.datamanager.surrogate", "dino", "--pipeline.datamanager.dino-weights", str(garbage),
                  "--pipeline.datamanager.cache-dir", str(tmp_path / "cache")),
     )  # fmt: skip

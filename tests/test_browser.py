@@ -304,12 +304,12 @@ def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(
         labels = rendered(page, region, keep / "viewer_labels.png", unlike=before)
         painted_color = 2 * labels - before  # the overlay is (rgb + class colour) / 2
         for name, mask in classes.items():
-            # share of the region painted in each class's colour (a small run leaves holes in the far wall: unlabelled)
+            # share of the region's interior painted in each class's colour: most of it in its own class's
             shares = {
                 other: float((np.abs(painted_color[erode(mask, 4)] - colors[index + 1].numpy()).max(-1) < 0.2).mean())
                 for index, other in enumerate(classes)
             }
-            assert shares[name] > 0.3 and shares[name] == max(shares.values()), f"{name} is painted {shares}"
+            assert shares[name] > 0.5, f"{name} is painted {shares}"
 
         choose_output(page, "jacobinerf_confidence")
         heatmap = rendered(page, region, keep / "viewer_confidence.png", unlike=labels)
@@ -336,7 +336,8 @@ def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(
         split = rendered(page, region, keep / "viewer_split.png", unlike=suggested)
         half = split.shape[1] // 2
         assert np.abs(split[:, : half - 20] - labels[:, : half - 20]).mean() < 0.03, "labels on the left"
-        assert np.median(turbo_values(split[:, half + 20 :]) - confidence[:, half + 20 :]) < 0.1, "confidence right"
+        right = np.abs(turbo_values(split[:, half + 20 :]) - confidence[:, half + 20 :])
+        assert np.median(right) < 0.1, "confidence on the right"
         status_line = page.locator("p", has=page.locator("strong", has_text="Status:")).first
         status_line.evaluate("element => element.scrollIntoView({block: 'start'})")  # the panel from its status down
         page.screenshot(path=str(keep / "viewer_labelling.png"))

@@ -10,13 +10,17 @@ import pytest
 from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import INSTANCES, SEMANTICS
+from tests.helpers import SCENE_EVAL_FRAMES, SCENE_VIEWS
 
 
 def test_split_and_labels(sample_scene):
     parser = LabelledNerfstudioDataParserConfig(data=sample_scene).setup()
     train, test = parser.get_dataparser_outputs("train"), parser.get_dataparser_outputs("test")
-    assert [p.name for p in test.image_filenames] == ["frame_00004.png", "frame_00012.png"]
-    assert len(train.image_filenames) == 14 and "frame_00000.png" == train.image_filenames[0].name
+    assert [p.name for p in test.image_filenames] == SCENE_EVAL_FRAMES
+    assert (
+        len(train.image_filenames) == SCENE_VIEWS - len(SCENE_EVAL_FRAMES)
+        and "frame_00000.png" == train.image_filenames[0].name
+    )
     for outputs in (train, test):
         for kind in (SEMANTICS, INSTANCES):
             labels = outputs.metadata[kind]
@@ -38,7 +42,7 @@ def test_folder_without_labels_trains_like_nerfstudio_data(sample_scene, tmp_pat
     (plain / "transforms.json").write_text(json.dumps(meta))
     outputs = LabelledNerfstudioDataParserConfig(data=plain).setup().get_dataparser_outputs("train")
     assert SEMANTICS not in outputs.metadata and INSTANCES not in outputs.metadata
-    assert len(outputs.image_filenames) == 14
+    assert len(outputs.image_filenames) == SCENE_VIEWS - len(SCENE_EVAL_FRAMES)
 
 
 def test_partial_labels_and_missing_folder_are_clear_errors(sample_scene, tmp_path):

@@ -14,7 +14,6 @@ from PIL import Image
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.surrogates import dino, dino_weights, feature_cache
 from jacobinerf_ns.surrogates.dino import DinoExtraction, extract_keys, load_dino, load_or_extract, map_shape
-from tests.helpers import download_host_resolves
 
 MODEL_NAME = "vit_small_patch8_224_dino"
 OFFICIAL_FILE = "dino_deitsmall8_pretrain.pth"  # the file name of timm 0.6.7's default_cfg url for MODEL_NAME
@@ -385,8 +384,7 @@ def test_a_download_that_stalls_times_out(torch_home, tmp_path, monkeypatch):
     assert socket.getdefaulttimeout() is None  # the timeout was scoped to the fetch
 
 
-@pytest.mark.skipif(download_host_resolves(), reason="online: this test would download the weights")
-def test_offline_the_real_download_fails_with_one_message(torch_home, images, tmp_path):
+def test_offline_the_real_download_fails_with_one_message(offline, images, tmp_path):
     with pytest.raises(JacobiNerfError, match="Downloading timm's pretrained .* failed") as error:
         load_or_extract(images, DinoExtraction(**SMALL), tmp_path / "cache")
     assert "--pipeline.datamanager.dino-weights" in error.value.message

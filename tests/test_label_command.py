@@ -1,8 +1,9 @@
-"""``jacobinerf-label`` end to end, as a user runs it, on the sample scene with its labels removed.
+"""``jacobinerf-label`` end to end, as a user runs it, on the sample scene.
 
-Two small runs of that scene, shaped with instance masks given as files (as from any segmenter): one under
-nerfstudio's default normalisation, one under another (no re-orientation, no centring, half the scale). Ground truth
-(the scene's instance maps, depth maps and analytic geometry) is used only to score.
+Two runs: the shared trained run (`trained_run`, nerfstudio's default normalisation) and one of the sample scene with
+its labels removed, shaped with instance masks given as files (as from any segmenter) under another normalisation
+(no re-orientation, no centring, half the scale). Ground truth (the scene's instance maps, depth maps and analytic
+geometry) is used only to score. The command runs in this process (`invoke`); one case runs it in a subprocess.
 """
 
 from __future__ import annotations
@@ -22,27 +23,25 @@ from PIL import Image
 from jacobinerf_ns.clicks import ClickSet, PixelClick, RayClick, scene_fingerprint, write_clicks
 from jacobinerf_ns.runs import train
 from jacobinerf_ns.sample_scene import INSTANCES, PRIMITIVES, _trace
-from tests.helpers import run_command
+from tests.helpers import (
+    MACHINE_SEED,
+    SCENE_EVAL_FRAMES,
+    SCENE_HEIGHT,
+    SCENE_VIEWS,
+    SCENE_WIDTH,
+    TEST_FIELD,
+    TRAINED_SHAPING_START,
+    TRAINED_STEPS,
+    invoke,
+    run_command,
+    train_tiny,
+)
 
-pytestmark = pytest.mark.slow  # trains two runs and runs the command in subprocesses
+pytestmark = pytest.mark.slow  # trains a run and labels it
 
-SMALL_FIELD = [  # the demo's field made cheaper: two runs train and shape in ~2 minutes of CPU each
-    "--pipeline.model.log2-hashmap-size", "13",
-    "--pipeline.model.num-levels", "6",
-    "--pipeline.model.max-res", "128",
-    "--pipeline.model.hidden-dim", "32",
-    "--pipeline.model.hidden-dim-color", "32",
-    "--pipeline.model.head-in-dim", "32",
-    "--pipeline.model.num-nerf-samples-per-ray", "16",
-    "--pipeline.model.num-proposal-samples-per-ray", "32", "16",
-    "--pipeline.datamanager.train-num-rays-per-batch", "512",
-    "--mixed-precision", "False",
-]  # fmt: skip
-STEPS, SHAPING_START = 600, 150
-NORMALISATIONS = {  # the dataparser's options follow its subcommand
-    "default": [],
-    "other": ["jacobinerf-data", "--orientation-method", "none", "--center-method", "none", "--scale-factor", "0.5"],
-}
+OTHER_NORMALISATION = ["jacobinerf-data", "--orientation-method", "none", "--center-method", "none", "--scale-factor",
+                       "0.5"]  # fmt: skip
+"""The dataparser's options (they follow its subcommand)."""
 OBJECTS = {  # instance → a point inside it (sample_scene.PRIMITIVES)
     "ball_red": (-0.55, 0.45, 0.32),
     "ball_blue": (0.6, -0.55, 0.22),
@@ -53,9 +52,13 @@ OBJECTS = {  # instance → a point inside it (sample_scene.PRIMITIVES)
 BACKGROUND = {"floor": (1.2, -1.4, 0.0), "walls": (-2.4, 0.0, 1.2)}
 """Background instance → a point on it: their own classes, so no object's class spreads over them."""
 NAMES = [name for name, *_ in INSTANCES]  # instance id - 1 → name
+OBJECT_POINTS_ON_SURFACE = 0.5
+"""Share of the objects' points within 5 cm of the true surface that the point cloud must exceed."""
 
 
-def label(*args, cwd: Path) -> subprocess.CompletedProcess:
+def label(*args, cwd: Path, in_process: bool = True) -> subprocess.CompletedProcess:
+    if in_process:
+        return invoke("jacobinerf-label", *args, cwd=cwd)
     return run_command("jacobinerf-label", *args, cwd=cwd, timeout=600)
 
 
@@ -74,34 +77,39 @@ def without_labels(scene: Path, copy: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(sample_scene, tmp_path_factory) -> Dict[str, Path]:
-    """Run folders by normalisation, trained on the sample scene without its labels."""
-    if os.environ.get("JACOBINERF_LABEL_RUNS"):  # reuse runs of this recipe while iterating on these tests
-        return {name: Path(os.environ["JACOBINERF_LABEL_RUNS"]) / "u" / "jacobinerf" / name for name in NORMALISATIONS}
+def runs(trained_run, sample_scene, tmp_path_factory) -> Dict[str, Path]:
+    """Run folders by normalisation: the shared trained run, and one of the sample scene without its labels (same
+    recipe)."""
+    if os.environ.get("JACOBINERF_LABEL_RUNS"):  # reuse a run of this recipe while iterating on these tests
+        return {"default": trained_run, "other": Path(os.environ["JACOBINERF_LABEL_RUNS"])}
     out = tmp_path_factory.mktemp("label_runs")
     scene = without_labels(sample_scene, out / "scene")
-    masks = ["--pipeline.datamanager.masks-dir", str(sample_scene / "instances")]
-    return {
-        name: train(scene, out, STEPS, SHAPING_START, "cpu", [*SMALL_FIELD, *masks, *options], "u", name)
-        for name, options in NORMALISATIONS.items()
-    }
+    options = [*TEST_FIELD, "--pipeline.datamanager.masks-dir", str(sample_scene / "instances"),
+               "--machine.seed", str(MACHINE_SEED), *OTHER_NORMALISATION]  # fmt: skip
+    other = train(scene, out, TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options, "u", "other")
+    return {"default": trained_run, "other": other}
+
+
+@pytest.fixture(scope="module")
+def unlabelled_scene(runs) -> Path:
+    """The data folder the run under another normalisation was trained on (the sample scene without labels)."""
+    import yaml
+
+    return Path(yaml.load((runs["other"] / "config.yml").read_text(), Loader=yaml.Loader).data)
 
 
 @pytest.fixture(scope="module")
 def empty_run(unlabelled_scene, sample_scene, tmp_path_factory) -> Path:
     """A run of the scene whose field is (almost) empty: every click hits nothing."""
     out = tmp_path_factory.mktemp("empty_run")
-    masks = ["--pipeline.datamanager.masks-dir", str(sample_scene / "instances")]
-    empty = ["--pipeline.model.average-init-density", "1e-9"]
-    return train(unlabelled_scene, out, 1, 2, "cpu", [*SMALL_FIELD, *masks, *empty], "empty", "t")
-
-
-@pytest.fixture(scope="module")
-def unlabelled_scene(runs) -> Path:
-    """The data folder the runs were trained on (the sample scene without labels)."""
-    import yaml
-
-    return Path(yaml.load((runs["other"] / "config.yml").read_text(), Loader=yaml.Loader).data)
+    result = train_tiny(
+        unlabelled_scene, out, "--max-num-iterations", "1", "--pipeline.model.shaping-start-step", "2",
+        "--pipeline.datamanager.surrogate", "masks",
+        "--pipeline.datamanager.masks-dir", str(sample_scene / "instances"),
+        "--pipeline.model.average-init-density", "1e-9", name="empty",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "empty" / "jacobinerf" / "t"
 
 
 def transforms(scene: Path) -> dict:
@@ -180,11 +188,11 @@ def test_every_frame_gets_ids_overlay_and_confidence(export, unlabelled_scene, c
     for kind, suffix in (("ids", ".png"), ("overlay", ".png"), ("confidence", ".png"), ("depth", ".npy")):
         assert sorted(p.stem for p in (out / kind).glob(f"*{suffix}")) == stems(unlabelled_scene), kind
     ids = np.stack([np.asarray(Image.open(path)) for path in sorted((out / "ids").glob("*.png"))])
-    assert ids.dtype == np.uint8 and ids.shape[1:] == (36, 48) and ids.max() <= len(classes)
+    assert ids.dtype == np.uint8 and ids.shape[1:] == (SCENE_HEIGHT, SCENE_WIDTH) and ids.max() <= len(classes)
     assert len(np.unique(ids)) >= 4, "several classes are predicted"
-    assert np.asarray(Image.open(out / "overlay" / "frame_00003.png")).shape == (36, 48, 3)
+    assert np.asarray(Image.open(out / "overlay" / "frame_00003.png")).shape == (SCENE_HEIGHT, SCENE_WIDTH, 3)
     confidence = np.asarray(Image.open(out / "confidence" / "frame_00003.png"))
-    assert confidence.dtype == np.uint8 and confidence.shape == (36, 48) and confidence.max() > 0
+    assert confidence.dtype == np.uint8 and confidence.shape == (SCENE_HEIGHT, SCENE_WIDTH) and confidence.max() > 0
     rows = json.loads((out / "classes.json").read_text())["semantic_classes"]
     assert [row["name"] for row in rows] == ["unlabelled", *classes] and [row["index"] for row in rows] == list(
         range(len(classes) + 1)
@@ -222,23 +230,43 @@ def ground_truth_points(scene: Path) -> np.ndarray:
     return np.concatenate(points)
 
 
-def test_the_point_cloud_has_an_int32_label_open3d_reads_in_the_original_frame(export, sample_scene, click_set_file):
+@pytest.fixture(scope="module")
+def point_cloud(export, sample_scene):
+    """The export's point cloud (Open3D's tensor API) and each point's distance to the true surface."""
     import open3d as o3d
     from scipy.spatial import cKDTree
 
-    out, _ = export
-    cloud = o3d.t.io.read_point_cloud(str(out / "labelled_points.ply"))
+    cloud = o3d.t.io.read_point_cloud(str(export[0] / "labelled_points.ply"))
+    distance, _ = cKDTree(ground_truth_points(sample_scene)).query(cloud.point["positions"].numpy())
+    return cloud, distance
+
+
+def test_the_point_cloud_has_an_int32_label_open3d_reads_in_the_original_frame(point_cloud, click_set_file):
+    import open3d as o3d
+
+    cloud, distance = point_cloud
     assert {"positions", "colors", "label"} <= set(cloud.point)
     labels = cloud.point["label"].numpy()
     assert cloud.point["label"].dtype == o3d.core.int32 and labels.shape[1] == 1
     assert cloud.point["colors"].dtype == o3d.core.uint8
     classes = json.loads(click_set_file.read_text())["classes"]
     assert len(labels) > 1000 and set(np.unique(labels)) <= set(range(len(classes) + 1))
-    positions = cloud.point["positions"].numpy()
-    distance, _ = cKDTree(ground_truth_points(sample_scene)).query(positions)
-    # where the run's geometry is right (objects; a small run renders walls as far floaters), points lie on the true
-    # surfaces: 12% of them within 5 cm on the calibration run; in any other frame, none would
-    assert np.mean(distance < 0.05) > 0.06, np.percentile(distance, [10, 50, 90])
+    # The objects' points lie on their true surfaces (in any other frame, none would). Calibration: see
+    # OBJECT_POINTS_ON_SURFACE.
+    on_objects = np.isin(labels[:, 0], [classes.index(name) + 1 for name in OBJECTS])
+    assert on_objects.sum() > 100
+    assert np.mean(distance[on_objects] < 0.05) > OBJECT_POINTS_ON_SURFACE, np.percentile(distance, [10, 50, 90])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Floaters: a CPU-sized run renders parts of the walls and floor in front of their true surface, and every "
+    "pixel it renders opaque is fused (about a tenth of the points lie within 5 cm). The multi-view depth-consistency "
+    "filter and the depth loss of the real-captures issue are what will fix it.",
+)
+def test_the_whole_point_cloud_lies_on_the_true_surface(point_cloud):
+    _, distance = point_cloud
+    assert np.mean(distance < 0.05) >= 0.95, np.percentile(distance, [10, 50, 90])
 
 
 def test_an_interrupted_export_resumes_and_keeps_the_frames_already_written(export, runs, click_set_file, tmp_path):
@@ -259,7 +287,7 @@ def test_an_interrupted_export_resumes_and_keeps_the_frames_already_written(expo
         "--load-config", runs["other"] / "config.yml", "--clicks", click_set_file, "--output-dir", out, cwd=tmp_path
     )
     assert result.returncode == 0, output(result)[-4000:]
-    assert "Resuming: 11 of 16 frames already" in result.stdout
+    assert f"Resuming: {SCENE_VIEWS - 5} of {SCENE_VIEWS} frames already" in result.stdout
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in kept.items()), "written frames are kept"
     for path in sorted((original / "ids").glob("*.png")):
         np.testing.assert_array_equal(np.asarray(Image.open(out / "ids" / path.name)), np.asarray(Image.open(path)))
@@ -278,16 +306,17 @@ def instance_iou(out: Path, scene: Path, classes: List[str], name: str) -> float
     return intersection / max(union, 1)
 
 
-def test_ray_clicks_in_original_coordinates_select_the_same_objects_under_another_normalisation(
-    runs, sample_scene, tmp_path
-):
-    """The same ray clicks land on the same object surface in both runs, and label the same objects."""
+@pytest.fixture(scope="module")
+def ray_clicks(runs, sample_scene, tmp_path_factory) -> dict:
+    """One ray click (original frame) per object and background instance, labelled with both runs: by normalisation,
+    how far each object's click lands from its analytic hit point, each object's IoU, and the label maps."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     from jacobinerf_ns.pointcloud import to_original_frame
     from jacobinerf_ns.propagation.rendering import eval_head_inputs
     from jacobinerf_ns.scene import click_rays, dataset_scene
 
+    folder = tmp_path_factory.mktemp("ray_clicks")
     meta = transforms(sample_scene)
     aimed = {name: aimed_ray(meta, name, target) for name, target in {**OBJECTS, **BACKGROUND}.items()}
     click_set = ClickSet(
@@ -295,9 +324,9 @@ def test_ray_clicks_in_original_coordinates_select_the_same_objects_under_anothe
         clicks=tuple(RayClick(name, tuple(o.tolist()), tuple(d.tolist())) for name, (o, d, _) in aimed.items()),
         fingerprint=fingerprint_of(sample_scene),
     )
-    write_clicks(tmp_path / "rays.json", click_set)
+    write_clicks(folder / "rays.json", click_set)
     truth = np.array([aimed[name][2] for name in OBJECTS])
-    landed = {}
+    landed, ious, ids = {}, {}, {}
     for normalisation, run in runs.items():
         _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
         scene = dataset_scene(pipeline.datamanager)
@@ -305,34 +334,49 @@ def test_ray_clicks_in_original_coordinates_select_the_same_objects_under_anothe
         rays = click_rays(click_set, scene, "rays.json")
         outputs, _ = eval_head_inputs(pipeline.model, rays.bundle())
         hits = to_original_frame(rays.origins + rays.directions * outputs["depth"].reshape(-1, 1), scene.outputs)
-        distance = np.linalg.norm(hits.numpy()[: len(OBJECTS)] - truth, axis=-1)
-        landed[normalisation] = [name for name, d in zip(OBJECTS, distance) if d < 0.1]
+        landed[normalisation] = dict(zip(OBJECTS, np.linalg.norm(hits.numpy()[: len(OBJECTS)] - truth, axis=-1)))
 
-    ious, ids = {}, {}
-    for normalisation, run in runs.items():
-        out = tmp_path / normalisation
+        out = folder / normalisation
         result = label(
-            "--load-config", run / "config.yml", "--clicks", tmp_path / "rays.json", "--output-dir", out, cwd=tmp_path
+            "--load-config", run / "config.yml", "--clicks", folder / "rays.json", "--output-dir", out, cwd=folder
         )
         assert result.returncode == 0, output(result)[-4000:]
         ious[normalisation] = {name: instance_iou(out, sample_scene, list(aimed), name) for name in OBJECTS}
         ids[normalisation] = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "ids").glob("*.png"))])
+    print("ray clicks: landing distance", landed, "IoU", ious)  # the figures the thresholds were calibrated on
+    return {"landed": landed, "ious": ious, "ids": ids}
+
+
+FLOATING_CLICKS = {}
+"""(normalisation, object) → why its click may not land on it: a CPU-sized run renders some surfaces as floaters."""
+
+
+def object_cases():
+    for normalisation in ("default", "other"):
+        for name in OBJECTS:
+            reason = FLOATING_CLICKS.get((normalisation, name))
+            marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+            yield pytest.param(normalisation, name, marks=marks, id=f"{normalisation}-{name}")
+
+
+@pytest.mark.parametrize("normalisation, name", object_cases())
+def test_a_ray_click_in_original_coordinates_lands_on_its_object_and_labels_it(ray_clicks, normalisation, name):
+    """Under either normalisation, the click lands within 10 cm of where the ray meets the object (a ray mapped with
+    the wrong normalisation lands nowhere near it) and labels the object: IoU over all frames > 0.5 (labelling at
+    random scores ~0.05-0.2). Calibration: see FLOATING_CLICKS."""
+    assert ray_clicks["landed"][normalisation][name] < 0.1, ray_clicks["landed"]
+    assert ray_clicks["ious"][normalisation][name] > 0.5, ray_clicks["ious"]
+
+
+def test_both_normalisations_label_the_objects_alike(ray_clicks, sample_scene):
     truth_ids = np.stack([np.asarray(Image.open(p)) for p in sorted((sample_scene / "instances").glob("*.png"))])
-    in_both = [name for name in landed["default"] if name in landed["other"]]
-    on_objects = np.isin(truth_ids, [NAMES.index(name) + 1 for name in in_both])
+    on_objects = np.isin(truth_ids, [NAMES.index(name) + 1 for name in OBJECTS])
+    ids = ray_clicks["ids"]
     agreement = np.mean(ids["default"][on_objects] == ids["other"][on_objects])
-    # A small run renders some surfaces as far floaters (on this box the yellow box, the floor and the walls of both
-    # runs), and a click there cannot select its object: quality is judged on the objects whose click landed on them.
-    # Calibration (small runs, CPU, machine seeds 42, 1, 2): 3-5 of 5 clicks land within 10 cm in each run, mean IoU
-    # of those objects 0.78-0.94, agreement 0.87-0.98; labelling at random scores ~0.05-0.2, and a ray mapped with
-    # the wrong normalisation lands nowhere near its object (so two landed clicks already tell the frames apart).
-    for normalisation in runs:
-        assert len(landed[normalisation]) >= 2, (normalisation, landed)
-        assert np.mean([ious[normalisation][name] for name in landed[normalisation]]) > 0.5, (ious, landed)
-    assert len(in_both) >= 2 and agreement > 0.7, (agreement, landed)
+    assert agreement > 0.7, agreement
 
 
-FLOOR_CLICK = {"label": "floor", "image": "images/frame_00000.png", "x": 24.5, "y": 33.5}
+FLOOR_CLICK = {"label": "floor", "image": "images/frame_00000.png", "x": 40.5, "y": 28.5}  # floor between objects
 
 
 def clicks_file(folder: Path, value) -> Path:
@@ -355,7 +399,11 @@ def test_a_bad_clicks_file_stops_before_loading_the_run(tmp_path, value, expecte
     config = tmp_path / "config.yml"
     config.write_text("not read: the clicks file is checked first")
     clicks = clicks_file(tmp_path, value)
-    result = label("--load-config", config, "--clicks", clicks, "--output-dir", tmp_path / "o", cwd=tmp_path)
+    as_a_user_runs_it = isinstance(value, str)  # one case in a subprocess: the exit status and the installed hook
+    result = label(
+        "--load-config", config, "--clicks", clicks, "--output-dir", tmp_path / "o", cwd=tmp_path,
+        in_process=not as_a_user_runs_it,
+    )  # fmt: skip
     assert result.returncode != 0 and expected in result.stderr, output(result)[-3000:]
     assert "Traceback" not in output(result) and not (tmp_path / "o").exists()
 
@@ -406,8 +454,8 @@ def test_every_bad_input_about_the_run_gives_one_message(runs, unlabelled_scene,
     cases = [
         ({"classes": ["floor"], "clicks": [{**FLOOR_CLICK, "image": "images/frame_99999.png"}]}, tmp_path / "o1", [],
          "clicks[0]: the dataset in"),
-        ({"classes": ["floor"], "clicks": [{**FLOOR_CLICK, "x": 48.0}]}, tmp_path / "o2", [],
-         "(x 48.0, y 33.5) lies outside images/frame_00000.png, which is 48×36 pixels"),
+        ({"classes": ["floor"], "clicks": [{**FLOOR_CLICK, "x": float(SCENE_WIDTH)}]}, tmp_path / "o2", [],
+         f"(x {SCENE_WIDTH:.1f}, y 28.5) lies outside images/frame_00000.png, which is {SCENE_WIDTH}×{SCENE_HEIGHT}"),
         (elsewhere, tmp_path / "o3", [], "was made on another scene than"),
         (good, unlabelled_scene, ["--overwrite"], "is the data folder of the run"),
         (good, export[0] / "classes.json", [], "is a file: give a folder"),
@@ -423,7 +471,7 @@ def test_every_bad_input_about_the_run_gives_one_message(runs, unlabelled_scene,
 
     forced = run(elsewhere, tmp_path / "o3", "--force", "--frames", "eval")
     assert forced.returncode == 0 and "--force: applying" in forced.stdout, output(forced)[-3000:]
-    assert len(list((tmp_path / "o3" / "ids").glob("*.png"))) == 2
+    assert len(list((tmp_path / "o3" / "ids").glob("*.png"))) == len(SCENE_EVAL_FRAMES)
 
     changed = run(good, tmp_path / "o3", "--mode", "exact", "--frames", "eval")
     assert changed.returncode != 0, output(changed)[-3000:]
@@ -445,7 +493,7 @@ def test_clicks_that_hit_nothing_are_named_and_an_error_when_none_remains(empty_
     assert result.returncode != 0 and "None of the 2 clicks of " in result.stderr
     assert "clicks.json hits a surface of this run" in result.stderr
     assert (
-        "clicks[0] ('floor' at images/frame_00000.png x 24.5 y 33.5) hits nothing in this run (opacity 0.00"
+        "clicks[0] ('floor' at images/frame_00000.png x 40.5 y 28.5) hits nothing in this run (opacity 0.00"
         in result.stderr
     )
     assert "clicks[1] ('wall', ray from [0.0, 0.0, 1.0]) hits nothing" in result.stderr

@@ -26,7 +26,7 @@ from jacobinerf_ns.propagation.labelling import (
 )
 from jacobinerf_ns.propagation.rendering import pixel_jacobians
 from jacobinerf_ns.scene import click_rays, pixel_click, scene_from_outputs
-from tests.helpers import build_tiny_model
+from tests.helpers import SCENE_HEIGHT, SCENE_WIDTH, build_tiny_model
 
 NORMALISATIONS = {  # nerfstudio-data options that change nerfstudio's frame, never the original one
     "default": {},
@@ -188,8 +188,9 @@ def test_an_image_the_dataset_does_not_have_names_close_ones(scenes):
     message = caught.value.message
     assert "my_clicks.json, clicks[0]: the dataset in" in message and "has no image 'images/frame_0003.png'" in message
     assert "images/frame_00003.png" in message
-    outside = ClickSet(classes=("a",), clicks=(PixelClick("a", "frame_00003.png", 48.0, 1.0),))
-    with pytest.raises(JacobiNerfError, match=r"\(x 48.0, y 1.0\) lies outside frame_00003.png, which is 48×36"):
+    outside = ClickSet(classes=("a",), clicks=(PixelClick("a", "frame_00003.png", float(SCENE_WIDTH), 1.0),))
+    message = rf"\(x {SCENE_WIDTH:.1f}, y 1.0\) lies outside frame_00003.png, which is {SCENE_WIDTH}×{SCENE_HEIGHT}"
+    with pytest.raises(JacobiNerfError, match=message):
         click_rays(outside, scene, "my_clicks.json")
     with pytest.raises(JacobiNerfError, match="has no clicks"):
         click_rays(ClickSet(classes=("a",), clicks=()), scene, "my_clicks.json")
@@ -244,7 +245,7 @@ def test_the_export_is_a_labelled_scene_that_the_dataparser_reads(scenes, sample
         path.parent.mkdir(parents=True, exist_ok=True)
         from PIL import Image
 
-        Image.fromarray(np.full((36, 48), 2, np.uint8)).save(path)
+        Image.fromarray(np.full((SCENE_HEIGHT, SCENE_WIDTH), 2, np.uint8)).save(path)
     folder.write_classes(("floor", "ball"), torch.rand(3, 3))
     folder.write_transforms(scene, frames)
     written = json.loads((tmp_path / "out" / "transforms.json").read_text())
@@ -337,11 +338,14 @@ def test_labelling_perturbs_along_each_click_by_the_same_length(scenes, model):
     frame = scene.frames[0]
     click_set = ClickSet(
         classes=("left", "right"),
-        clicks=(pixel_click(frame, 18.5, 5.5, "left"), pixel_click(frame, 18.5, 42.5, "right")),
+        clicks=(
+            pixel_click(frame, SCENE_HEIGHT / 2 + 0.5, 5.5, "left"),
+            pixel_click(frame, SCENE_HEIGHT / 2 + 0.5, SCENE_WIDTH - 5.5, "right"),
+        ),
     )
     clicks = resolve_clicks(model, click_set, scene, "clicks.json")
     longer = replace(clicks, jacobians=clicks.jacobians * torch.tensor([10.0, 1.0])[:, None, None])
-    camera = scene.frames[5].camera
+    camera = frame.camera  # (a random tiny field: in other views one click may take every pixel)
     labels, longer_labels = (label_frame(model, camera, c, "2d", "linear").ids for c in (clicks, longer))
     assert torch.equal(labels, longer_labels)
     assert set(labels.unique().tolist()) == {1, 2}  # both clicks label pixels

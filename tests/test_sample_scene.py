@@ -14,13 +14,14 @@ import pytest
 from PIL import Image
 
 from jacobinerf_ns.sample_scene import make_sample_scene
-
-NUM_VIEWS, WIDTH, HEIGHT = 24, 64, 48
+from tests.helpers import SCENE_HEIGHT as HEIGHT
+from tests.helpers import SCENE_VIEWS as NUM_VIEWS
+from tests.helpers import SCENE_WIDTH as WIDTH
 
 
 @pytest.fixture(scope="module")
-def scene_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_sample_scene(tmp_path_factory.mktemp("scene") / "sample", NUM_VIEWS, WIDTH, HEIGHT, seed=0)
+def scene_dir(sample_scene: Path) -> Path:
+    return sample_scene
 
 
 @pytest.fixture(scope="module")

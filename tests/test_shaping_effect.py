@@ -1,11 +1,13 @@
 """What shaping does on the sample scene (trained here, CPU): Jacobian cosines and entity selection.
 
 Reference (the field right before shaping) and shaped field come from the same run, so the only difference is
-the shaping phase. Thresholds are set well below what the recipe reaches (the numbers are in the test docstrings).
+the shaping phase. The thresholds are what a user relies on; the figures measured on several machine seeds are in
+docs/testing.md.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -31,46 +33,85 @@ def test_shaping_opens_a_jacobian_cosine_gap(fields):
 
 
 def selection_iou(pipeline, scene, instance_name: str) -> float:
-    """Click the centre of an instance in training view 0; IoU of the viewer's selection with its mask, pooled over
-    eval views."""
+    """Click the pixel nearest the centre of an instance in the training view that shows most of it; IoU of the
+    viewer's selection with the instance's mask, pooled over the held-out views and a third of the other training
+    views (every third, all around the scene)."""
     from jacobinerf_ns.viewer.session import ViewerSession
 
     instance = instance_names(scene).index(instance_name)
-    train_outputs, targets = pipeline.datamanager.train_dataparser_outputs, eval_outputs(pipeline)
-    source = label_maps(train_outputs, "instances")[0]
-    where = torch.nonzero(source == instance).float()
+    train_outputs, eval_split = pipeline.datamanager.train_dataparser_outputs, eval_outputs(pipeline)
+    train_labels = label_maps(train_outputs, "instances")
+    view = int((train_labels == instance).flatten(1).sum(dim=1).argmax())
+    where = torch.nonzero(train_labels[view] == instance).float()
     y, x = where[(where - where.mean(dim=0)).norm(dim=-1).argmin()].long().tolist()
-    rays = train_outputs.cameras[0:1].generate_rays(camera_indices=0, keep_shape=True)
+    rays = train_outputs.cameras[view : view + 1].generate_rays(camera_indices=0, keep_shape=True)
     session = ViewerSession(pipeline.model)  # the panel's defaults: threshold 0.5, σ 0.1, 3D responses
     session.selection.select(rays[y : y + 1, x])
     assert session.selection.clicked is not None
+    targets = [
+        (train_outputs.cameras[i : i + 1], labels) for i, labels in enumerate(train_labels) if i % 3 == (view + 1) % 3
+    ]
+    targets += [(eval_split.cameras[i : i + 1], labels) for i, labels in enumerate(label_maps(eval_split, "instances"))]
     intersection = union = 0
-    for view, truth in enumerate(label_maps(targets, "instances")):
-        selected, _ = session.selection.mask(targets.cameras[view : view + 1])
-        truth = truth == instance
+    for camera, labels in targets:
+        selected, _ = session.selection.mask(camera)
+        truth = labels == instance
         intersection += (selected.cpu() & truth).sum().item()
         union += (selected.cpu() | truth).sum().item()
     return intersection / union
 
 
-def mean_selection_iou(pipeline, scene) -> float:
-    """Mean over the instances visible in training view 0 of :func:`selection_iou`."""
-    names = instance_names(scene)
-    visible = [
-        i
-        for i in torch.unique(label_maps(pipeline.datamanager.train_dataparser_outputs, "instances")[0]).tolist()
-        if i > 0
-    ]
-    return sum(selection_iou(pipeline, scene, names[i]) for i in visible) / len(visible)
+@pytest.fixture(scope="module")
+def selection_ious(fields, sample_scene) -> dict:
+    """``{"before"|"after": {instance name: selection IoU}}`` for every instance the training views show."""
+    names = instance_names(sample_scene)
+    shown = torch.unique(label_maps(fields["after"].datamanager.train_dataparser_outputs, "instances")).tolist()
+    names = [names[i] for i in shown if i > 0]
+    assert set(names) == set(SHOWN_INSTANCES), names
+    ious = {when: {name: selection_iou(pipeline, sample_scene, name) for name in names}
+            for when, pipeline in fields.items()}  # fmt: skip
+    print("selection IoU", ious)  # the figures the thresholds were calibrated on
+    return ious
 
 
-def test_clicking_an_entity_selects_it_clearly_better_after_shaping(fields, trained_run):
-    """Measured with this recipe (800 steps, shaping from 400): mean IoU 0.31 before shaping, 0.70 after (per
-    instance 0.14–0.43 before; after, 0.95–0.97 for walls, red ball, boxes, 0.46–0.52 vase and blue ball, 0.03 floor).
-    With a shorter recipe a distinctly coloured object can already be selected well before shaping — appearance
-    alone separates it — so the check is on the mean over all objects."""
-    scene = trained_run.parent.parent.parent.parent / "scene"
-    before = mean_selection_iou(fields["before"], scene)
-    after = mean_selection_iou(fields["after"], scene)
-    assert after > 0.5, (before, after)
-    assert after > before + 0.2, (before, after)
+SHOWN_INSTANCES = ("floor", "walls", "ball_red", "ball_blue", "box_green", "box_yellow", "vase")
+"""The sample scene's instances its views show (its cameras look down: none sees the ceiling)."""
+NOT_SELECTED_YET = {}
+"""Instance → why one click does not select it yet after shaping (the case is an expected failure)."""
+
+
+def instance_cases():
+    for name in SHOWN_INSTANCES:
+        reason = NOT_SELECTED_YET.get(name)
+        yield pytest.param(name, marks=[pytest.mark.xfail(reason=reason, strict=False)] if reason else [], id=name)
+
+
+@pytest.mark.parametrize("name", instance_cases())
+def test_one_click_selects_each_entity_after_shaping(selection_ious, name):
+    """One click on an instance selects it in every other view: IoU > 0.5."""
+    assert selection_ious["after"][name] > 0.5, selection_ious
+
+
+def test_clicking_an_entity_selects_it_clearly_better_after_shaping(selection_ious):
+    """Shaping is what makes a click select its entity: the mean IoU over the instances rises by > 0.2 (with a
+    short recipe a distinctly coloured object can already be selected before shaping, so per instance it need not)."""
+    before, after = (np.mean(list(selection_ious[when].values())) for when in ("before", "after"))
+    assert after > before + 0.2, selection_ious
+
+
+SPARSE_MIOU_FLOOR = {"sparse_3d_miou": 0.0, "instance_sparse_3d_miou": 0.0}
+"""What the shared run's sparse label propagation must exceed (mean over the draws), calibrated on several machine
+seeds (docs/testing.md); recalibrate when the recipe changes."""
+
+
+def test_the_trained_run_propagates_labels_from_one_click_per_class(fields):
+    """The paper's sparse setting on the shaped run, as the demo measures it: one click per class (or instance) on a
+    training view, labels propagated to the held-out views; mean over 3 training views × 3 seeds."""
+    from jacobinerf_ns.propagation.protocol import PropagationProtocol
+
+    pipeline = fields["after"]
+    pipeline.config.propagation = PropagationProtocol(settings=("sparse",), source_views=(0, 5, 10))
+    metrics = pipeline.propagation_metrics()
+    print("sparse propagation", {key: metrics[key] for key in SPARSE_MIOU_FLOOR})
+    for key, floor in SPARSE_MIOU_FLOOR.items():
+        assert metrics[key] > floor, (key, metrics[key], metrics[f"{key}_std"])

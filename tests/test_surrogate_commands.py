@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import download_host_resolves, train_tiny
+from tests.helpers import train_tiny
 
-pytestmark = pytest.mark.slow  # nerfstudio commands in subprocesses
+pytestmark = pytest.mark.slow  # ns-train (in this process)
 
 
 def test_shaping_with_feature_maps_from_files(sample_scene, tmp_path):
@@ -35,9 +35,7 @@ def test_shaping_with_feature_maps_from_files(sample_scene, tmp_path):
     assert not (tmp_path / "cache").exists()  # float16 .npy files are read in place
 
 
-@pytest.mark.skipif(download_host_resolves(), reason="online: this test would download the weights")
-def test_offline_dino_stops_before_training_with_one_message(sample_scene, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no weights cached by an earlier run
+def test_offline_dino_stops_before_training_with_one_message(sample_scene, tmp_path, offline):
     result = train_tiny(
         sample_scene,
         tmp_path,

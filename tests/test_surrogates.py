@@ -11,6 +11,7 @@ from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.surrogates import FeatureMapSurrogate, LabelMapSurrogate, affinity, sample_bilinear
 from jacobinerf_ns.surrogates.build import build_surrogate
 from jacobinerf_ns.surrogates.feature_cache import FeatureMaps, write_entry
+from tests.helpers import SCENE_HEIGHT, SCENE_WIDTH
 
 
 def test_id_affinity_is_same_non_void_id():
@@ -134,8 +135,9 @@ def test_feature_dim_projects_on_a_basis_fitted_on_a_sample(sample_scene, tmp_pa
     assert surrogate.maps.shape == (len(originals), 4, 6, 2)
     (basis_file,) = (tmp_path / "cache" / "features").glob("pca2-*/pca_basis.npy")
     assert np.load(basis_file).shape == (8, 2)
-    indices = torch.tensor([[0, 0, 0], [0, 10, 20], [5, 30, 40], [9, 17, 3]])  # pixels of 36 x 48 images
-    reference = FeatureMapSurrogate(torch.from_numpy(np.stack(list(originals.values()))), 36, 48)
+    indices = torch.tensor([[0, 0, 0], [0, 10, 20], [5, 30, 40], [9, 17, 3]])  # (image, y, x) of the scene's pixels
+    maps = torch.from_numpy(np.stack(list(originals.values())))
+    reference = FeatureMapSurrogate(maps, SCENE_HEIGHT, SCENE_WIDTH)
     torch.testing.assert_close(
         affinity(surrogate.descriptors(indices)), affinity(reference.descriptors(indices)), atol=2e-3, rtol=0
     )

@@ -14,11 +14,11 @@ import yaml
 
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.runs import checkpoint_path, run_folder
-from tests.helpers import run_command, train_tiny
+from tests.helpers import run_command
 
 pytestmark = pytest.mark.slow
 
-LATEST, PREVIOUS = 2, 1  # the tiny run's checkpoints
+LATEST, PREVIOUS = 5, 4  # the last two checkpoints of the tiny run (the `tiny_run` fixture)
 
 
 def truncate(path: Path) -> None:
@@ -60,18 +60,6 @@ KINDS = {  # damage → what the message says of the file
     r"_model\.\S+(; \d+ of another shape, e\.g\. _model\.\S+)?\): it is another method's checkpoint, or one "
     r"trained with other model options\.",
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_run(sample_scene, tmp_path_factory) -> Path:
-    """A jacobinerf run of the tiny field with two checkpoints (``PREVIOUS`` and ``LATEST``)."""
-    out = tmp_path_factory.mktemp("unreadable_checkpoint")
-    result = train_tiny(
-        sample_scene, out, "--max-num-iterations", str(LATEST + 1), "--steps-per-save", "1",
-        "--save-only-latest-checkpoint", "False", "--pipeline.datamanager.surrogate", "masks",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_folder(out, "run", "t")
 
 
 def damaged_copy(run: Path, root: Path, damage: Callable[[Path], None]) -> Path:
@@ -127,7 +115,9 @@ def test_the_only_checkpoint_says_to_train_again(tiny_run, tmp_path):
     from jacobinerf_ns.runs import open_run
 
     config = damaged_copy(tiny_run, tmp_path, truncate)
-    checkpoint_path(config.parent, PREVIOUS).unlink()
+    for checkpoint in config.parent.glob("nerfstudio_models/step-*.ckpt"):
+        if checkpoint != checkpoint_path(config.parent, LATEST):
+            checkpoint.unlink()
     with pytest.raises(
         JacobiNerfError, match=r"cannot be read .* It is the run's only checkpoint: train the run again\.$"
     ):
