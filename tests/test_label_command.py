@@ -465,7 +465,9 @@ def test_every_bad_input_about_the_run_gives_one_message(runs, unlabelled_scene,
         clicks = clicks_file(folder, value)
         return label("--load-config", config, "--clicks", clicks, "--output-dir", out, *extra, cwd=folder)
 
-    good = {"classes": ["floor"], "clicks": [FLOOR_CLICK]}
+    origin, direction, _ = aimed_ray(transforms(unlabelled_scene), "box_green", OBJECTS["box_green"])
+    box_click = {"label": "box", "origin": origin.tolist(), "direction": direction.tolist()}  # lands on every seed
+    good = {"classes": ["box"], "clicks": [box_click]}
     elsewhere = {**good, "fingerprint": other_scene_fingerprint(unlabelled_scene)}
     cases = [
         ({"classes": ["floor"], "clicks": [{**FLOOR_CLICK, "image": "images/frame_99999.png"}]}, tmp_path / "o1", [],
