@@ -3,7 +3,7 @@
 On a shaped sample-scene checkpoint: jump to training view 0, arm "Select entity", click the yellow box on the
 canvas, show the `jacobinerf_selection` output, and check from the screenshots' pixels that the highlight covers
 the box and not the rest; then recolor the blue ball and check it turned red. Then label: paint the box, the ball and
-the floor as three classes, check the legend, the autosave, the labels and confidence outputs, *Suggest next click*,
+the wall as three classes, check the legend, the autosave, the labels and confidence outputs, *Suggest next click*,
 *Go to least-explained training view*, and a download → clear → upload round trip of the click set. Object regions
 come from the screenshot before the clicks (colour thresholds), so the checks do not depend on the viewer's camera
 maths. Set JACOBINERF_SCREENSHOTS=DIR to keep the screenshots (`viewer_labelling.png` is the whole window).
@@ -288,9 +288,9 @@ def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(
         choose_output(page, "rgb")
         before = rendered(page, region, keep / "viewer_labelling_before.png")
         yellow_box, blue_ball = objects(before)
-        floor = np.zeros_like(yellow_box)
-        floor[-len(floor) // 6 :, : floor.shape[1] // 8] = True  # the floor in the bottom-left corner, left of the box
-        classes = {"box": yellow_box, "ball": blue_ball, "floor": floor}
+        wall = np.zeros_like(yellow_box)
+        wall[: len(wall) // 8, wall.shape[1] // 3 : 2 * wall.shape[1] // 3] = True  # the back wall, above the objects
+        classes = {"box": yellow_box, "ball": blue_ball, "wall": wall}
         for name, mask in classes.items():
             paint(page, region, name, mask)
 
