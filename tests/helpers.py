@@ -181,10 +181,9 @@ def invoke(command: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     exit status. nerfstudio's event writers are module globals that each ``ns-train`` appends to; they are closed and
     dropped after the call, so one in-process run never writes into another's folder.
     """
-    module = importlib.import_module(COMMANDS[command])  # before nerfstudio's writer: importing it first is circular
-    from nerfstudio.utils import writer
-
     from jacobinerf_ns.errors import JacobiNerfError, format_user_error
+
+    module = importlib.import_module(COMMANDS[command])
 
     stdout, stderr = io.StringIO(), io.StringIO()
     argv, previous_cwd, returncode = sys.argv, Path.cwd(), 0
@@ -202,9 +201,10 @@ def invoke(command: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     finally:
         sys.argv = argv
         os.chdir(previous_cwd)
-        for event_writer in writer.EVENT_WRITERS:
+        writer = sys.modules.get("nerfstudio.utils.writer")  # imported by the command if at all (alone, circularly)
+        for event_writer in getattr(writer, "EVENT_WRITERS", []):
             getattr(getattr(event_writer, "tb_writer", None), "close", lambda: None)()
-        writer.EVENT_WRITERS.clear()
+        getattr(writer, "EVENT_WRITERS", []).clear()
     return subprocess.CompletedProcess([command, *map(str, args)], returncode, stdout.getvalue(), stderr.getvalue())
 
 
