@@ -264,11 +264,19 @@ def hex_color(color) -> str:
     return "#" + "".join(f"{round(255 * float(c)):02x}" for c in color)
 
 
+def nearest_turbo(image: np.ndarray):
+    """``(H, W, 3)`` colours → (distance to the nearest colour of nerfstudio's turbo table, its value in [0, 1]), each
+    ``(H, W)`` (a k-d tree: the brute-force distance matrix of a screenshot is gigabytes)."""
+    from scipy.spatial import cKDTree
+
+    table = np.asarray(matplotlib.colormaps["turbo"].colors, dtype=np.float32)
+    distance, index = cKDTree(table).query(image.reshape(-1, 3))
+    return distance.reshape(image.shape[:2]), (index / (len(table) - 1)).reshape(image.shape[:2])
+
+
 def turbo_values(image: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` turbo heatmap → values in [0, 1] (nearest colour of nerfstudio's turbo table)."""
-    table = np.asarray(matplotlib.colormaps["turbo"].colors, dtype=np.float32)
-    distances = ((image.reshape(-1, 1, 3) - table[None]) ** 2).sum(axis=-1)
-    return (distances.argmin(axis=1) / (len(table) - 1)).reshape(image.shape[:2])
+    return nearest_turbo(image)[1]
 
 
 def paint(page, region, name: str, mask: np.ndarray) -> None:
@@ -313,10 +321,8 @@ def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(
 
         choose_output(page, "jacobinerf_confidence")
         heatmap = rendered(page, region, keep / "viewer_confidence.png", unlike=labels)
-        table = np.asarray(matplotlib.colormaps["turbo"].colors, dtype=np.float32)
-        off_table = np.sqrt(((heatmap.reshape(-1, 1, 3) - table[None]) ** 2).sum(-1).min(axis=1))
+        off_table, confidence = nearest_turbo(heatmap)
         assert np.median(off_table) < 0.05, "the confidence output is shown as a turbo heatmap"
-        confidence = turbo_values(heatmap)
         assert confidence.max() - confidence.min() > 0.5, "confidence varies over the view"
 
         page.get_by_role("button", name="Suggest next click").click()
