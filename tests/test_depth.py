@@ -16,7 +16,6 @@ from jacobinerf_ns.datamanager import DEPTH_IMAGE, DepthMapDataset, JacobiNerfDa
 from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
 from jacobinerf_ns.dataparsers.replica_semantic_nerf import ReplicaSemanticNerfDataParserConfig
 from jacobinerf_ns.dataparsers.scannet_labelled import ScanNetLabelledDataParserConfig
-from jacobinerf_ns.errors import JacobiNerfError
 from tests.helpers import build_tiny_model, cameras_around_origin, train_tiny
 from tests.test_dataparsers_replica_scannet import make_replica, make_scannet, write_label
 
@@ -87,20 +86,6 @@ def test_a_scene_without_depth_never_builds_the_monocular_fallback(sample_scene,
     assert DEPTH_IMAGE not in manager.train_dataset[0] and DEPTH_IMAGE not in manager.eval_dataset[0]
     _, batch = manager.next_train(0)
     assert DEPTH_IMAGE not in batch and not losses.FORCE_PSEUDODEPTH_LOSS
-
-
-def test_partial_or_missing_depth_files_are_clear_errors(sample_scene, tmp_path):
-    broken = tmp_path / "broken"
-    shutil.copytree(sample_scene, broken)
-    meta = json.loads((broken / "transforms.json").read_text())
-    meta["frames"][2].pop("depth_file_path")
-    (broken / "transforms.json").write_text(json.dumps(meta))
-    with pytest.raises(JacobiNerfError, match="no depth_file_path while others do"):
-        LabelledNerfstudioDataParserConfig(data=broken).setup().get_dataparser_outputs("train")
-    shutil.copy(sample_scene / "transforms.json", broken / "transforms.json")
-    (broken / "depth" / "frame_00003.png").unlink()
-    with pytest.raises(JacobiNerfError, match="frame_00003.png"):
-        LabelledNerfstudioDataParserConfig(data=broken).setup().get_dataparser_outputs("train")
 
 
 def training_losses(model, depth=None):
