@@ -2,7 +2,7 @@
 
     python bench/replica_propagation.py [--data ../shared/data/replica_office0] [--steps 30000] [--shaping-start 20000]
                                         [--surrogate masks|dino] [--dino-weights PATH] [--device cuda]
-                                        [--out outputs/bench_replica] [--reuse] [--train-only]
+                                        [--out outputs/bench_replica] [--reuse] [--train-only] [--no-depth]
 
 Trains two runs with ``ns-train jacobinerf`` (the README split: eval = frames with index % 8 == 4): JacobiNeRF, and
 the same field unshaped (``--pipeline.model.shaping-start-step -1``). Every row of the table is then evaluated by
@@ -12,7 +12,9 @@ DINO-2D and the DINO-NeRF-style field are ``--propagation.method`` options evalu
 rows need ``--dino-weights``; without them they are listed as not run). Prints one table in the shape of the
 paper's Tables 1–2 (semantic and instance; sparse and dense; 2D and 3D) with PSNR, wall time and peak memory (RSS of
 the process tree), all from one invocation; ``--reuse`` keeps runs and evaluations done by an earlier invocation (their
-recorded times and memory are reported). The surrogate used for shaping is named in the table.
+recorded times and memory are reported). The surrogate used for shaping is named in the table. office_0 has depth
+maps, so both runs train with the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``; give
+that its own ``--out``: ``--reuse`` does not tell the two apart).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def train(run: str, args, shaping_start: int) -> Dict:
         str(args.rays),
         *(["--pipeline.datamanager.dino-weights", str(args.dino_weights)] if args.dino_weights else []),
         *(REPLICA_SMALL_FIELD if args.small_field else []),
+        *(["--pipeline.model.depth-loss-mult", "0"] if args.no_depth else []),
         *(["--mixed-precision", "False"] if args.device == "cpu" else []),
     ]
     wall, peak = run_tracked(command)
@@ -182,6 +185,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["sparse", "dense"], help="propagation settings evaluated")
     parser.add_argument("--reuse", action="store_true", help="keep runs and evaluations already done in --out")
     parser.add_argument("--train-only", action="store_true", help="train the runs, evaluate nothing")
+    parser.add_argument("--no-depth", action="store_true", help="train without the depth loss (depth-loss-mult 0)")
     args = parser.parse_args()
 
     trained = {"jacobinerf": train("jacobinerf", args, args.shaping_start), "unshaped": train("unshaped", args, -1)}
@@ -199,6 +203,7 @@ def main() -> None:
     header = (
         f"machine: {platform.machine()} {args.device} ({platform.node()}); {args.steps} steps, shaping from "
         f"{args.shaping_start}, {args.rays} rays/step{', small field' if args.small_field else ''}; "
+        f"depth loss {'off' if args.no_depth else 'on'}; "
         f"settings {' '.join(args.settings)}"
     )
     print(header)

@@ -1,12 +1,16 @@
-"""Datamanager that attaches per-ray surrogate descriptors to training batches (``batch["surrogate"]``)."""
+"""Datamanager that attaches per-ray surrogate descriptors to training batches (``batch["surrogate"]``), and depth
+maps to every batch of a scene that has them (``batch["depth_image"]``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Type
+from typing import Dict, Literal, Optional, Type
 
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.data.utils.data_utils import get_depth_image_from_path
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from jacobinerf_ns import cache
@@ -14,6 +18,35 @@ from jacobinerf_ns.errors import require
 from jacobinerf_ns.surrogates.build import SurrogateName, build_surrogate
 
 SURROGATE = "surrogate"
+DEPTH_IMAGE = "depth_image"
+"""nerfstudio's batch key of depth maps (its pixel samplers and depth losses use it)."""
+
+
+class DepthMapDataset(InputDataset):
+    """Images plus each frame's depth map in scene units: file values × ``depth_unit_scale_factor`` (to metres) ×
+    the dataparser's scale (the poses' normalisation), resized (nearest) to the camera's resolution.
+
+    Unlike nerfstudio's ``DepthDataset`` it never makes depth up: a scene without depth files gets the plain
+    :class:`InputDataset` (:func:`scene_dataset`), where ``DepthDataset`` would download a monocular depth model.
+    """
+
+    exclude_batch_keys_from_device = InputDataset.exclude_batch_keys_from_device + [DEPTH_IMAGE]
+
+    def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0) -> None:
+        super().__init__(dataparser_outputs, scale_factor)
+        self.depth_filenames = dataparser_outputs.metadata["depth_filenames"]
+        self.depth_scale = dataparser_outputs.metadata["depth_unit_scale_factor"] * dataparser_outputs.dataparser_scale
+
+    def get_metadata(self, data: Dict) -> Dict:
+        index = data["image_idx"]
+        height, width = int(self.cameras.height[index]), int(self.cameras.width[index])
+        return {DEPTH_IMAGE: get_depth_image_from_path(self.depth_filenames[index], height, width, self.depth_scale)}
+
+
+def scene_dataset(outputs: DataparserOutputs, scale_factor: float) -> InputDataset:
+    """:class:`DepthMapDataset` when the dataparser found depth files (``depth_filenames``), else ``InputDataset``."""
+    has_depth = outputs.metadata.get("depth_filenames") is not None
+    return (DepthMapDataset if has_depth else InputDataset)(outputs, scale_factor=scale_factor)
 
 
 @dataclass
@@ -75,6 +108,13 @@ class JacobiNerfDataManager(VanillaDataManager):
         self.surrogate = None
         self.surrogate_rays: Optional[int] = None
         """Rays at the start of each batch that get descriptors (the model's contrastive batch); None: all."""
+
+    def create_train_dataset(self) -> InputDataset:
+        return scene_dataset(self.train_dataparser_outputs, self.config.camera_res_scale_factor)
+
+    def create_eval_dataset(self) -> InputDataset:
+        outputs = self.dataparser.get_dataparser_outputs(split=self.test_split)
+        return scene_dataset(outputs, self.config.camera_res_scale_factor)
 
     def prepare_surrogate(self) -> None:
         """Loads (or extracts and caches) the surrogate for every training image; fails fast on bad options."""

@@ -3,6 +3,7 @@
 One ``ns-train`` run trains photometrically until ``shaping_start_step``, then adds
 ``λ L_MIG + γ L_norm`` (see :mod:`jacobinerf_ns.shaping`) on a contrastive subset of each ray batch.
 ``shaping_start_step = -1`` trains the identical field without shaping (the paper's plain-NeRF baseline).
+When the batch has depth maps, nerfstudio's depth loss is added as depth-nerfacto adds it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.model_components.losses import DepthLossType, depth_loss
 from nerfstudio.models.nerfacto import NerfactoModel
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
@@ -30,6 +32,9 @@ from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import affinity
 
 JACOBIAN = "jacobian"
+DEPTH_IMAGE = "depth_image"
+"""nerfstudio's batch key of depth maps (set by the datamanager's dataset when the scene has depth files)."""
+DIRECTIONS_NORM = "directions_norm"
 RESPONSE_CHUNK_BYTES = 1 << 28
 """Eval chunks shrink so that a chunk's per-sample response products stay under this size."""
 RESPONSE_CHUNK_MIN_RAYS = 256
@@ -103,18 +108,22 @@ class JacobiNerfModel(NerfactoModel):
         return head.weight, head.bias
 
     def get_outputs(self, ray_bundle: RayBundle):
-        """nerfacto's outputs; while training and shaping, also the contrastive rays' Jacobians."""
+        """nerfacto's outputs; while training, the rays' direction norms (the depth loss turns z-depth into distance
+        along the ray with them, as depth-nerfacto does) and, while shaping, the contrastive rays' Jacobians."""
         if not (self.training and self.shaping_active):
-            return super().get_outputs(ray_bundle)
-        with self.field.recording() as captured:
             outputs = super().get_outputs(ray_bundle)
-        head = self._head_inputs(*captured[-1])
-        count = self.config.contrastive_batch_size
-        outputs[JACOBIAN] = jacobians.flatten(
-            jacobians.ray_jacobian(
-                head.weights[:count], head.rgb[:count], head.features[:count], self.config.shape_bias
+        else:
+            with self.field.recording() as captured:
+                outputs = super().get_outputs(ray_bundle)
+            head = self._head_inputs(*captured[-1])
+            count = self.config.contrastive_batch_size
+            outputs[JACOBIAN] = jacobians.flatten(
+                jacobians.ray_jacobian(
+                    head.weights[:count], head.rgb[:count], head.features[:count], self.config.shape_bias
+                )
             )
-        )
+        if self.training and ray_bundle.metadata is not None and DIRECTIONS_NORM in ray_bundle.metadata:
+            outputs[DIRECTIONS_NORM] = ray_bundle.metadata[DIRECTIONS_NORM]
         return outputs
 
     def _probed_outputs(self, ray_bundle: RayBundle, probe: Probe):
@@ -132,8 +141,33 @@ class JacobiNerfModel(NerfactoModel):
 
     # ---- losses and schedule -----------------------------------------------------------------------------------
 
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        """nerfacto's metrics, plus depth-nerfacto's DS-NeRF ``depth_loss`` (averaged over the proposal and final
+        samplers' weights) on a training batch with depth maps; depth 0 (invalid) is masked out by the loss."""
+        metrics_dict = super().get_metrics_dict(outputs, batch)
+        if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
+            termination_depth = batch[DEPTH_IMAGE].to(self.device)
+            sigma = torch.tensor([self.config.depth_sigma], device=self.device)
+            samplers = list(zip(outputs["weights_list"], outputs["ray_samples_list"]))
+            metrics_dict["depth_loss"] = sum(
+                depth_loss(
+                    weights=weights,
+                    ray_samples=ray_samples,
+                    termination_depth=termination_depth,
+                    predicted_depth=outputs["expected_depth"],
+                    sigma=sigma,
+                    directions_norm=outputs[DIRECTIONS_NORM],
+                    is_euclidean=self.config.is_euclidean_depth,
+                    depth_loss_type=DepthLossType.DS_NERF,
+                )
+                for weights, ray_samples in samplers
+            ) / len(samplers)
+        return metrics_dict
+
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        if metrics_dict is not None and "depth_loss" in metrics_dict:
+            loss_dict["depth_loss"] = self.config.depth_loss_mult * metrics_dict["depth_loss"]
         if JACOBIAN not in outputs:
             return loss_dict
         if "surrogate" not in batch:

@@ -44,6 +44,14 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     """Anchors with fewer positives than this fraction of the batch lower the threshold."""
     positive_ratio_high: float = 0.15
     """Anchors with more positives than this fraction of the batch raise the threshold."""
+    depth_loss_mult: float = 1e-3
+    """Weight of nerfstudio's DS-NeRF depth loss (depth-nerfacto's), added when the batch has depth maps (the scene's
+    frames have depth files); 0 turns it off. Scenes without depth never get it."""
+    depth_sigma: float = 0.01
+    """σ of the depth loss, in scene units (depth maps are scaled like the poses: × the dataparser's scale);
+    nerfstudio's DS-NeRF loss weights samples at distance t by exp(−(t − d)² / (2σ))."""
+    is_euclidean_depth: bool = False
+    """Whether depth maps hold distances along the ray rather than z-depth (camera-frame z)."""
 
     def validate(self) -> None:
         """Options that would fail, or train to the end doing nothing, raise :class:`JacobiNerfError` before any work
@@ -81,4 +89,8 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
             f"{option}positive-ratio-low/high",
             f"must satisfy 0 ≤ low ≤ high ≤ 1, got [{self.positive_ratio_low}, {self.positive_ratio_high}].",
         )
+        require(
+            self.depth_loss_mult >= 0, f"{option}depth-loss-mult", f"must be ≥ 0 (0: off), got {self.depth_loss_mult}."
+        )
+        require(self.depth_sigma > 0, f"{option}depth-sigma", f"must be > 0 (scene units), got {self.depth_sigma}.")
         require(self.head_in_dim >= 1, f"{option}head-in-dim", f"must be ≥ 1, got {self.head_in_dim}.")

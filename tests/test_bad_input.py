@@ -95,6 +95,13 @@ def test_missing_label_file_names_it_and_counts_frames(sample_scene, tmp_path):
     assert_user_error(result, f"2 of {SCENE_VIEWS} frames", "semantics_file_path", "frame_00002.png")
 
 
+def test_missing_depth_map(sample_scene, tmp_path):
+    data = broken_copy(sample_scene, tmp_path)
+    (data / "depth" / "frame_00004.png").unlink()
+    result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
+    assert_user_error(result, f"1 of {SCENE_VIEWS} frames", "depth_file_path", "frame_00004.png", "remove")
+
+
 def test_rgb_label_png(sample_scene, tmp_path):
     data = broken_copy(sample_scene, tmp_path)
     path = data / "instances" / "frame_00001.png"

@@ -53,5 +53,10 @@ def test_partial_labels_and_missing_folder_are_clear_errors(sample_scene, tmp_pa
     (broken / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(JacobiNerfError, match="give every frame one, or none"):
         LabelledNerfstudioDataParserConfig(data=broken).setup().get_dataparser_outputs("train")
+    meta = json.loads((sample_scene / "transforms.json").read_text())
+    meta["frames"][2].pop("depth_file_path")
+    (broken / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(JacobiNerfError, match="frame_00002.png of transforms.json has no depth_file_path"):
+        LabelledNerfstudioDataParserConfig(data=broken).setup().get_dataparser_outputs("train")
     with pytest.raises(JacobiNerfError, match="transforms.json"):
         LabelledNerfstudioDataParserConfig(data=tmp_path / "nowhere").setup().get_dataparser_outputs("train")

@@ -47,6 +47,7 @@ class LabelledNerfstudio(Nerfstudio):
     def _generate_dataparser_outputs(self, split: str = "train"):
         meta_path = self.config.data if self.config.data.suffix == ".json" else self.config.data / "transforms.json"
         meta = read_transforms(meta_path)
+        check_depth_files(meta, meta_path.parent)
         has_split_files = any(f"{s}_filenames" in meta for s in ("train", "val", "test"))
         interval = self.config.eval_mode == "interval" and not has_split_files
         # nerfstudio's parser; with interval splits it orients and scales on all frames, then this split's are kept
@@ -107,6 +108,28 @@ def read_transforms(path: Path) -> dict:
             f"{path.parent / missing[0]}): fix the file paths in transforms.json or restore the images."
         )
     return meta
+
+
+def check_depth_files(meta: dict, data_dir: Path) -> None:
+    """Every frame names an existing ``depth_file_path``, or none does (nerfstudio's parser asserts on a partial set;
+    a missing file would stop training when its batch is loaded)."""
+    frames = meta["frames"]
+    named = [frame for frame in frames if "depth_file_path" in frame]
+    if not named:
+        return
+    if len(named) < len(frames):
+        missing = next(frame for frame in frames if "depth_file_path" not in frame)["file_path"]
+        raise JacobiNerfError(
+            f"Frame {missing} of transforms.json has no depth_file_path while others do: give every frame one, or none."
+        )
+    absent = [
+        data_dir / frame["depth_file_path"] for frame in named if not (data_dir / frame["depth_file_path"]).is_file()
+    ]
+    if absent:
+        raise JacobiNerfError(
+            f"{len(absent)} of {len(frames)} frames name a depth_file_path that does not exist (first: {absent[0]}): "
+            "restore the depth maps or remove depth_file_path from every frame."
+        )
 
 
 def read_json(path: Path, what: str):

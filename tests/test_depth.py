@@ -1,0 +1,153 @@
+"""Depth where the scene has it: depth maps load in scene units, nerfstudio's depth loss is added on batches with
+depth, and a scene without depth trains as before (never through nerfstudio's monocular-depth fallback)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jacobinerf_ns.datamanager import DEPTH_IMAGE, DepthMapDataset, JacobiNerfDataManagerConfig
+from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
+from jacobinerf_ns.dataparsers.replica_semantic_nerf import ReplicaSemanticNerfDataParserConfig
+from jacobinerf_ns.dataparsers.scannet_labelled import ScanNetLabelledDataParserConfig
+from tests.helpers import build_tiny_model, cameras_around_origin, train_tiny
+from tests.test_dataparsers_replica_scannet import make_replica, make_scannet, write_label
+
+
+def datamanager(dataparser, **options):
+    return JacobiNerfDataManagerConfig(dataparser=dataparser, **options).setup(device="cpu")
+
+
+def without_depth(scene: Path, copy: Path) -> Path:
+    """A copy of ``scene`` whose frames have no ``depth_file_path`` (and no depth folder)."""
+    shutil.copytree(scene, copy, ignore=shutil.ignore_patterns("depth"))
+    meta = json.loads((copy / "transforms.json").read_text())
+    for frame in meta["frames"]:
+        frame.pop("depth_file_path")
+    (copy / "transforms.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_sample_scene_depth_loads_in_scene_units(sample_scene):
+    manager = datamanager(LabelledNerfstudioDataParserConfig(data=sample_scene))
+    outputs = manager.train_dataparser_outputs
+    assert isinstance(manager.train_dataset, DepthMapDataset) and isinstance(manager.eval_dataset, DepthMapDataset)
+    frames = {
+        frame["file_path"]: frame for frame in json.loads((sample_scene / "transforms.json").read_text())["frames"]
+    }
+    for index in (0, 5):
+        frame = frames[str(outputs.image_filenames[index].relative_to(sample_scene))]
+        millimetres = np.asarray(Image.open(sample_scene / frame["depth_file_path"]), dtype=np.float32)
+        expected = torch.from_numpy(millimetres / 1000.0 * outputs.dataparser_scale)[..., None]
+        assert outputs.dataparser_scale != pytest.approx(1.0)  # the scale is applied, not merely 1
+        torch.testing.assert_close(manager.train_dataset[index][DEPTH_IMAGE], expected)
+
+    half = datamanager(LabelledNerfstudioDataParserConfig(data=sample_scene), camera_res_scale_factor=0.5)
+    item = half.train_dataset[0]
+    assert item[DEPTH_IMAGE].shape[:2] == item["image"].shape[:2] == (24, 32)  # resized with the cameras
+
+
+def test_replica_and_scannet_depth_millimetres_become_scene_units(tmp_path):
+    replica = make_replica(tmp_path / "replica", frames=6)  # depth PNGs of 3000 mm
+    manager = datamanager(ReplicaSemanticNerfDataParserConfig(data=replica, cache_dir=tmp_path / "cache"))
+    outputs = manager.train_dataparser_outputs
+    assert outputs.metadata["depth_unit_scale_factor"] == 1e-3
+    depth = manager.train_dataset[0][DEPTH_IMAGE]
+    torch.testing.assert_close(depth, torch.full_like(depth, 3.0 * outputs.dataparser_scale))
+
+    scannet = make_scannet(tmp_path / "scannet")
+    for i in range(12):  # ScanNet's depth has its own (smaller) resolution: 8×6 against 16×12 colour
+        write_label(scannet / "depth" / f"{i}.png", np.full((6, 8), 2500, dtype=np.uint16))
+    manager = datamanager(ScanNetLabelledDataParserConfig(data=scannet, cache_dir=tmp_path / "cache_scannet"))
+    outputs = manager.train_dataparser_outputs
+    assert outputs.metadata["depth_unit_scale_factor"] == 1e-3
+    depth = manager.train_dataset[0][DEPTH_IMAGE]
+    assert depth.shape == (12, 16, 1)
+    torch.testing.assert_close(depth, torch.full_like(depth, 2.5 * outputs.dataparser_scale))
+
+
+def test_a_scene_without_depth_never_builds_the_monocular_fallback(sample_scene, tmp_path, monkeypatch):
+    from nerfstudio.data.datasets.depth_dataset import DepthDataset
+    from nerfstudio.model_components import losses
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("nerfstudio's DepthDataset (it downloads a monocular depth model) was built")
+
+    monkeypatch.setattr(DepthDataset, "__init__", refuse)
+    monkeypatch.setattr(torch.hub, "load", refuse)
+    manager = datamanager(LabelledNerfstudioDataParserConfig(data=without_depth(sample_scene, tmp_path / "plain")))
+    assert not isinstance(manager.train_dataset, DepthMapDataset)
+    assert DEPTH_IMAGE not in manager.train_dataset[0] and DEPTH_IMAGE not in manager.eval_dataset[0]
+    _, batch = manager.next_train(0)
+    assert DEPTH_IMAGE not in batch and not losses.FORCE_PSEUDODEPTH_LOSS
+
+
+def training_losses(model, depth=None):
+    """One training step's (metrics, losses) of ``model`` on a camera's rays, with depth maps ``depth`` or none."""
+    model.train()
+    rays = cameras_around_origin(1).generate_rays(camera_indices=0).flatten()
+    torch.manual_seed(0)
+    outputs = model(rays)
+    batch = {"image": torch.rand(len(rays), 3)}
+    if depth is not None:
+        batch[DEPTH_IMAGE] = depth
+    metrics = model.get_metrics_dict(outputs, batch)
+    return outputs, batch, metrics, model.get_loss_dict(outputs, batch, metrics)
+
+
+def test_the_depth_loss_is_added_with_depth_and_only_then():
+    from nerfstudio.models.nerfacto import NerfactoModel
+
+    model = build_tiny_model()
+    rays = 6 * 8
+    depth = torch.linspace(0.3, 0.9, rays)[:, None]
+    _, _, metrics, losses = training_losses(model, depth)
+    assert losses["depth_loss"] > 0 and losses["depth_loss"] == model.config.depth_loss_mult * metrics["depth_loss"]
+    losses["depth_loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.field.parameters())
+
+    invalid = torch.arange(rays)[:, None] % 3 == 0  # depth 0 = invalid: those rays add nothing
+    kept = training_losses(model, torch.where(invalid, 0.0, depth))[3]["depth_loss"]
+    others = training_losses(model, torch.where(invalid, depth, 0.0))[3]["depth_loss"]
+    torch.testing.assert_close(kept + others, losses["depth_loss"], rtol=1e-5, atol=0)
+    assert training_losses(model, torch.zeros(rays, 1))[3]["depth_loss"] == 0
+
+    euclidean = build_tiny_model(is_euclidean_depth=True)  # z-depth is turned into distance along each ray
+    outputs = training_losses(euclidean, depth)[0]
+    along_rays = training_losses(euclidean, depth * outputs["directions_norm"])[3]["depth_loss"]
+    assert outputs["directions_norm"].max() > 1.01  # off-centre pixels: the two differ
+    torch.testing.assert_close(along_rays, losses["depth_loss"], rtol=1e-5, atol=0)
+
+    outputs, batch, metrics, plain = training_losses(model)  # no depth: nerfacto's losses, nothing more
+    expected = NerfactoModel.get_loss_dict(model, outputs, batch, metrics)
+    assert "depth_loss" not in metrics and plain.keys() == expected.keys()
+    assert all(torch.equal(plain[key], expected[key]) for key in plain)
+
+    off = build_tiny_model(depth_loss_mult=0.0)
+    assert "depth_loss" not in training_losses(off, depth)[3]
+
+
+def logged_tags(run: Path) -> set:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = run.glob("events.out.tfevents.*")
+    return set(EventAccumulator(str(events)).Reload().Tags()["scalars"])
+
+
+@pytest.mark.slow
+def test_training_logs_a_depth_loss_only_on_a_scene_with_depth(sample_scene, tmp_path):
+    plain = without_depth(sample_scene, tmp_path / "plain")
+    for scene, name in ((sample_scene, "depth"), (plain, "plain")):
+        result = train_tiny(
+            scene, tmp_path, "--max-num-iterations", "2", "--pipeline.model.shaping-start-step", "-1", name=name
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+    assert "Train Loss Dict/depth_loss" in logged_tags(tmp_path / "depth" / "jacobinerf" / "t")
+    tags = logged_tags(tmp_path / "plain" / "jacobinerf" / "t")
+    assert "Train Loss Dict/rgb_loss" in tags and "Train Loss Dict/depth_loss" not in tags
