@@ -50,7 +50,7 @@ def test_per_image_scope_never_pairs_rays_of_different_images(sample_scene):
     for step in range(5):
         _, batch = manager.next_train(step)
         cameras = batch["indices"][:CONTRASTIVE, 0]
-        assert torch.equal(batch[SURROGATE_IMAGES], cameras)
+        assert torch.equal(batch[SURROGATE_IMAGES], cameras) and len(cameras.unique()) == 3
         pairs = compared_positives(batch)
         assert len(pairs) > 0 and torch.equal(cameras[pairs[:, 0]], cameras[pairs[:, 1]])
         across = cameras[:, None] != cameras[None, :]
