@@ -2,7 +2,8 @@
 
     python bench/replica_propagation.py [--data ../shared/data/replica_office0] [--steps 30000] [--shaping-start 20000]
                                         [--surrogate masks|dino] [--dino-weights PATH] [--device cuda]
-                                        [--out outputs/bench_replica] [--reuse] [--train-only] [--no-depth]
+                                        [--masks-dir DIR] [--masks-scope auto|image|scene] [--seed N]
+                                        [--out outputs/bench_replica] [--reuse] [--train-only] [--shaped-only] [--no-depth]
 
 Trains two runs with ``ns-train jacobinerf`` (the README split: eval = frames with index % 8 == 4): JacobiNeRF, and
 the same field unshaped (``--pipeline.model.shaping-start-step -1``). Every row of the table is then evaluated by
@@ -12,8 +13,10 @@ DINO-2D and the DINO-NeRF-style field are ``--propagation.method`` options evalu
 rows need ``--dino-weights``; without them they are listed as not run). Prints one table in the shape of the
 paper's Tables 1–2 (semantic and instance; sparse and dense; 2D and 3D) with PSNR, wall time and peak memory (RSS of
 the process tree), all from one invocation; ``--reuse`` keeps runs and evaluations done by an earlier invocation (their
-recorded times and memory are reported). The surrogate used for shaping is named in the table. office_0 has depth
-maps, so both runs train with the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``; give
+recorded times and memory are reported). The surrogate used for shaping is named in the table. ``--masks-dir`` and
+``--masks-scope`` are the datamanager's options for the masks surrogate (e.g. masks renumbered per image by
+``bench/renumber_masks.py``), ``--seed`` the training seed (``--machine.seed``); ``--shaped-only`` trains the JacobiNeRF
+run alone (with ``--train-only``: for ``bench/compare_runs.py``). office_0 has depth maps, so the runs train with the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``; give
 that its own ``--out``: ``--reuse`` does not tell the two apart).
 """
 
@@ -97,6 +100,11 @@ def train(run: str, args, shaping_start: int) -> Dict:
         "--pipeline.datamanager.train-num-rays-per-batch",
         str(args.rays),
         *(["--pipeline.datamanager.dino-weights", str(args.dino_weights)] if args.dino_weights else []),
+        *(["--pipeline.datamanager.masks-dir", str(args.masks_dir)] if args.masks_dir else []),
+        "--pipeline.datamanager.masks-scope",
+        args.masks_scope,
+        "--machine.seed",
+        str(args.seed),
         *(REPLICA_SMALL_FIELD if args.small_field else []),
         *(["--pipeline.model.depth-loss-mult", "0"] if args.no_depth else []),
         *(["--mixed-precision", "False"] if args.device == "cpu" else []),
@@ -180,15 +188,23 @@ def main() -> None:
     parser.add_argument("--rays", type=int, default=4096)
     parser.add_argument("--surrogate", default="dino", choices=["dino", "masks", "features"])
     parser.add_argument("--dino-weights", type=Path, default=None)
+    parser.add_argument("--masks-dir", type=Path, default=None, help="masks surrogate: masks from files")
+    parser.add_argument("--masks-scope", default="auto", choices=["auto", "image", "scene"])
+    parser.add_argument("--seed", type=int, default=42, help="training seed (nerfstudio's default: 42)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small-field", action="store_true")
     parser.add_argument("--settings", nargs="+", default=["sparse", "dense"], help="propagation settings evaluated")
     parser.add_argument("--reuse", action="store_true", help="keep runs and evaluations already done in --out")
     parser.add_argument("--train-only", action="store_true", help="train the runs, evaluate nothing")
     parser.add_argument("--no-depth", action="store_true", help="train without the depth loss (depth-loss-mult 0)")
+    parser.add_argument("--shaped-only", action="store_true", help="train the JacobiNeRF run only (with --train-only)")
     args = parser.parse_args()
+    if args.shaped_only and not args.train_only:
+        parser.error("--shaped-only needs --train-only: the table compares the shaped run with the unshaped one")
 
-    trained = {"jacobinerf": train("jacobinerf", args, args.shaping_start), "unshaped": train("unshaped", args, -1)}
+    trained = {"jacobinerf": train("jacobinerf", args, args.shaping_start)}
+    if not args.shaped_only:
+        trained["unshaped"] = train("unshaped", args, -1)
     if args.train_only:
         return
     rows: Dict[str, Optional[Dict]] = {}

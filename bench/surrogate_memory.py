@@ -35,7 +35,15 @@ TARGET_MB = 300
 SHAPED = ["--pipeline.model.shaping-start-step", "0"]
 RUNS = {  # run name → its ns-train arguments besides the common ones ({features}, {masks}: the folders)
     "no surrogate": ["--pipeline.model.shaping-start-step", "-1"],
-    "masks": [*SHAPED, "--pipeline.datamanager.surrogate", "masks", "--pipeline.datamanager.masks-dir", "{masks}"],
+    "masks": [
+        *SHAPED,
+        "--pipeline.datamanager.surrogate",
+        "masks",
+        "--pipeline.datamanager.masks-dir",
+        "{masks}",
+        "--pipeline.datamanager.masks-scope",
+        "scene",  # one id pattern in every image, compared across them as when the figures were measured
+    ],
     "features": [
         *SHAPED,
         "--pipeline.datamanager.surrogate",

@@ -1,5 +1,7 @@
-"""Datamanager that attaches per-ray surrogate descriptors to training batches (``batch["surrogate"]``), and depth
-maps to every batch of a scene that has them (``batch["depth_image"]``)."""
+"""Datamanager that attaches per-ray surrogate descriptors to training batches (``batch["surrogate"]``); for masks
+numbered per image, draws the contrastive rays image by image (GARField's grouped sampling) and gives their images
+(``batch["surrogate_images"]``); and adds depth maps to every batch of a scene that has them (``batch["depth_image"]``).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Literal, Optional, Type
 
+import torch
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.data.utils.data_utils import get_depth_image_from_path
 from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
 
 from jacobinerf_ns import cache
 from jacobinerf_ns.errors import require
+from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES
 from jacobinerf_ns.surrogates.build import SurrogateName, build_surrogate
 
-SURROGATE = "surrogate"
 DEPTH_IMAGE = "depth_image"
 """nerfstudio's batch key of depth maps (its pixel samplers and depth losses use it)."""
 
@@ -49,6 +53,9 @@ def scene_dataset(outputs: DataparserOutputs, scale_factor: float) -> InputDatas
     return (DepthMapDataset if has_depth else InputDataset)(outputs, scale_factor=scale_factor)
 
 
+MASK_SCOPES = ("auto", "image", "scene")
+
+
 @dataclass
 class JacobiNerfDataManagerConfig(VanillaDataManagerConfig):
     """Ray batches for photometric training, plus the MI surrogate's descriptors once shaping needs them."""
@@ -60,6 +67,16 @@ class JacobiNerfDataManagerConfig(VanillaDataManagerConfig):
     """With ``masks``: which label maps of the dataset are the masks (unless ``masks_dir`` is given)."""
     masks_dir: Optional[Path] = None
     """With ``masks``: folder of integer PNG masks from any segmenter, one per training image (same stem), 0 = none."""
+    masks_scope: Literal["auto", "image", "scene"] = "auto"
+    """With ``masks``: where one id means one entity. ``image``: within its image only (a segmenter run on each image,
+    e.g. SAM's automatic masks): shaping compares rays of the same image only, and the contrastive rays are drawn
+    image by image (``contrastive-images``). ``scene``: in every view (the dataset's labels, masks associated across
+    views by a tracker): every pair of contrastive rays is compared. ``auto``: ``image`` with ``masks-dir``, ``scene``
+    with the dataset's labels."""
+    contrastive_images: int = 4
+    """With image scope: the contrastive rays (the first ``--pipeline.model.contrastive-batch-size`` rays of each
+    batch) come from this many training images drawn at random (all of them when there are fewer), an equal share
+    each; the rest of the batch is nerfstudio's uniform sampling."""
     features_dir: Optional[Path] = None
     """With ``features``: folder of per-image feature maps ``<stem>.npy``/``<stem>.pt`` shaped (h, w, E) (float16
     ``.npy`` are read in place, others converted once into the cache)."""
@@ -98,6 +115,26 @@ class JacobiNerfDataManagerConfig(VanillaDataManagerConfig):
         for name in ("masks_dir", "features_dir", "dino_weights"):
             path = getattr(self, name)
             require(path is None or Path(path).exists(), f"{option}{name.replace('_', '-')}", f"{path} does not exist.")
+        require(
+            self.masks_scope in MASK_SCOPES,
+            f"{option}masks-scope",
+            f"{self.masks_scope!r}: choose image (ids numbered in each image on its own), scene (ids agree across "
+            "views) or auto.",
+        )
+        require(
+            self.contrastive_images >= 1,
+            f"{option}contrastive-images",
+            f"must be ≥ 1 (training images the contrastive rays come from), got {self.contrastive_images}.",
+        )
+
+    def mask_scope(self) -> Literal["image", "scene"]:
+        """``masks-scope`` resolved: ``auto`` is ``image`` for ``masks-dir``, ``scene`` for the dataset's labels; any
+        other surrogate compares across images (``scene``)."""
+        if self.surrogate != "masks":
+            return "scene"
+        if self.masks_scope == "auto":
+            return "image" if self.masks_dir is not None else "scene"
+        return self.masks_scope
 
 
 class JacobiNerfDataManager(VanillaDataManager):
@@ -108,6 +145,23 @@ class JacobiNerfDataManager(VanillaDataManager):
         self.surrogate = None
         self.surrogate_rays: Optional[int] = None
         """Rays at the start of each batch that get descriptors (the model's contrastive batch); None: all."""
+        self.shaping_start_step = 0
+        """First step whose batches carry descriptors (and, with image scope, grouped contrastive rays)."""
+
+    def set_contrastive_batch(self, rays: int, shaping_start_step: int) -> None:
+        """The model's contrastive batch (its first ``rays`` rays) and first shaping step; with image scope, each
+        image must get at least two of the rays (a pair to compare)."""
+        self.surrogate_rays, self.shaping_start_step = rays, shaping_start_step
+        images = self.config.contrastive_images
+        rays = min(rays, self.config.train_num_rays_per_batch)
+        if self.config.mask_scope() == "image" and shaping_start_step >= 0:
+            require(
+                rays // images >= 2,
+                "--pipeline.datamanager.contrastive-images",
+                f"{images} images for {rays} contrastive rays leaves fewer than 2 rays per image, and per-image masks "
+                f"compare rays of one image only: give at most {rays // 2}, or a larger "
+                "--pipeline.model.contrastive-batch-size.",
+            )
 
     def create_train_dataset(self) -> InputDataset:
         return scene_dataset(self.train_dataparser_outputs, self.config.camera_res_scale_factor)
@@ -142,7 +196,50 @@ class JacobiNerfDataManager(VanillaDataManager):
         CONSOLE.print(f"MI-shaping surrogate: {config.surrogate}")
 
     def next_train(self, step: int):
-        ray_bundle, batch = super().next_train(step)
-        if self.surrogate is not None:
+        shaping = self.surrogate is not None and 0 <= self.shaping_start_step <= step
+        if not (shaping and self.config.mask_scope() == "image"):
+            ray_bundle, batch = super().next_train(step)
+        else:  # VanillaDataManager.next_train, with the contrastive rays drawn image by image
+            self.train_count += 1
+            image_batch = next(self.iter_train_image_dataloader)
+            batch = self.train_pixel_sampler.sample(image_batch)
+            group_contrastive_rays(batch, image_batch, self.surrogate_rays, self.config.contrastive_images)
+            ray_bundle = self.train_ray_generator(batch["indices"])
+            batch[SURROGATE_IMAGES] = batch["indices"][: self.surrogate_rays, 0]
+        if shaping:
             batch[SURROGATE] = self.surrogate.descriptors(batch["indices"][: self.surrogate_rays])
         return ray_bundle, batch
+
+
+def grouped_pixels(
+    image_count: int, height: int, width: int, rays: int, images: int, valid: Optional[Tensor] = None
+) -> Tensor:
+    """``(rays, 3)`` pixels ``(image, y, x)`` of ``images`` distinct images of ``image_count`` drawn at random (all of
+    them when fewer), an equal share each (the first ``rays % images`` one more), contiguous per image, uniform over
+    each image's pixels or, given ``valid`` ``(image_count, H, W)`` bool, its valid ones."""
+    candidates = torch.arange(image_count) if valid is None else torch.nonzero(valid.flatten(1).any(dim=1))[:, 0]
+    chosen = candidates[torch.randperm(len(candidates))[:images]]
+    shares = torch.full((len(chosen),), rays // len(chosen))
+    shares[: rays % len(chosen)] += 1
+    image = chosen.repeat_interleave(shares)
+    if valid is None:
+        return torch.stack([image, torch.randint(height, (rays,)), torch.randint(width, (rays,))], dim=-1)
+    draws = torch.multinomial(valid[chosen].flatten(1).float(), int(shares.max()), replacement=True)
+    pixel = draws[torch.arange(draws.shape[1]) < shares[:, None]]
+    return torch.stack([image, pixel // width, pixel % width], dim=-1)
+
+
+def group_contrastive_rays(batch: Dict[str, Tensor], image_batch: Dict[str, Tensor], rays: Optional[int], images: int):
+    """Replaces the first ``rays`` rays of nerfstudio's ``batch`` (sampled from ``image_batch``) by
+    :func:`grouped_pixels` of ``images`` images: every value at their pixels, ``indices`` with absolute camera
+    indices, as nerfstudio's pixel sampler collates them."""
+    count = len(batch["indices"]) if rays is None else min(rays, len(batch["indices"]))
+    image_count, height, width = image_batch["image"].shape[:3]
+    mask = image_batch.get("mask")
+    pixels = grouped_pixels(image_count, height, width, count, images, None if mask is None else mask[..., 0].cpu())
+    c, y, x = pixels.unbind(-1)
+    for key, value in image_batch.items():
+        if key in batch and key != "indices":
+            batch[key][:count] = value[c, y, x]
+    indices = torch.stack([image_batch["image_idx"][c], y, x], dim=-1)
+    batch["indices"][:count] = indices.to(batch["indices"])

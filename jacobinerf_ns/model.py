@@ -29,7 +29,7 @@ from jacobinerf_ns.jacobians import HeadInputs
 from jacobinerf_ns.model_config import JacobiNerfModelConfig  # saved config.yml files name it here too
 from jacobinerf_ns.probe import Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
-from jacobinerf_ns.surrogates import affinity
+from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES, affinity
 
 JACOBIAN = "jacobian"
 DEPTH_IMAGE = "depth_image"
@@ -170,16 +170,19 @@ class JacobiNerfModel(NerfactoModel):
             loss_dict["depth_loss"] = self.config.depth_loss_mult * metrics_dict["depth_loss"]
         if JACOBIAN not in outputs:
             return loss_dict
-        if "surrogate" not in batch:
+        if SURROGATE not in batch:
             raise RuntimeError(
                 "MI shaping is on but the batch has no surrogate descriptors: use the jacobinerf datamanager."
             )
         count = outputs[JACOBIAN].shape[0]
+        images = batch.get(SURROGATE_IMAGES)
+        images = None if images is None else images[:count].to(self.device)
         shaping = mi_shaping_losses(
             outputs[JACOBIAN],
-            affinity(batch["surrogate"][:count].to(self.device)),
+            affinity(batch[SURROGATE][:count].to(self.device)),
             float(self.threshold),
             self.config.temperature,
+            comparable=None if images is None else images[:, None] == images[None, :],
         )
         loss_dict["mi_loss"] = self.config.mi_loss_mult * shaping.mi
         loss_dict["jacobian_norm_loss"] = self.config.norm_loss_mult * shaping.norm

@@ -34,7 +34,10 @@ class JacobiNerfPipeline(VanillaPipeline):
         config.propagation.validate(len(self.datamanager.train_dataparser_outputs.cameras))
         # found by nerfstudio's viewer (ns-viewer, and live in ns-train)
         self.jacobinerf = JacobiNerfPanel(self.model, self.datamanager)
-        self.datamanager.surrogate_rays = self.model.config.contrastive_batch_size  # the only rays shaping compares
+        # the only rays shaping compares, and when it starts
+        self.datamanager.set_contrastive_batch(
+            self.model.config.contrastive_batch_size, self.model.config.shaping_start_step
+        )
         if test_mode == "val" and self.model.config.shaping_start_step >= 0:
             self.datamanager.prepare_surrogate()
 

@@ -3,17 +3,20 @@
 For B rays with Jacobians ``J`` (B×D) and a surrogate affinity ``a`` (B×B)::
 
     S_ij    = |cos(J_i, J_j)| / τ
-    P_i     = { j : a_ij > t } ∪ { i }                      (the anchor is its own positive)
-    L_MIG   = mean_i [ logsumexp_j S_ij − logsumexp_{j∈P_i} S_ij ]   over anchors with ≥ 1 negative
+    C_i     = { j : rays i and j are comparable }          (all rays; those of i's image for per-image masks)
+    P_i     = { j ∈ C_i : a_ij > t } ∪ { i }                (the anchor is its own positive)
+    L_MIG   = mean_i [ logsumexp_{j∈C_i} S_ij − logsumexp_{j∈P_i} S_ij ]   over anchors with ≥ 1 negative in C_i
     L_norm  = mean_i (1 − ‖J_i‖)²
 
-``t`` adapts so that each anchor keeps between 5% and 15% positives (paper §6.2.1, original code).
+``t`` adapts so that each anchor keeps between 5% and 15% positives (paper §6.2.1, original code). A pair outside
+``C`` is neither positive nor negative: ids numbered per image say nothing about rays of two images (the same object
+may carry another id there), so such pairs are left out rather than pushed apart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,24 +38,35 @@ def abs_cosine(jacobians: Tensor) -> Tensor:
     return (unit @ unit.T).abs()
 
 
-def mi_shaping_losses(jacobians: Tensor, affinity: Tensor, threshold: float, temperature: float = 1.0) -> ShapingLosses:
-    """The vectorised InfoNCE + norm losses for one contrastive batch (no loop over rays or pairs)."""
+def mi_shaping_losses(
+    jacobians: Tensor,
+    affinity: Tensor,
+    threshold: float,
+    temperature: float = 1.0,
+    comparable: Optional[Tensor] = None,
+) -> ShapingLosses:
+    """The vectorised InfoNCE + norm losses for one contrastive batch (no loop over rays or pairs); ``comparable``
+    ``(B, B)`` bool, with a true diagonal, is ``C`` (default: every pair)."""
     batch = jacobians.shape[0]
     eye = torch.eye(batch, dtype=torch.bool, device=jacobians.device)
+    if comparable is None:
+        comparable = torch.ones_like(eye)
     cosine = abs_cosine(jacobians)
     logits = cosine / temperature
-    positives = (affinity > threshold) | eye
-    has_negative = ~positives.all(dim=1)
-    per_anchor = torch.logsumexp(logits, dim=1) - torch.logsumexp(logits.masked_fill(~positives, float("-inf")), dim=1)
+    positives = ((affinity > threshold) & comparable) | eye
+    negatives = comparable & ~positives
+    has_negative = negatives.any(dim=1)
+    per_anchor = torch.logsumexp(logits.masked_fill(~comparable, float("-inf")), dim=1) - torch.logsumexp(
+        logits.masked_fill(~positives, float("-inf")), dim=1
+    )
     mi = per_anchor[has_negative].mean() if has_negative.any() else logits.sum() * 0.0
     norms = jacobians.norm(dim=-1)
     norm = ((1.0 - norms) ** 2).mean()
     with torch.no_grad():
         off_diagonal_positives = positives & ~eye
-        negatives = ~positives
         positive_counts = off_diagonal_positives.sum(dim=1)
         stats = {
-            "shaping/positive_ratio": off_diagonal_positives.float().sum() / max(batch * (batch - 1), 1),
+            "shaping/positive_ratio": off_diagonal_positives.sum() / (comparable & ~eye).sum().clamp(min=1),
             "shaping/cos_positive": _masked_mean(cosine, off_diagonal_positives),
             "shaping/cos_negative": _masked_mean(cosine, negatives),
             "shaping/jacobian_norm": norms.mean(),

@@ -86,6 +86,7 @@ def runs(trained_run, sample_scene, tmp_path_factory) -> Dict[str, Path]:
     out = tmp_path_factory.mktemp("label_runs")
     scene = without_labels(sample_scene, out / "scene")
     options = [*TEST_FIELD, "--pipeline.datamanager.masks-dir", str(sample_scene / "instances"),
+               "--pipeline.datamanager.masks-scope", "scene",  # the scene's instance ids agree across views
                "--machine.seed", str(MACHINE_SEED), *OTHER_NORMALISATION]  # fmt: skip
     other = train(scene, out, TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options, "u", "other")
     return {"default": trained_run, "other": other}
@@ -106,8 +107,8 @@ def empty_run(unlabelled_scene, sample_scene, tmp_path_factory) -> Path:
     result = train_tiny(
         unlabelled_scene, out, "--max-num-iterations", "1", "--pipeline.model.shaping-start-step", "2",
         "--pipeline.datamanager.surrogate", "masks",
-        "--pipeline.datamanager.masks-dir", str(sample_scene / "instances"),
-        "--pipeline.model.average-init-density", "1e-9", name="empty",
+        "--pipeline.datamanager.masks-dir", str(sample_scene / "instances"), "--pipeline.datamanager.masks-scope",
+        "scene", "--pipeline.model.average-init-density", "1e-9", name="empty",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "empty" / "jacobinerf" / "t"

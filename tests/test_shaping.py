@@ -40,6 +40,29 @@ def test_loss_matches_loop_reference():
         assert math.isclose(losses.norm.item(), norm, rel_tol=1e-9)
 
 
+def test_comparing_within_images_is_each_image_on_its_own():
+    """With ``comparable`` = same image, the loss is the loop reference of each image alone, pooled over anchors:
+    pairs of two images change nothing, whatever their affinity."""
+    generator = torch.Generator().manual_seed(1)
+    images = torch.tensor([0] * 7 + [1] * 9 + [2] * 8)
+    jacobians = torch.randn(24, 12, generator=generator, dtype=torch.float64)
+    ids = torch.randint(1, 4, (24,), generator=generator)
+    affinity = (ids[:, None] == ids[None, :]).double()
+    comparable = images[:, None] == images[None, :]
+    losses = mi_shaping_losses(jacobians, affinity, 0.5, comparable=comparable)
+    per_anchor = []
+    for image in range(3):
+        rows = images == image
+        block = affinity[rows][:, rows]
+        anchors = int((block < 0.5).any(dim=1).sum())  # anchors with a negative in their image
+        per_anchor += [loop_reference(jacobians[rows], block, 0.5, 1.0)[0]] * anchors
+    assert math.isclose(losses.mi.item(), sum(per_anchor) / len(per_anchor), rel_tol=1e-9)
+    scrambled = torch.where(comparable, affinity, 1 - affinity)
+    assert math.isclose(mi_shaping_losses(jacobians, scrambled, 0.5, comparable=comparable).mi.item(),
+                        losses.mi.item(), rel_tol=1e-12)  # fmt: skip
+    assert not math.isclose(mi_shaping_losses(jacobians, affinity, 0.5).mi.item(), losses.mi.item(), rel_tol=1e-3)
+
+
 def test_anchors_without_negatives_are_skipped_and_loss_decreases_when_positives_align():
     same = torch.zeros(4, 4)
     same[:2, :2] = 1

@@ -20,8 +20,8 @@ from jacobinerf_ns import errors
 from jacobinerf_ns.errors import JacobiNerfError
 
 SHAPING_OPTIONS = ("mi_loss_mult", "norm_loss_mult", "temperature", "contrastive_batch_size")
-SURROGATE_OPTIONS = ("surrogate", "masks_from", "masks_dir", "features_dir", "dino_weights", "dino_stride",
-                     "dino_short_side")  # fmt: skip
+SURROGATE_OPTIONS = ("surrogate", "masks_from", "masks_dir", "masks_scope", "contrastive_images", "features_dir",
+                     "dino_weights", "dino_stride", "dino_short_side")  # fmt: skip
 
 
 @dataclass
@@ -56,6 +56,9 @@ class ShapeRun:
     """What defines positives (default: the run's); see ``--pipeline.datamanager.surrogate`` of ns-train."""
     masks_from: Optional[Literal["instances", "semantics"]] = None
     masks_dir: Optional[Path] = None
+    masks_scope: Optional[Literal["auto", "image", "scene"]] = None
+    """Where one mask id means one entity (default: the run's); see ``--pipeline.datamanager.masks-scope``."""
+    contrastive_images: Optional[int] = None
     features_dir: Optional[Path] = None
     dino_weights: Optional[Path] = None
     dino_stride: Optional[int] = None

@@ -9,6 +9,10 @@ Two kinds of descriptor, one interface:
 A :class:`Surrogate` turns the training batch's pixel indices ``(camera, y, x)`` into descriptors;
 :func:`affinity` compares them. Builders for each kind live in :mod:`.build`; feature maps stay on disk
 (:mod:`.feature_cache`), id maps in RAM.
+
+Masks numbered independently in every image (a segmenter run per image) only say which rays of one image belong
+together: the datamanager then gives each contrastive ray's image (``batch[SURROGATE_IMAGES]``), and shaping compares
+rays of the same image only (:func:`jacobinerf_ns.shaping.mi_shaping_losses`, ``comparable``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+SURROGATE = "surrogate"
+"""Batch key of the contrastive rays' descriptors."""
+SURROGATE_IMAGES = "surrogate_images"
+"""Batch key of the contrastive rays' training-image indices ``(B,)``, present when ids hold within an image only."""
 
 
 class Surrogate(Protocol):
