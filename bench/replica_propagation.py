@@ -3,7 +3,8 @@
     python bench/replica_propagation.py [--data ../shared/data/replica_office0] [--steps 30000] [--shaping-start 20000]
                                         [--surrogate masks|dino] [--dino-weights PATH] [--device cuda]
                                         [--masks-dir DIR] [--masks-scope auto|image|scene] [--seed N]
-                                        [--out outputs/bench_replica] [--reuse] [--train-only] [--shaped-only] [--no-depth]
+                                        [--out outputs/bench_replica] [--reuse] [--train-only] [--shaped-only]
+                                        [--no-depth]
 
 Trains two runs with ``ns-train jacobinerf`` (the README split: eval = frames with index % 8 == 4): JacobiNeRF, and
 the same field unshaped (``--pipeline.model.shaping-start-step -1``). Every row of the table is then evaluated by
@@ -16,8 +17,9 @@ the process tree), all from one invocation; ``--reuse`` keeps runs and evaluatio
 recorded times and memory are reported). The surrogate used for shaping is named in the table. ``--masks-dir`` and
 ``--masks-scope`` are the datamanager's options for the masks surrogate (e.g. masks renumbered per image by
 ``bench/renumber_masks.py``), ``--seed`` the training seed (``--machine.seed``); ``--shaped-only`` trains the JacobiNeRF
-run alone (with ``--train-only``: for ``bench/compare_runs.py``). office_0 has depth maps, so the runs train with the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``; give
-that its own ``--out``: ``--reuse`` does not tell the two apart).
+run alone (with ``--train-only``: for ``bench/compare_runs.py``). office_0 has depth maps, so the runs train with
+the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``; give that its own
+``--out``: ``--reuse`` does not tell the two apart).
 """
 
 from __future__ import annotations
