@@ -6,7 +6,8 @@ and point cloud it ends with.
     OUT/overlay/<stem>.png       class colours over the image
     OUT/confidence/<stem>.png    8-bit confidence (margin of the two best class scores)
     OUT/depth/<stem>.npy         rendered depth along each pixel's ray (nerfstudio's frame, NaN: hits nothing)
-    OUT/labelled_points.ply      fused from depth/, voxel majority vote, original frame, RGB + int32 label
+    OUT/labelled_points.ply      labelled pixels fused from depth/ where the views agree, voxel majority vote,
+                                 original frame, RGB + int32 label
     OUT/classes.json             id → name, colour (the jacobinerf-data layout)
     OUT/transforms.json          the input's frames + semantics_file_path → ids/: written last, marks a complete export
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from jacobinerf_ns import files
+from jacobinerf_ns.depth_consistency import DepthView, camera_centre, view_support
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import read_label_map
 from jacobinerf_ns.pointcloud import VoxelVote, backproject, to_original_frame, write_ply
@@ -51,9 +53,10 @@ IDENTITY = {
     "mode": "--mode",
     "sigma": "--sigma",
     "min_confidence": "--min-confidence",
+    "min_explained": "--min-explained",
 }
-"""What must match for a rerun to keep an earlier export's frames (``--frames`` and ``--voxel-size`` need not), and
-how messages name it."""
+"""What must match for a rerun to keep an earlier export's frames (``--frames`` and the point cloud's options need not),
+and how messages name it."""
 FOOTPRINT_SAMPLES = 4096
 """Pixels per frame whose footprint sets the default voxel size."""
 FOOTPRINT_PERCENTILE = 10
@@ -133,8 +136,23 @@ class ExportFolder:
         files.save_image(self.frame_path("overlay", frame), to_uint8(label_overlay(rgb, labels.ids, colors)))
         files.save_image(self.frame_path("ids", frame), label_image(labels.ids))
 
-    def write_points(self, scene: Scene, frames: Sequence[Frame], voxel_size: Optional[float]) -> Tuple[int, float]:
-        """Fuses the frames' depth, image colours and ids into ``labelled_points.ply``; returns (points, voxel).
+    def depth_views(self, frames: Sequence[Frame]) -> List[DepthView]:
+        """The frames' rendered depth (``depth/``), as views that judge points."""
+        return [DepthView(frame.camera, self._depth(frame)) for frame in frames]
+
+    def write_points(
+        self,
+        scene: Scene,
+        frames: Sequence[Frame],
+        voxel_size: Optional[float],
+        judges: Sequence[DepthView],
+        min_views: int,
+        tolerance: float,
+    ) -> Tuple[int, float, float]:
+        """Fuses the frames' labelled pixels (id ≠ 0) that at least ``min_views`` of the ``judges`` (other than the
+        pixel's own frame) agree on (:func:`~jacobinerf_ns.depth_consistency.view_support`; 0: every labelled pixel)
+        into ``labelled_points.ply``, with image colours and ids; returns (points, voxel, share of the labelled pixels
+        kept).
 
         Default voxel: the footprint of one pixel (``distance / fx``) at the near end of the rendered distances
         (:data:`FOOTPRINT_PERCENTILE`), so the cloud keeps about the detail of one view whatever the scene's units,
@@ -144,25 +162,39 @@ class ExportFolder:
             footprints = np.concatenate([self._footprints(scene, frame) for frame in frames])
             voxel_size = float(np.percentile(footprints, FOOTPRINT_PERCENTILE)) if len(footprints) else 1.0
         vote = VoxelVote(voxel_size)
+        labelled = kept = 0
         for frame in frames:
-            points, hit = self._frame_points(scene, frame)
-            height, width = hit.shape
-            colors = to_uint8(load_rgb(frame.image, height, width))[hit]
-            vote.add(points, colors, read_label_map(self.frame_path("ids", frame))[hit])
+            depth = self._depth(frame)
+            ids = torch.from_numpy(read_label_map(self.frame_path("ids", frame)).astype(np.int64))
+            chosen = torch.isfinite(depth) & (ids != 0)
+            points = backproject(frame.camera, torch.nan_to_num(depth))[chosen]
+            colors = to_uint8(load_rgb(frame.image, *depth.shape))[chosen.numpy()]
+            labels = ids[chosen]
+            labelled += len(points)
+            if min_views > 0:
+                confirmed = view_support(points, judges, tolerance, camera_centre(frame.camera)[None]).confirmed(
+                    min_views
+                )
+                points, colors, labels = points[confirmed], colors[confirmed.numpy()], labels[confirmed]
+            kept += len(points)
+            vote.add(to_original_frame(points, scene.outputs).numpy(), colors, labels.numpy())
         points, colors, labels = vote.result()
         write_ply(self.root / POINTS, points, colors, labels)
-        return len(points), voxel_size
+        return len(points), voxel_size, kept / max(labelled, 1)
 
-    def _frame_points(self, scene: Scene, frame: Frame) -> Tuple[np.ndarray, np.ndarray]:
-        """``(P, 3)`` points of a frame's hit pixels in the original frame, and the ``(H, W)`` hit mask."""
-        depth = torch.from_numpy(np.load(self.frame_path("depth", frame)))
-        hit = torch.isfinite(depth)
-        points = backproject(frame.camera, torch.nan_to_num(depth))[hit]
-        return to_original_frame(points, scene.outputs).numpy(), hit.numpy()
+    def _depth(self, frame: Frame) -> torch.Tensor:
+        """``(H, W)`` rendered depth of a written frame (NaN: hits nothing)."""
+        return torch.from_numpy(np.load(self.frame_path("depth", frame)))
+
+    def _frame_points(self, scene: Scene, frame: Frame) -> np.ndarray:
+        """``(P, 3)`` points of a frame's hit pixels in the original frame."""
+        depth = self._depth(frame)
+        points = backproject(frame.camera, torch.nan_to_num(depth))[torch.isfinite(depth)]
+        return to_original_frame(points, scene.outputs).numpy()
 
     def _footprints(self, scene: Scene, frame: Frame) -> np.ndarray:
         """Sizes of (a sample of) the frame's hit pixels on the surface, in the original frame's units."""
-        points, _ = self._frame_points(scene, frame)
+        points = self._frame_points(scene, frame)
         points = points[np.random.default_rng(0).permutation(len(points))[:FOOTPRINT_SAMPLES]]
         centre = to_original_frame(frame.camera.camera_to_worlds[:, :3, 3], scene.outputs)[0].numpy()
         return np.linalg.norm(points - centre, axis=-1) / float(frame.camera.fx)

@@ -18,8 +18,18 @@ import yaml
 PACKAGE = Path(__file__).resolve().parents[1] / "jacobinerf_ns"
 
 LAYERS = [  # lowest first; a module may import modules of its own layer or below, never above (docs/architecture.md)
-    {"errors", "files", "cache", "jacobians", "metrics", "visualization", "sample_scene", "deferred"},
-    {"compat", "labels", "clicks", "scene", "probe", "field", "shaping", "pointcloud"},
+    {
+        "errors",
+        "files",
+        "cache",
+        "jacobians",
+        "metrics",
+        "visualization",
+        "sample_scene",
+        "deferred",
+        "surface_accuracy",
+    },
+    {"compat", "labels", "clicks", "scene", "probe", "field", "shaping", "pointcloud", "depth_consistency"},
     {"surrogates", "dataparsers"},
     {"model", "model_config"},
     {"propagation"},

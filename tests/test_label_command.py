@@ -23,6 +23,7 @@ from PIL import Image
 from jacobinerf_ns.clicks import ClickSet, PixelClick, RayClick, scene_fingerprint, write_clicks
 from jacobinerf_ns.runs import train
 from jacobinerf_ns.sample_scene import INSTANCES, PRIMITIVES, _trace
+from jacobinerf_ns.surface_accuracy import true_surface
 from tests.helpers import (
     MACHINE_SEED,
     SCENE_EVAL_FRAMES,
@@ -219,19 +220,6 @@ def test_the_output_is_a_labelled_scene_with_the_input_images_and_poses(export, 
         ]
 
 
-def ground_truth_points(scene: Path) -> np.ndarray:
-    """The scene's surface points (original frame) from its z-depth maps and transforms.json."""
-    meta = transforms(scene)
-    points = []
-    for frame in meta["frames"]:
-        depth = np.asarray(Image.open(scene / frame["depth_file_path"])) / 1000.0
-        ys, xs = np.mgrid[: depth.shape[0], : depth.shape[1]] + 0.5
-        camera = np.stack([(xs - meta["cx"]) / meta["fl_x"], -(ys - meta["cy"]) / meta["fl_y"], -np.ones_like(xs)])
-        pose = np.array(frame["transform_matrix"])
-        points.append((camera * depth).reshape(3, -1).T @ pose[:3, :3].T + pose[:3, 3])
-    return np.concatenate(points)
-
-
 @pytest.fixture(scope="module")
 def point_cloud(export, sample_scene):
     """The export's point cloud (Open3D's tensor API) and each point's distance to the true surface."""
@@ -239,7 +227,7 @@ def point_cloud(export, sample_scene):
     from scipy.spatial import cKDTree
 
     cloud = o3d.t.io.read_point_cloud(str(export[0] / "labelled_points.ply"))
-    distance, _ = cKDTree(ground_truth_points(sample_scene)).query(cloud.point["positions"].numpy())
+    distance, _ = cKDTree(true_surface(sample_scene).points).query(cloud.point["positions"].numpy())
     return cloud, distance
 
 
@@ -430,6 +418,9 @@ def test_a_bad_clicks_file_stops_before_loading_the_run(tmp_path, value, expecte
     [
         (["--min-confidence", "2"], "--min-confidence 2.0 must lie in [0, 1]"),
         (["--voxel-size", "0"], "--voxel-size 0.0 must be positive"),
+        (["--min-explained", "1.5"], "--min-explained 1.5 must lie in [0, 1]"),
+        (["--min-agreeing-views", "-1"], "--min-agreeing-views -1 must be 0 (no depth check) or more"),
+        (["--depth-tolerance", "0"], "--depth-tolerance 0.0 must lie in (0, 1)"),
         (["--load-config", "nowhere/config.yml"], "--load-config nowhere/config.yml is not a file"),
     ],
 )

@@ -164,7 +164,7 @@ def test_saved_and_loaded_click_sets_give_identical_label_maps(scenes, model, tm
         label_frame(model, frames[5].camera, resolve_clicks(model, clicks, scene, "clicks.json")).ids
         for clicks in (click_set, loaded)
     ]
-    assert torch.equal(maps[0], maps[1]) and set(maps[0].unique().tolist()) <= {1, 2}
+    assert torch.equal(maps[0], maps[1]) and set(maps[0].unique().tolist()) <= {0, 1, 2}, "no pixel gets 'unused'"
 
 
 def test_class_scores_are_the_best_click_of_each_class_and_confidence_their_margin():
@@ -176,8 +176,47 @@ def test_class_scores_are_the_best_click_of_each_class_and_confidence_their_marg
     assert label_ids(scores, margin).tolist() == [[2, 1, 1]]
     assert label_ids(scores, margin, min_confidence=0.6).tolist() == [[0, 1, 0]]
     assert label_ids(scores, margin, hit=torch.tensor([[True, False, True]])).tolist() == [[2, 0, 1]]
+    resemblance = torch.tensor([[0.9, 0.49, 0.5]])  # best |cos| to a click
+    assert label_ids(scores, margin, resemblance=resemblance, min_explained=0.5).tolist() == [[2, 0, 1]]
     single = class_scores(responses[..., :1], (1,), num_classes=1)
     torch.testing.assert_close(confidence(single), torch.tensor([[1.0, 1.0, 0.0]]))
+
+
+def test_pixels_that_resemble_no_click_stay_unlabelled_unless_forced(scenes, model):
+    """``min_explained``: 0 where the clicks explain a pixel less (``explained``), the best class everywhere with 0."""
+    from jacobinerf_ns.propagation.labelling import MIN_EXPLAINED
+
+    scene = scenes["default"]
+    frame = scene.frames[0]
+    click_set = ClickSet(("a", "b"), (pixel_click(frame, 10.5, 10.5, "a"), pixel_click(frame, 30.5, 50.5, "b")))
+    clicks = resolve_clicks(model, click_set, scene, "clicks.json")
+    forced = label_frame(model, frame.camera, clicks, min_explained=0.0)
+    assert (forced.ids[forced.hit] > 0).all() and (forced.ids[~forced.hit] == 0).all()
+    cut = float(forced.explained[forced.hit].median())  # a cut with pixels on both sides on this random field
+    labels = label_frame(model, frame.camera, clicks, min_explained=cut)
+    unexplained = forced.hit & (forced.explained < cut)
+    assert unexplained.any() and (forced.hit & ~unexplained).any()
+    assert (labels.ids[unexplained] == 0).all()
+    assert torch.equal(labels.ids[~unexplained], forced.ids[~unexplained])
+    assert torch.equal(labels.explained, forced.explained) and torch.equal(labels.confidence, forced.confidence)
+    default = label_frame(model, frame.camera, clicks)
+    assert torch.equal(default.ids, torch.where(forced.explained >= MIN_EXPLAINED, forced.ids, 0))
+
+
+def test_resolved_clicks_keep_where_each_ray_meets_the_surface(scenes, model):
+    from jacobinerf_ns.propagation.rendering import eval_head_inputs
+
+    scene = scenes["default"]
+    frame = scene.frames[2]
+    click_set = ClickSet(("a",), (pixel_click(frame, 20.5, 30.5, "a"), pixel_click(frame, 5.5, 7.5, "a")))
+    clicks = resolve_clicks(model, click_set, scene, "clicks.json")
+    rays = click_rays(click_set, scene, "clicks.json")
+    outputs, _ = eval_head_inputs(model, rays.bundle())
+    assert [surface.name for surface in clicks.surfaces] == list(rays.names)
+    for index, surface in enumerate(clicks.surfaces):
+        torch.testing.assert_close(surface.origin, rays.origins[index])
+        expected = rays.origins[index] + rays.directions[index] * outputs["depth"][index].cpu()
+        torch.testing.assert_close(surface.point, expected)
 
 
 def test_an_image_the_dataset_does_not_have_names_close_ones(scenes):
@@ -346,7 +385,9 @@ def test_labelling_perturbs_along_each_click_by_the_same_length(scenes, model):
     clicks = resolve_clicks(model, click_set, scene, "clicks.json")
     longer = replace(clicks, jacobians=clicks.jacobians * torch.tensor([10.0, 1.0])[:, None, None])
     camera = frame.camera  # (a random tiny field: in other views one click may take every pixel)
-    labels, longer_labels = (label_frame(model, camera, c, "2d", "linear").ids for c in (clicks, longer))
+    labels, longer_labels = (
+        label_frame(model, camera, c, "2d", "linear", min_explained=0).ids for c in (clicks, longer)
+    )
     assert torch.equal(labels, longer_labels)
     assert set(labels.unique().tolist()) == {1, 2}  # both clicks label pixels
 

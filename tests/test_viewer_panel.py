@@ -17,6 +17,7 @@ from PIL import Image
 
 from jacobinerf_ns.clicks import RayClick, read_clicks
 from jacobinerf_ns.errors import JacobiNerfError
+from jacobinerf_ns.probe import JACOBIAN_NORM
 from jacobinerf_ns.propagation import RESPONSES
 from jacobinerf_ns.propagation.labelling import (
     MIN_ACCUMULATION,
@@ -152,6 +153,26 @@ def test_select_then_render_gives_response_and_selection_outputs(session_and_cam
     assert not torch.allclose(everything, outputs["rgb"])
 
 
+def test_the_status_of_a_selection_or_label_click_says_when_its_surface_may_be_a_floater(session_and_camera):
+    """Each click's surface goes through the session's surface check, whose warning ends the status message."""
+    from jacobinerf_ns.viewer.labels import LabelClicks
+    from jacobinerf_ns.viewer.selection import Selection
+
+    session, camera = session_and_camera
+    checked = []
+
+    def check(click) -> str:
+        checked.append(click.surface)
+        return " Warning: a floater."
+
+    selection = Selection(session.model, session.settings, lambda: None, check)
+    assert selection.select(ray_at(camera, 34, 24)).endswith("outputs. Warning: a floater.")
+    labels = LabelClicks(session.model, lambda: session.scene, lambda: None, check)
+    assert labels.add(ray_at(camera, 34, 24), "floor").endswith("outputs. Warning: a floater.")
+    assert len(checked) == 2 and checked[0] == selection.clicked.surface
+    assert session.selection.check == session.labels.check == session.surface_check.warning
+
+
 def test_click_into_empty_space_is_reported(session_and_camera):
     _, camera = session_and_camera
     empty = build_tiny_model(average_init_density=1e-9)  # a field with (almost) no density anywhere
@@ -200,21 +221,27 @@ def test_label_painting_legend_markers_delete_undo_and_clear(session_and_camera)
 
 
 def test_decoration_labels_by_the_best_class_score_and_shows_their_margin():
-    """On made-up responses of 4 clicks (classes 1, 2, 3, 2) and a few rays that hit nothing, worked by hand."""
+    """On made-up responses of 4 clicks (classes 1, 2, 3, 2), a few rays that hit nothing and a row of pixels that
+    resemble no click, worked by hand."""
     generator = torch.Generator().manual_seed(0)
     responses = torch.rand(6, 7, 4, generator=generator)
     rgb = torch.rand(6, 7, 3, generator=generator)
     accumulation = torch.ones(6, 7, 1)
     accumulation[0, :3] = MIN_ACCUMULATION / 2
+    sigma = 0.1
+    norms = responses.amax(dim=-1, keepdim=True) / sigma  # best |cos| = R / (σ ‖J_p‖) = 1: like a click
+    norms[5] *= 4  # best |cos| 0.25: like no click
     colors = palette(4)
-    decoration = Decoration("3d", 0.5, None, label_ids=(1, 2, 3, 2), colors=colors)
-    raw = {"rgb": rgb, "accumulation": accumulation, RESPONSES["3d"]: responses, RESPONSES["2d"]: 0 * responses}
+    decoration = Decoration("3d", 0.5, None, label_ids=(1, 2, 3, 2), colors=colors, sigma=sigma)
+    raw = {"rgb": rgb, "accumulation": accumulation, RESPONSES["3d"]: responses, RESPONSES["2d"]: 0 * responses,
+           JACOBIAN_NORM: norms}  # fmt: skip
     outputs = decorate(raw, None, decoration)
-    assert not any(key in outputs for key in RESPONSES.values())
+    assert not any(key in outputs for key in (*RESPONSES.values(), JACOBIAN_NORM))
     scores = torch.stack([responses[..., 0], responses[..., [1, 3]].amax(dim=-1), responses[..., 2]], dim=-1)
     best, second = scores.sort(dim=-1, descending=True).values.unbind(dim=-1)[:2]
     ids = scores.argmax(dim=-1) + 1
     ids[0, :3] = 0
+    ids[5] = 0
     margin = (best - second) / best
     margin[0, :3] = 1.0
     assert set(ids.unique().tolist()) == {0, 1, 2, 3}, "every class wins somewhere: the check covers all of them"

@@ -5,7 +5,9 @@ a click set (``docs/clicks.md``).
 
 Writes ``ids/``, ``overlay/``, ``confidence/`` per frame, then ``labelled_points.ply``, ``classes.json`` and
 ``transforms.json`` (the output folder is a labelled nerfstudio-data scene: ``ns-train ... --data labelled/``); the
-layout is :mod:`jacobinerf_ns.label_export`. A rerun into the same folder resumes an interrupted export.
+layout is :mod:`jacobinerf_ns.label_export`. A rerun into the same folder resumes an interrupted export. The training
+frames' rendered depths judge the point cloud's points and each click's surface
+(:mod:`jacobinerf_ns.depth_consistency`).
 """
 
 from __future__ import annotations
@@ -42,8 +44,16 @@ class Label:
     """Which frames of the dataset to label."""
     min_confidence: float = 0.0
     """Pixels whose confidence (s1 − s2) / s1 is below this get id 0 (unlabelled)."""
+    min_explained: float = 0.5  # labelling.MIN_EXPLAINED (literal: --help imports no torch)
+    """Pixels that resemble no click (best |cos| of their Jacobian to a click's below this, the measure 'Suggest next
+    click' uses) get id 0; 0 gives every pixel that hits a surface a class."""
     voxel_size: Optional[float] = None
     """Voxel of the point cloud, in the units of the poses (default: one pixel's footprint at near depths)."""
+    min_agreeing_views: int = 2  # depth_consistency.MIN_AGREEING_VIEWS
+    """A labelled pixel enters the point cloud, and a click's surface passes, when at least this many other training
+    views render a surface where it is (0: no depth check)."""
+    depth_tolerance: float = 0.03  # depth_consistency.DEPTH_TOLERANCE
+    """Relative distance within which a view's rendered depth agrees with a point's."""
     overwrite: bool = False
     """Replace an export (or write into a non-empty folder) instead of refusing."""
     force: bool = False
@@ -55,7 +65,7 @@ class Label:
 
         from jacobinerf_ns.clicks import read_clicks, require_clicks
         from jacobinerf_ns.label_export import ExportFolder
-        from jacobinerf_ns.propagation.labelling import label_frame, resolve_clicks
+        from jacobinerf_ns.propagation.labelling import label_frame, resolve_clicks, unconfirmed_clicks
         from jacobinerf_ns.scene import dataset_scene, scene_mismatch
         from jacobinerf_ns.visualization import palette
 
@@ -72,6 +82,8 @@ class Label:
         repeated = sorted(frame.name for frame in frames if stems[frame.stem] > 1)
         if repeated:
             raise JacobiNerfError(f"Images share a file stem ({', '.join(repeated[:4])}): their outputs would clash.")
+        judge_frames = [frame for frame in frames if frame.split == "train"] or frames
+        self.check_judges(judge_frames)
         model = pipeline.model
         clicks = resolve_clicks(model, click_set, scene, str(self.clicks))
         folder = ExportFolder(self.output_dir)
@@ -85,21 +97,44 @@ class Label:
         if len(todo) < len(frames):
             CONSOLE.print(f"Resuming: {len(frames) - len(todo)} of {len(frames)} frames already in {self.output_dir}")
         for frame in track(todo, description="Labelling frames", console=CONSOLE):
-            labels = label_frame(model, frame.camera, clicks, self.space, self.mode, self.sigma, self.min_confidence)
+            labels = label_frame(
+                model, frame.camera, clicks, self.space, self.mode, self.sigma, self.min_confidence,
+                min_explained=self.min_explained,
+            )  # fmt: skip
             folder.write_frame(frame, labels, colors)
-        points, voxel = folder.write_points(scene, frames, self.voxel_size)
+        judges = folder.depth_views(judge_frames)
+        for warning in unconfirmed_clicks(clicks.surfaces, judges, self.min_agreeing_views, self.depth_tolerance):
+            CONSOLE.print(f"[yellow]jacobinerf: {warning}")
+        points, voxel, kept = folder.write_points(
+            scene, frames, self.voxel_size, judges, self.min_agreeing_views, self.depth_tolerance
+        )
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
+        checked = (
+            f"{kept:.0%} of the labelled pixels: those at least {self.min_agreeing_views} other training views agree on"
+            if self.min_agreeing_views
+            else "every labelled pixel: no depth check"
+        )
         CONSOLE.print(
             f"Labelled {len(frames)} frames into {self.output_dir} (ids/, overlay/, confidence/); "
-            f"{points} points in labelled_points.ply (voxel {voxel:.4g}); classes.json and transforms.json make it "
-            f"a labelled scene: ns-train jacobinerf --data {self.output_dir}"
+            f"{points} points in labelled_points.ply (voxel {voxel:.4g}; {checked}); classes.json and "
+            f"transforms.json make it a labelled scene: ns-train jacobinerf --data {self.output_dir}"
         )
 
     def check_options(self) -> None:
         if not 0.0 <= self.min_confidence <= 1.0:
             raise JacobiNerfError(
                 f"--min-confidence {self.min_confidence} must lie in [0, 1] (confidence is a margin)."
+            )
+        if not 0.0 <= self.min_explained <= 1.0:
+            raise JacobiNerfError(
+                f"--min-explained {self.min_explained} must lie in [0, 1] (it is a cosine; 0 labels every pixel)."
+            )
+        if self.min_agreeing_views < 0:
+            raise JacobiNerfError(f"--min-agreeing-views {self.min_agreeing_views} must be 0 (no depth check) or more.")
+        if not 0.0 < self.depth_tolerance < 1.0:
+            raise JacobiNerfError(
+                f"--depth-tolerance {self.depth_tolerance} must lie in (0, 1) (a share of the distance)."
             )
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise JacobiNerfError(f"--voxel-size {self.voxel_size} must be positive (or left out for the default).")
@@ -109,6 +144,21 @@ class Label:
             raise JacobiNerfError(
                 f"--load-config {self.load_config} is not a file: give the config.yml of a trained jacobinerf run."
             )
+
+    def check_judges(self, frames) -> None:
+        """The depth check projects into perspective cameras only."""
+        from nerfstudio.cameras.cameras import CameraType
+
+        if self.min_agreeing_views == 0:
+            return
+        for frame in frames:
+            kind = int(frame.camera.camera_type.flatten()[0])
+            if kind != CameraType.PERSPECTIVE.value:
+                raise JacobiNerfError(
+                    f"Frame {frame.name} has a {CameraType(kind).name} camera: the depth check of the point cloud "
+                    "and the clicks projects into perspective cameras only; pass --min-agreeing-views 0 to export "
+                    "without it."
+                )
 
     def load_run(self):
         """The run's pipeline (ns-eval's loader) and its checkpoint."""
@@ -134,6 +184,7 @@ class Label:
             "mode": self.mode,
             "sigma": self.sigma,
             "min_confidence": self.min_confidence,
+            "min_explained": self.min_explained,
         }
 
 

@@ -8,7 +8,9 @@ are computed from the run (never stored). For a target pixel p with responses ``
   ``R_k(p) = σ ‖J_p‖ |cos(J_p, J_k)|`` (linear): p's best response is to the click it is most like;
 * class score ``s_c(p) = max_{k of class c} R_k(p)``; label = ``argmax_c s_c(p)`` (id = position in classes + 1);
 * confidence = ``(s1 − s2) / max(s1, ε)`` with ``s1 ≥ s2`` the two best class scores (one class: ``s2 = 0``);
-* pixels whose ray hits nothing (accumulation below :data:`MIN_ACCUMULATION`) are unlabelled (0).
+* pixels whose ray hits nothing (accumulation below :data:`MIN_ACCUMULATION`) are unlabelled (0), and so are pixels
+  that resemble no click (:func:`explained` below :data:`MIN_EXPLAINED`);
+* a click's surface is checked against the training views' rendered depths (:func:`unconfirmed_clicks`).
 
 The command ``jacobinerf-label`` and the viewer share these functions.
 """
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor
 
 from jacobinerf_ns.clicks import ClickSet
+from jacobinerf_ns.depth_consistency import DepthView, unconfirmed_message, view_support
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, Probe
 from jacobinerf_ns.propagation.rendering import ray_jacobians, render_responses
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
 MIN_ACCUMULATION = 0.5
 """A ray that accumulates less opacity than this hits no surface (a click is skipped, a pixel left unlabelled)."""
 CONFIDENCE_EPSILON = 1e-12
+MIN_EXPLAINED = 0.5
+"""Pixels that :func:`explained` rates below this resemble no click and stay unlabelled: the viewer's default
+selection threshold (a pixel belongs to a clicked entity when its response relative to the click's own exceeds 0.5,
+which is ``|cos(J_p, J_k)| > 0.5`` for Jacobians of equal length): a pixel no click's selection would include."""
 
 
 def unit_perturbations(jacobians: Tensor) -> Tensor:
@@ -49,6 +56,17 @@ def unit_perturbations(jacobians: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
+class ClickSurface:
+    """Where a click's ray meets the surface (nerfstudio's frame), and how messages name the click."""
+
+    name: str
+    origin: Tensor
+    """``(3,)`` the ray's origin."""
+    point: Tensor
+    """``(3,)`` origin + rendered depth · direction."""
+
+
+@dataclass(frozen=True)
 class ResolvedClicks:
     """The clicks that hit a surface of the run: their Jacobians and classes; the others, and why."""
 
@@ -59,6 +77,8 @@ class ResolvedClicks:
     num_classes: int
     skipped: Tuple[str, ...]
     """One warning per click that hit nothing."""
+    surfaces: Tuple[ClickSurface, ...] = ()
+    """Of each kept click (empty for the viewer's clicks: it checks each when it is made)."""
 
     def probe(self, sigma: float, mode: Literal["linear", "exact"], dismissed: Optional[Tensor] = None) -> Probe:
         """The clicks as one probe of :func:`unit_perturbations`; ``dismissed`` ``(D, 3, F[+1])`` Jacobians follow
@@ -72,19 +92,27 @@ def resolve_clicks(model: JacobiNerfModel, click_set: ClickSet, scene: Scene, so
     rays = click_rays(click_set, scene, source)
     bundle = rays.bundle()
     chunk = model.config.eval_num_rays_per_chunk
-    jacobians, accumulations = [], []
+    jacobians, accumulations, depths = [], [], []
     for start in range(0, len(bundle), chunk):
         jacobian, outputs, _ = ray_jacobians(model, bundle[start : start + chunk])
         jacobians.append(jacobian.cpu())
         accumulations.append(outputs["accumulation"].reshape(-1).cpu())
-    return keep_hits(click_set, rays.names, torch.cat(jacobians), torch.cat(accumulations), source)
+        depths.append(outputs["depth"].reshape(-1, 1).cpu())
+    points = rays.origins + rays.directions * torch.cat(depths)
+    surfaces = tuple(map(ClickSurface, rays.names, rays.origins, points))
+    return keep_hits(click_set, rays.names, torch.cat(jacobians), torch.cat(accumulations), source, surfaces)
 
 
 def keep_hits(
-    click_set: ClickSet, names: Sequence[str], jacobians: Tensor, accumulation: Tensor, source: str
+    click_set: ClickSet,
+    names: Sequence[str],
+    jacobians: Tensor,
+    accumulation: Tensor,
+    source: str,
+    surfaces: Sequence[ClickSurface] = (),
 ) -> ResolvedClicks:
-    """The clicks whose ray accumulates at least :data:`MIN_ACCUMULATION`, a warning naming each other one, and an
-    error when none is left."""
+    """The clicks whose ray accumulates at least :data:`MIN_ACCUMULATION` (with their ``surfaces``, when given), a
+    warning naming each other one, and an error when none is left."""
     hits = accumulation >= MIN_ACCUMULATION
     skipped = tuple(
         f"{name} hits nothing in this run (opacity {float(opacity):.2f} < {MIN_ACCUMULATION}): skipped."
@@ -98,11 +126,30 @@ def keep_hits(
             + "\nClick on objects of the scene (pixel clicks on images, or rays in the frame of transforms.json)."
         )
     class_ids = click_set.class_ids()
+    kept = torch.nonzero(hits).flatten().tolist()
     return ResolvedClicks(
         jacobians=jacobians[hits],
-        class_ids=tuple(class_ids[i] for i in torch.nonzero(hits).flatten().tolist()),
+        class_ids=tuple(class_ids[i] for i in kept),
         num_classes=len(click_set.classes),
         skipped=skipped,
+        surfaces=tuple(surfaces[i] for i in kept) if surfaces else (),
+    )
+
+
+def unconfirmed_clicks(
+    surfaces: Sequence[ClickSurface], views: Sequence[DepthView], min_views: int, tolerance: float
+) -> Tuple[str, ...]:
+    """A warning naming each click whose surface fewer than ``min_views`` of the training ``views`` (other than the
+    click's own viewpoint) agree on (:mod:`jacobinerf_ns.depth_consistency`): a click on a floater."""
+    if not surfaces or min_views <= 0:
+        return ()
+    points = torch.stack([surface.point for surface in surfaces])
+    origins = torch.stack([surface.origin for surface in surfaces])
+    support = view_support(points, views, tolerance, origins)
+    return tuple(
+        f"{surface.name}: {unconfirmed_message(int(agreeing), int(seeing), min_views)}"
+        for surface, agreeing, seeing in zip(surfaces, support.agreeing, support.seeing)
+        if agreeing < min_views
     )
 
 
@@ -136,12 +183,22 @@ def explained(responses: Tensor, click_norms: Tensor, pixel_norms: Tensor, sigma
     return (responses / scale).amax(dim=-1).clamp(0.0, 1.0)
 
 
-def label_ids(scores: Tensor, margin: Tensor, min_confidence: float = 0.0, hit: Optional[Tensor] = None) -> Tensor:
-    """Class id of the best score (1-based); 0 where ``margin < min_confidence`` or where ``hit`` is false."""
+def label_ids(
+    scores: Tensor,
+    margin: Tensor,
+    min_confidence: float = 0.0,
+    hit: Optional[Tensor] = None,
+    resemblance: Optional[Tensor] = None,
+    min_explained: float = 0.0,
+) -> Tensor:
+    """Class id of the best score (1-based); 0 where ``margin < min_confidence``, where ``hit`` is false or where
+    ``resemblance`` (:func:`explained`) is below ``min_explained``."""
     ids = scores.argmax(dim=-1) + 1
     keep = margin >= min_confidence
     if hit is not None:
         keep &= hit
+    if resemblance is not None:
+        keep &= resemblance >= min_explained
     return torch.where(keep, ids, torch.zeros_like(ids))
 
 
@@ -171,8 +228,10 @@ def label_frame(
     sigma: float = 0.1,
     min_confidence: float = 0.0,
     dismissed: Optional[Tensor] = None,
+    min_explained: float = MIN_EXPLAINED,
 ) -> FrameLabels:
-    """Labels of one camera from one render with all clicks as one probe.
+    """Labels of one camera from one render with all clicks as one probe; pixels the clicks explain less than
+    ``min_explained`` (:func:`explained`, the clicks alone) stay unlabelled (0 labels every pixel that hits a surface).
 
     ``dismissed`` ``(D, 3, F[+1])``: Jacobians of suggested pixels the user had nothing to label at; they count as
     explaining their look-alikes (so suggestions move on) but label nothing."""
@@ -184,9 +243,14 @@ def label_frame(
     hit = accumulation >= MIN_ACCUMULATION
     margin = torch.where(hit, confidence(scores), torch.zeros_like(accumulation))
     source_norms = probe.sources.flatten(1).norm(dim=-1).cpu()
-    how_well = explained(responses, source_norms, outputs[JACOBIAN_NORM].cpu()[..., 0], sigma)
+    pixel_norms = outputs[JACOBIAN_NORM].cpu()[..., 0]
+    how_well = explained(responses, source_norms, pixel_norms, sigma)
+    count = len(clicks.jacobians)
+    by_clicks = (
+        how_well if dismissed is None else explained(responses[..., :count], source_norms[:count], pixel_norms, sigma)
+    )
     return FrameLabels(
-        ids=label_ids(scores, margin, min_confidence, hit),
+        ids=label_ids(scores, margin, min_confidence, hit, by_clicks, min_explained),
         confidence=margin,
         explained=torch.where(hit, how_well, torch.ones_like(how_well)),
         depth=outputs["depth"].cpu()[..., 0],

@@ -31,6 +31,10 @@ class EvaluatedClick:
     head: HeadInputs
     accumulation: float
     color: Vector
+    origin: Vector
+    """The ray's origin (nerfstudio's frame)."""
+    surface: Vector
+    """Where the ray meets the surface: ``origin + depth · direction``."""
     marker: Vector
     """Where its marker is drawn (nerfstudio's frame): ``origin + MARKER_DEPTH · depth · direction``."""
 
@@ -43,14 +47,16 @@ def evaluate_rays(model: JacobiNerfModel, bundle: RayBundle) -> List[EvaluatedCl
         ray = bundle[index : index + 1]
         jacobian, outputs, head = ray_jacobians(model, ray)
         depth = float(outputs["depth"].reshape(-1)[0])
-        marker = ray.origins.reshape(3).cpu() + MARKER_DEPTH * depth * ray.directions.reshape(3).cpu()
+        origin, direction = ray.origins.reshape(3).cpu(), ray.directions.reshape(3).cpu()
         clicks.append(
             EvaluatedClick(
                 jacobian=jacobian,
                 head=head,
                 accumulation=float(outputs["accumulation"].reshape(-1)[0]),
                 color=tuple(round(float(c), 2) for c in outputs["rgb"].reshape(3)),  # type: ignore[arg-type]
-                marker=vector(marker),
+                origin=vector(origin),
+                surface=vector(origin + depth * direction),
+                marker=vector(origin + MARKER_DEPTH * depth * direction),
             )
         )
     return clicks

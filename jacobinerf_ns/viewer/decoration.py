@@ -4,7 +4,9 @@ viewer's state, so a frame never mixes two states (the viewer renders in its own
 * ``jacobinerf_response``: the selected click's response relative to its response to itself (heatmap);
 * ``jacobinerf_selection``: the RGB with the selected entity (relative response > threshold) highlighted;
 * ``jacobinerf_labels``: the labels of the label clicks over the RGB: class score ``s_c`` = max response over the
-  class's clicks, label = ``argmax_c s_c``, pixels whose ray hits nothing unlabelled (as ``jacobinerf-label``);
+  class's clicks, label = ``argmax_c s_c``, pixels whose ray hits nothing or that resemble no click
+  (:func:`~jacobinerf_ns.propagation.labelling.explained` below ``MIN_EXPLAINED``) unlabelled (as ``jacobinerf-label``
+  with its defaults);
 * ``jacobinerf_confidence``: the margin ``(s1 − s2) / max(s1, ε)`` of the two best class scores (heatmap, 0 = a
   tie: click there next); 1 where the ray hits nothing (nothing to label).
 """
@@ -18,7 +20,14 @@ import torch
 from torch import Tensor
 
 from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, relative_responses
-from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION, class_scores, confidence, label_ids
+from jacobinerf_ns.propagation.labelling import (
+    MIN_ACCUMULATION,
+    MIN_EXPLAINED,
+    class_scores,
+    confidence,
+    explained,
+    label_ids,
+)
 from jacobinerf_ns.visualization import highlight, label_overlay
 
 RESPONSE, SELECTION = "jacobinerf_response", "jacobinerf_selection"
@@ -39,12 +48,14 @@ class Decoration:
     """Class id (position in the classes + 1) of each label click."""
     colors: Tensor
     """``(C + 1, 3)`` class colours, 0 = unlabelled."""
+    sigma: float
+    """σ of the probe: label clicks perturb by σ along their unit-length Jacobians."""
 
 
 def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
     """Replaces the raw ``(H, W, K)`` responses of ``outputs`` by the viewer's outputs (in place; returns it)."""
     raw = {space: outputs.pop(key) for space, key in RESPONSES.items() if key in outputs}
-    outputs.pop(JACOBIAN_NORM, None)  # used by suggestions (their own renders), not shown
+    pixel_norms = outputs.pop(JACOBIAN_NORM, None)  # not shown
     if not raw:
         return outputs
     responses = raw[decoration.space]
@@ -58,6 +69,9 @@ def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
         scores = class_scores(responses, decoration.label_ids, len(decoration.colors) - 1)
         hit = outputs["accumulation"][..., 0] >= MIN_ACCUMULATION
         margin = confidence(scores)
-        outputs[LABELS] = label_overlay(rgb, label_ids(scores, margin, hit=hit), decoration.colors)
+        unit = torch.ones(responses.shape[-1], dtype=responses.dtype, device=responses.device)
+        resemblance = explained(responses, unit, pixel_norms[..., 0], decoration.sigma)
+        ids = label_ids(scores, margin, hit=hit, resemblance=resemblance, min_explained=MIN_EXPLAINED)
+        outputs[LABELS] = label_overlay(rgb, ids, decoration.colors)
         outputs[CONFIDENCE] = torch.where(hit, margin, torch.ones_like(margin))[..., None]
     return outputs

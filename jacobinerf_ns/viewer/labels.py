@@ -61,12 +61,17 @@ class LegendEntry:
 
 class LabelClicks:
     """Classes and label clicks on one model; ``scene()`` gives the run's :class:`~jacobinerf_ns.scene.Scene`
-    (``None``: clicks stay in nerfstudio's frame), ``changed()`` runs after every change."""
+    (``None``: clicks stay in nerfstudio's frame), ``changed()`` runs after every change, ``check(click)`` says whether
+    a new click's surface may be a floater (``""``: no)."""
 
     def __init__(
-        self, model: JacobiNerfModel, scene: Callable[[], Optional[Scene]], changed: Callable[[], None]
+        self,
+        model: JacobiNerfModel,
+        scene: Callable[[], Optional[Scene]],
+        changed: Callable[[], None],
+        check: Callable[[EvaluatedClick], str],
     ) -> None:
-        self.model, self.scene, self.changed = model, scene, changed
+        self.model, self.scene, self.changed, self.check = model, scene, changed, check
         self.classes: List[str] = []
         self.clicks: List[LabelClick] = []
 
@@ -91,7 +96,7 @@ class LabelClicks:
         self.changed()
         return (
             f"Painted '{name}' ({self.count(name)} of {len(self.clicks)} label clicks): "
-            "see the jacobinerf_labels and jacobinerf_confidence outputs."
+            "see the jacobinerf_labels and jacobinerf_confidence outputs." + self.check(click)
         )
 
     def replace(self, classes: Sequence[str], clicks: Sequence[LabelClick]) -> None:

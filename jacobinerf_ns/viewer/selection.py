@@ -20,10 +20,17 @@ if TYPE_CHECKING:
 
 
 class Selection:
-    """The selected click of one model; ``changed()`` runs after every selection."""
+    """The selected click of one model; ``changed()`` runs after every selection, ``check(click)`` says whether its
+    surface may be a floater (``""``: no)."""
 
-    def __init__(self, model: JacobiNerfModel, settings: ViewerSettings, changed: Callable[[], None]) -> None:
-        self.model, self.settings, self.changed = model, settings, changed
+    def __init__(
+        self,
+        model: JacobiNerfModel,
+        settings: ViewerSettings,
+        changed: Callable[[], None],
+        check: Callable[[EvaluatedClick], str],
+    ) -> None:
+        self.model, self.settings, self.changed, self.check = model, settings, changed, check
         self.clicked: Optional[EvaluatedClick] = None
 
     def select(self, bundle: RayBundle) -> str:
@@ -34,7 +41,7 @@ class Selection:
             return message
         return (
             f"Selected (clicked colour {self.clicked.color}): "
-            "see the jacobinerf_selection and jacobinerf_response outputs."
+            "see the jacobinerf_selection and jacobinerf_response outputs." + self.check(self.clicked)
         )
 
     def self_response(self) -> Tensor:

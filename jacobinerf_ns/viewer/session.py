@@ -1,7 +1,7 @@
 """The viewer's interaction state in plain Python (no viser): the settings and the parts that own one job each —
 :class:`~.selection.Selection`, :class:`~.labels.LabelClicks` (classes, label clicks, legend, markers),
-:class:`~.suggestions.Suggestions`, :class:`~.click_files.ClickFiles` (saving and loading click sets) — plus a
-recolouring.
+:class:`~.suggestions.Suggestions`, :class:`~.click_files.ClickFiles` (saving and loading click sets),
+:class:`~.surface_check.SurfaceCheck` (whether a click's surface may be a floater) — plus a recolouring.
 
 Every change publishes one immutable :class:`~jacobinerf_ns.probe.Probe` on the model (sources = [selection] + label
 clicks, the recolour perturbation, and the :class:`~.decoration.Decoration` that draws the viewer's outputs); the
@@ -27,6 +27,7 @@ from jacobinerf_ns.viewer.labels import LabelClicks
 from jacobinerf_ns.viewer.selection import Selection
 from jacobinerf_ns.viewer.settings import ViewerSettings
 from jacobinerf_ns.viewer.suggestions import Suggestions
+from jacobinerf_ns.viewer.surface_check import SurfaceCheck
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.rays import RayBundle
@@ -44,8 +45,9 @@ class ViewerSession:
     def __init__(self, model: JacobiNerfModel, scene: Optional[Callable[[], Scene]] = None) -> None:
         self.model = model
         self.settings = ViewerSettings()
-        self.selection = Selection(model, self.settings, self.publish)
-        self.labels = LabelClicks(model, lambda: self.scene, self.publish)
+        self.surface_check = SurfaceCheck(model, lambda: self.scene)
+        self.selection = Selection(model, self.settings, self.publish, self.surface_check.warning)
+        self.labels = LabelClicks(model, lambda: self.scene, self.publish, self.surface_check.warning)
         self.suggestions = Suggestions(model, self.settings, self.labels)
         self.files = ClickFiles(model, self.labels, lambda: self.scene)
         self.recolor_delta: Optional[Tensor] = None
@@ -97,6 +99,7 @@ class ViewerSession:
             selection_self_response=None if selected is None else self.selection.self_response(),
             label_ids=self.labels.class_ids(),
             colors=self.labels.colors(),
+            sigma=settings.sigma,
         )
         return Probe(
             torch.cat(sources) if sources else None,

@@ -1,0 +1,46 @@
+"""How well a ``jacobinerf-label`` export's point cloud lies on a scene's true surface
+(:mod:`jacobinerf_ns.surface_accuracy`): the scene's depth maps (``depth_file_path`` of its ``transforms.json``)
+back-projected are the truth.
+
+    python bench/point_cloud_accuracy.py --export labelled/ --data DATA [--depth-scale 0.001] [--json out.json]
+
+Prints, for ``labelled_points.ply``: its points, the share within ``max(5 cm, two pixel footprints)`` of the true
+surface (accuracy), the share of the true surface with a point within that distance (completeness), the median
+distance, and the share of the pixels without a true surface (depth 0) that ``ids/`` labels (background).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from plyfile import PlyData
+
+from jacobinerf_ns.surface_accuracy import background_share, surface_shares, true_surface
+
+
+def measure(export: Path, data: Path, depth_scale: float) -> dict:
+    vertex = PlyData.read(str(export / "labelled_points.ply"))["vertex"]
+    points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=-1).astype(np.float64)
+    figures = {"points": len(points), **surface_shares(points, true_surface(data, depth_scale))}
+    figures["background_labelled"] = background_share(export, data, depth_scale)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--export", type=Path, required=True, help="a jacobinerf-label output folder")
+    parser.add_argument("--data", type=Path, required=True, help="the nerfstudio-data folder with the true depth")
+    parser.add_argument("--depth-scale", type=float, default=1e-3, help="poses' units per depth unit (mm → m)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    figures = measure(args.export, args.data, args.depth_scale)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""A point cloud against a scene's true surface: the ground-truth depth maps of a nerfstudio-data folder
+back-projected, each true point with the distance within which a point counts as on it, ``max(min_distance,
+footprints × distance / fx)`` (``footprints`` pixel footprints of its own frame).
+
+* accuracy: share of the cloud's points within the tolerance of their nearest true point;
+* completeness: share of the true points with a cloud point within their tolerance;
+* background: share of the pixels without a true surface (depth 0) that an export labels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+MIN_DISTANCE = 0.05
+"""Metres (the poses' units) within which a point always counts as on the surface."""
+FOOTPRINTS = 2.0
+"""Pixel footprints within which a point counts as on the surface, where that is more than :data:`MIN_DISTANCE`."""
+
+
+@dataclass(frozen=True)
+class TrueSurface:
+    points: np.ndarray
+    """``(N, 3)`` true surface points in the poses' frame."""
+    tolerances: np.ndarray
+    """``(N,)`` distance within which a point counts as on each."""
+
+
+def _frames(data_dir: Path) -> Tuple[dict, list]:
+    meta = json.loads((Path(data_dir) / "transforms.json").read_text())
+    return meta, [frame for frame in meta["frames"] if "depth_file_path" in frame]
+
+
+def true_depth(data_dir: Path, frame: dict, depth_scale: float) -> np.ndarray:
+    """``(H, W)`` z-depth of one frame of ``transforms.json`` in the poses' units (0: no surface)."""
+    from PIL import Image
+
+    return np.asarray(Image.open(Path(data_dir) / frame["depth_file_path"]), dtype=np.float64) * depth_scale
+
+
+def true_surface(
+    data_dir: Path, depth_scale: float = 1e-3, min_distance: float = MIN_DISTANCE, footprints: float = FOOTPRINTS
+) -> TrueSurface:
+    """The true surface of every frame with a ``depth_file_path`` (pinhole, OpenGL poses; ``depth_scale``: poses'
+    units per depth unit, nerfstudio's ``depth_unit_scale_factor``)."""
+    meta, frames = _frames(data_dir)
+    points, tolerances = [], []
+    for frame in frames:
+        depth = true_depth(data_dir, frame, depth_scale)
+        fx, fy, cx, cy = (float(frame.get(key, meta.get(key))) for key in ("fl_x", "fl_y", "cx", "cy"))
+        scale = depth.shape[1] / float(frame.get("w", meta.get("w", depth.shape[1])))  # depth maps may be resized
+        ys, xs = np.mgrid[: depth.shape[0], : depth.shape[1]] + 0.5
+        rays = np.stack([(xs - cx * scale) / (fx * scale), -(ys - cy * scale) / (fy * scale), -np.ones_like(xs)])
+        pose = np.array(frame["transform_matrix"], dtype=np.float64)
+        valid = depth > 0
+        camera = (rays * depth)[:, valid]
+        points.append(camera.T @ pose[:3, :3].T + pose[:3, 3])
+        tolerances.append(np.maximum(min_distance, footprints * np.linalg.norm(camera, axis=0) / (fx * scale)))
+    return TrueSurface(np.concatenate(points), np.concatenate(tolerances))
+
+
+def surface_shares(points: np.ndarray, truth: TrueSurface) -> Dict[str, float]:
+    """Accuracy and completeness of ``(P, 3)`` points (the poses' frame), and their median distance to the truth."""
+    from scipy.spatial import cKDTree
+
+    if len(points) == 0:
+        return {"accuracy": float("nan"), "completeness": 0.0, "median_distance": float("nan")}
+    distance, nearest = cKDTree(truth.points).query(points)
+    covered, _ = cKDTree(points).query(truth.points)
+    return {
+        "accuracy": float(np.mean(distance <= truth.tolerances[nearest])),
+        "completeness": float(np.mean(covered <= truth.tolerances)),
+        "median_distance": float(np.median(distance)),
+    }
+
+
+def background_share(export_dir: Path, data_dir: Path, depth_scale: float = 1e-3) -> Optional[float]:
+    """Share of the pixels without a true surface that the export's ``ids/`` label (``None``: no such pixel)."""
+    from PIL import Image
+
+    _, frames = _frames(data_dir)
+    background = labelled = 0
+    for frame in frames:
+        ids_path = Path(export_dir) / "ids" / f"{Path(frame['file_path']).stem}.png"
+        if not ids_path.is_file():
+            continue
+        ids = np.asarray(Image.open(ids_path))
+        empty = Image.fromarray((true_depth(data_dir, frame, depth_scale) == 0).astype(np.uint8))
+        empty = np.asarray(empty.resize(ids.shape[::-1], Image.NEAREST)).astype(bool)
+        background += int(empty.sum())
+        labelled += int((empty & (ids != 0)).sum())
+    return labelled / background if background else None

@@ -1,0 +1,225 @@
+"""The multi-view depth-consistency check (depth_consistency.py) on synthetic depth maps of a floor seen by five
+cameras, the clicks and the viewer's click it judges, and the point cloud it filters (label_export.py) on the sample
+scene's true depth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jacobinerf_ns.depth_consistency import DepthView, project, view_support
+from jacobinerf_ns.pointcloud import backproject
+from jacobinerf_ns.propagation.labelling import ClickSurface, unconfirmed_clicks
+from jacobinerf_ns.scene import Frame, Scene
+
+WIDTH, HEIGHT, FOCAL = 40, 30, 30.0
+POSITIONS = [(0.0, 0.0, 2.5), (1.2, 0.0, 2.0), (-1.2, 0.0, 2.0), (0.0, 1.2, 2.0), (0.0, -1.2, 2.0)]
+"""Cameras above the floor z = 0, each looking at the origin."""
+FLOATER = (slice(12, 17), slice(17, 23))
+"""Pixels of camera 0 that render a floater at 0.6 × the floor's distance."""
+
+
+def camera_at(position, target=(0.0, 0.0, 0.0), distortion=None):
+    from nerfstudio.cameras.cameras import Cameras, CameraType
+
+    position, target = torch.tensor(position), torch.tensor(target)
+    forward = torch.nn.functional.normalize(target - position, dim=0)
+    right = torch.nn.functional.normalize(torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0])), dim=0)
+    up = torch.linalg.cross(right, forward)
+    pose = torch.cat([torch.stack([right, up, -forward], dim=1), position[:, None]], dim=1)  # OpenGL: looks along -z
+    return Cameras(
+        camera_to_worlds=pose[None],
+        fx=FOCAL,
+        fy=FOCAL,
+        cx=WIDTH / 2,
+        cy=HEIGHT / 2,
+        width=WIDTH,
+        height=HEIGHT,
+        distortion_params=distortion,
+        camera_type=CameraType.PERSPECTIVE,
+    )
+
+
+def floor_depth(camera) -> torch.Tensor:
+    """``(H, W)`` distance along each pixel's ray to the floor z = 0 (NaN where the ray misses it)."""
+    rays = camera.generate_rays(camera_indices=0, keep_shape=True)
+    distance = -rays.origins[..., 2] / rays.directions[..., 2]
+    return torch.where(distance > 0, distance, torch.full_like(distance, float("nan")))
+
+
+@pytest.fixture(scope="module")
+def views():
+    """The five views; camera 0 renders a floater in front of the floor."""
+    views = [DepthView(camera, floor_depth(camera)) for camera in map(camera_at, POSITIONS)]
+    views[0].depth[FLOATER] *= 0.6
+    return views
+
+
+def points_of(view: DepthView) -> torch.Tensor:
+    """``(H, W, 3)`` points of a view's depth."""
+    return backproject(view.camera, view.depth)
+
+
+def centre(view: DepthView) -> torch.Tensor:
+    return view.camera.camera_to_worlds[0, :3, 3]
+
+
+def test_projection_inverts_nerfstudios_rays_with_distortion():
+    """Points on the rays nerfstudio generates through random pixels project back onto those pixels."""
+    distortion = torch.tensor([[-0.08, 0.02, 0.0, 0.0, 0.003, -0.002]])
+    camera = camera_at((0.3, -0.2, 2.0), (0.1, 0.2, 0.0), distortion)
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(200, 2, generator=generator) * torch.tensor([HEIGHT, WIDTH])  # (row, column)
+    rays = camera.generate_rays(camera_indices=0, coords=pixels)
+    distance = 0.5 + 3 * torch.rand(200, 1, generator=generator)
+    coords, distances, inside = project(rays.origins + rays.directions * distance, camera)
+    torch.testing.assert_close(coords, pixels.flip(-1), atol=2e-3, rtol=0)
+    torch.testing.assert_close(distances, distance[:, 0])
+    assert inside.all()
+    behind = rays.origins - rays.directions * distance
+    assert not project(behind, camera)[2].any()
+    assert not project(torch.tensor([[30.0, 0.0, 0.0]]), camera)[2].any(), "far off the image, not folded into it"
+
+
+def test_points_only_one_view_renders_are_dropped_and_the_floor_is_kept(views):
+    points = points_of(views[0]).reshape(-1, 3)
+    support = view_support(points, views, 0.03, centre(views[0])[None])
+    floater = torch.zeros(HEIGHT, WIDTH, dtype=torch.bool)
+    floater[FLOATER] = True
+    assert (support.agreeing[floater.flatten()] == 0).all(), "every other view sees past the floater"
+    assert (support.seeing[floater.flatten()] >= 2).all()
+    floor = ~floater.flatten()
+    assert (support.agreeing[floor] == support.seeing[floor]).all(), "every view that sees a floor point agrees"
+    assert support.confirmed(2)[floor].float().mean() > 0.8
+    assert not support.confirmed(2)[floater.flatten()].any()
+    assert (support.seeing <= len(views) - 1).all(), "a point's own view does not judge it"
+
+
+def test_a_view_that_shows_something_in_front_of_a_point_does_not_judge_it(views):
+    point = torch.tensor([[0.1, 0.05, 0.0]])  # on the floor, seen by every view
+    before = view_support(point, views, 0.03)
+    assert before.agreeing.item() == before.seeing.item() == len(views) - 1, "view 0 renders the floater there"
+    occluded = list(views)
+    coords, _, _ = project(point, views[1].camera)
+    column, row = coords[0].long().tolist()
+    depth = views[1].depth.clone()
+    depth[row - 2 : row + 3, column - 2 : column + 3] *= 0.5  # an object in front of the point in view 1
+    occluded[1] = DepthView(views[1].camera, depth)
+    after = view_support(point, occluded, 0.03)
+    assert after.agreeing.item() == after.seeing.item() == len(views) - 2
+    assert view_support(point, [occluded[1]], 0.03).seeing.item() == 0
+
+
+def test_a_click_on_a_floater_is_named_in_a_warning(views):
+    rays = views[0].camera.generate_rays(camera_indices=0, keep_shape=True)
+    points = points_of(views[0])
+    origin = rays.origins[14, 20]
+    surfaces = [
+        ClickSurface("clicks[0] ('vase' at images/frame_00000.png x 20.5 y 14.5)", origin, points[14, 20]),
+        ClickSurface("clicks[1] ('floor' at images/frame_00000.png x 5.5 y 5.5)", origin, points[5, 5]),
+    ]
+    warnings = unconfirmed_clicks(surfaces, views, 2, 0.03)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("clicks[0] ('vase' at images/frame_00000.png x 20.5 y 14.5): only 0 of the 4 ")
+    assert "it may be a floater" in warnings[0]
+    assert unconfirmed_clicks(surfaces, views, 0, 0.03) == (), "0 views: no check"
+
+
+class FloorField:
+    """Stands in for a model in eval passes: renders the floor z = 0 (opaque) along any ray."""
+
+    device = "cpu"
+    training = False
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def get_outputs_with_head_inputs(self, bundle):
+        distance = -bundle.origins[:, 2:] / bundle.directions[:, 2:]
+        hit = distance > 0
+        return {"depth": torch.where(hit, distance, torch.zeros_like(distance)), "accumulation": hit.float()}, None
+
+
+def test_the_viewer_warns_about_a_click_on_a_floater(views):
+    from jacobinerf_ns.viewer.click_evaluation import EvaluatedClick
+    from jacobinerf_ns.viewer.surface_check import SurfaceCheck
+
+    frames = tuple(Frame("train", i, view.camera, Path(f"{i}.png"), f"{i}.png") for i, view in enumerate(views))
+    scene = Scene(Path("."), frames, None)
+    check = SurfaceCheck(FloorField(), lambda: scene)
+
+    def click(origin, surface) -> EvaluatedClick:
+        return EvaluatedClick(torch.zeros(1, 3, 2), None, 1.0, (0.5, 0.5, 0.5), origin, surface, surface)
+
+    viewer = (0.3, 0.4, 1.8)  # not a training view
+    assert check.warning(click(viewer, (0.1, 0.05, 0.0))) == ""
+    floater = tuple(0.4 * np.array(viewer) + 0.6 * np.array([0.1, 0.05, 0.0]))  # in front of the floor
+    warning = check.warning(click(viewer, floater))
+    assert warning.startswith(" Warning: only 0 of the 5 other training views") and "may be a floater" in warning
+    on_view = tuple(centre(views[1]).tolist())  # a click from training view 1: that view does not judge it
+    assert "of the 4 other training views" in check.warning(click(on_view, floater))
+    assert SurfaceCheck(FloorField(), lambda: None).warning(click(viewer, floater)) == "", "no scene: no check"
+
+
+def test_the_point_cloud_keeps_labelled_points_the_views_agree_on(sample_scene, tmp_path):
+    """The sample scene's true depth as renders, a floater painted into one frame, half of every frame unlabelled."""
+    from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
+    from jacobinerf_ns.label_export import POINTS, ExportFolder
+    from jacobinerf_ns.scene import scene_from_outputs
+    from jacobinerf_ns.surface_accuracy import surface_shares, true_surface
+
+    parser = LabelledNerfstudioDataParserConfig(data=sample_scene).setup()
+    scene = scene_from_outputs(sample_scene, {"train": parser.get_dataparser_outputs("train")})
+    folder = ExportFolder(tmp_path / "out")
+    for kind in ("depth", "ids"):
+        (tmp_path / "out" / kind).mkdir(parents=True)
+    scale = float(scene.outputs.dataparser_scale)
+    for index, frame in enumerate(scene.frames):
+        z = np.asarray(Image.open(sample_scene / "depth" / f"{frame.stem}.png")) / 1000.0
+        rays = frame.camera.generate_rays(camera_indices=0, keep_shape=True)
+        optical_axis = -frame.camera.camera_to_worlds[0, :3, 2]
+        distance = scale * z / (rays.directions @ optical_axis).numpy()  # z-depth → distance along the unit ray
+        if index == 0:
+            distance[10:40, 36:60] *= 0.6  # a floater only this frame renders (in the labelled half)
+        np.save(folder.frame_path("depth", frame), distance.astype(np.float32))
+        ids = np.ones_like(z, dtype=np.uint8)
+        ids[:, : ids.shape[1] // 2] = 0  # unlabelled: out of the point cloud
+        Image.fromarray(ids).save(folder.frame_path("ids", frame))
+    judges = folder.depth_views(scene.frames)
+    truth = true_surface(sample_scene)
+
+    def shares(min_views: int):
+        _, _, kept = folder.write_points(scene, scene.frames, None, judges, min_views, 0.03)
+        from plyfile import PlyData
+
+        vertex = PlyData.read(str(tmp_path / "out" / POINTS))["vertex"]
+        assert set(np.unique(vertex["label"])) == {1}, "unlabelled pixels stay out"
+        points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=-1).astype(np.float64)
+        return surface_shares(points, truth), kept
+
+    unfiltered, kept_all = shares(0)
+    filtered, kept = shares(2)
+    assert kept_all == 1.0 and kept < 1.0
+    assert unfiltered["accuracy"] < 0.99 and filtered["accuracy"] > 0.999, (unfiltered, filtered)
+    assert filtered["completeness"] > 0.9 * unfiltered["completeness"], (unfiltered, filtered)
+
+
+def test_the_label_commands_defaults_are_the_librarys():
+    """``jacobinerf-label`` spells its defaults out (its ``--help`` imports no torch); they are the library's."""
+    from dataclasses import fields
+
+    from jacobinerf_ns.commands.label import Label
+    from jacobinerf_ns.depth_consistency import DEPTH_TOLERANCE, MIN_AGREEING_VIEWS
+    from jacobinerf_ns.propagation.labelling import MIN_EXPLAINED
+
+    defaults = {field.name: field.default for field in fields(Label)}
+    assert defaults["min_explained"] == MIN_EXPLAINED
+    assert defaults["min_agreeing_views"] == MIN_AGREEING_VIEWS
+    assert defaults["depth_tolerance"] == DEPTH_TOLERANCE
