@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jacobinerf_ns"
 LAYERS = [  # lowest first; a module may import modules of its own layer or below, never above (docs/architecture.md)
     {"errors", "files", "cache", "jacobians", "metrics", "visualization", "sample_scene", "deferred"},
     {"compat", "labels", "clicks", "scene", "probe", "field", "shaping", "pointcloud"},
-    {"surrogates", "dataparsers"},
+    {"surrogates", "dataparsers", "segmentation"},
     {"model", "model_config"},
     {"propagation"},
     {"evaluation", "label_export", "datamanager", "viewer"},
