@@ -20,6 +20,7 @@ from tests.helpers import (
     TRAINED_SHAPING_START,
     TRAINED_STEPS,
     train_tiny,
+    unreachable_url,
 )
 
 
@@ -73,14 +74,9 @@ def tiny_run(sample_scene, tmp_path_factory) -> Path:
 def offline(tmp_path, monkeypatch) -> None:
     """No network for timm's DINO weights, whether or not this machine is online: an empty torch hub cache, and the
     weights' URL on a closed port of this machine, so the real download fails as it does offline."""
-    import socket
-
     from timm.models.registry import _model_pretrained_cfgs
 
-    with socket.socket() as probe:  # a port nobody listens on once closed: the connection is refused
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/{Path(_model_pretrained_cfgs[DINO_MODEL]['url']).name}"
+    url = unreachable_url(Path(_model_pretrained_cfgs[DINO_MODEL]["url"]).name)
     monkeypatch.setitem(_model_pretrained_cfgs[DINO_MODEL], "url", url)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 

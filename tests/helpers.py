@@ -143,6 +143,7 @@ COMMANDS = {  # console scripts → their modules, run with this interpreter (no
     "jacobinerf-export-labels": "jacobinerf_ns.commands.export_labels",
     "jacobinerf-shape": "jacobinerf_ns.commands.shape",
     "jacobinerf-label": "jacobinerf_ns.commands.label",
+    "jacobinerf-masks": "jacobinerf_ns.commands.masks",
 }
 
 TINY_FIELD = [
@@ -158,6 +159,16 @@ TINY_FIELD = [
     "--pipeline.datamanager.dino-short-side", "32",
 ]  # fmt: skip
 """ns-train options of a field that trains in seconds on the sample scene (plumbing, not quality)."""
+
+
+def unreachable_url(file_name: str) -> str:
+    """A URL of ``file_name`` on a port of this machine nobody listens on: fetching it fails as it does offline."""
+    import socket
+
+    with socket.socket() as probe:  # the port is free once closed: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{file_name}"
 
 
 def run_command(command: str, *args, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:

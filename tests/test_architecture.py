@@ -30,7 +30,7 @@ LAYERS = [  # lowest first; a module may import modules of its own layer or belo
         "surface_accuracy",
     },
     {"compat", "labels", "clicks", "scene", "probe", "field", "shaping", "pointcloud", "depth_consistency"},
-    {"surrogates", "dataparsers"},
+    {"surrogates", "dataparsers", "segmentation"},
     {"model", "model_config"},
     {"propagation"},
     {"evaluation", "label_export", "datamanager", "viewer"},
