@@ -44,9 +44,10 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     """Anchors with fewer positives than this fraction of the batch lower the threshold."""
     positive_ratio_high: float = 0.15
     """Anchors with more positives than this fraction of the batch raise the threshold."""
-    depth_loss_mult: float = 1e-3
+    depth_loss_mult: float = 1e-4
     """Weight of nerfstudio's DS-NeRF depth loss (depth-nerfacto's), added when the batch has depth maps (the scene's
-    frames have depth files); 0 turns it off. Scenes without depth never get it."""
+    frames have depth files); 0 turns it off. Scenes without depth never get it. A tenth of depth-nerfacto's weight:
+    its 1e-3 costs shaping its selections (docs/training.md)."""
     depth_sigma: float = 0.01
     """σ of the depth loss, in scene units (depth maps are scaled like the poses: × the dataparser's scale);
     nerfstudio's DS-NeRF loss weights samples at distance t by exp(−(t − d)² / (2σ))."""
