@@ -2,7 +2,8 @@
 
     python bench/replica_propagation.py [--data ../shared/data/replica_office0] [--steps 30000] [--shaping-start 20000]
                                         [--surrogate masks|dino] [--dino-weights PATH] [--device cuda]
-                                        [--masks-dir DIR] [--masks-scope auto|image|scene] [--seed N]
+                                        [--masks-dir DIR] [--masks-scope auto|image|scene] [--contrastive-images N]
+                                        [--seed N]
                                         [--out outputs/bench_replica] [--reuse] [--train-only] [--shaped-only]
                                         [--no-depth]
 
@@ -14,11 +15,11 @@ DINO-2D and the DINO-NeRF-style field are ``--propagation.method`` options evalu
 rows need ``--dino-weights``; without them they are listed as not run). Prints one table in the shape of the
 paper's Tables 1–2 (semantic and instance; sparse and dense; 2D and 3D) with PSNR, wall time and peak memory (RSS of
 the process tree), all from one invocation; ``--reuse`` keeps runs and evaluations done by an earlier invocation (their
-recorded times and memory are reported). The surrogate used for shaping is named in the table. ``--masks-dir`` and
-``--masks-scope`` are the datamanager's options for the masks surrogate (e.g. masks renumbered per image by
-``bench/renumber_masks.py``), ``--seed`` the training seed (``--machine.seed``); ``--shaped-only`` trains the JacobiNeRF
-run alone (with ``--train-only``: for ``bench/compare_runs.py``). office_0 has depth maps, so the runs train with
-the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``; give that its own
+recorded times and memory are reported). The surrogate used for shaping is named in the table. ``--masks-dir``,
+``--masks-scope`` and ``--contrastive-images`` are the datamanager's options for the masks surrogate (e.g. masks
+renumbered per image by ``bench/renumber_masks.py``), ``--seed`` the training seed (``--machine.seed``); ``--shaped-
+only`` trains the JacobiNeRF run alone (with ``--train-only``: for ``bench/compare_runs.py``). office_0 has depth maps,
+so the runs train with the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``; give that its own
 ``--out``: ``--reuse`` does not tell the two apart).
 """
 
@@ -105,6 +106,11 @@ def train(run: str, args, shaping_start: int) -> Dict:
         *(["--pipeline.datamanager.masks-dir", str(args.masks_dir)] if args.masks_dir else []),
         "--pipeline.datamanager.masks-scope",
         args.masks_scope,
+        *(
+            ()
+            if args.contrastive_images is None
+            else ("--pipeline.datamanager.contrastive-images", str(args.contrastive_images))
+        ),
         "--machine.seed",
         str(args.seed),
         *(REPLICA_SMALL_FIELD if args.small_field else []),
@@ -192,6 +198,7 @@ def main() -> None:
     parser.add_argument("--dino-weights", type=Path, default=None)
     parser.add_argument("--masks-dir", type=Path, default=None, help="masks surrogate: masks from files")
     parser.add_argument("--masks-scope", default="auto", choices=["auto", "image", "scene"])
+    parser.add_argument("--contrastive-images", type=int, default=None, help="images per batch")
     parser.add_argument("--seed", type=int, default=42, help="training seed (nerfstudio's default: 42)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small-field", action="store_true")
