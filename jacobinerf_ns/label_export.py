@@ -6,7 +6,8 @@ and point cloud it ends with.
     OUT/overlay/<stem>.png       class colours over the image
     OUT/confidence/<stem>.png    8-bit confidence (margin of the two best class scores)
     OUT/depth/<stem>.npy         rendered depth along each pixel's ray (nerfstudio's frame, NaN: hits nothing)
-    OUT/labelled_points.ply      labelled pixels fused from depth/ where the views agree, voxel majority vote,
+    OUT/labelled_points.ply      labelled pixels fused at the captured depth where the rendered one agrees with it,
+                                 else at depth/ where the views agree; voxel majority vote,
                                  original frame, RGB + int32 label
     OUT/classes.json             id → name, colour (the jacobinerf-data layout)
     OUT/transforms.json          the input's frames + semantics_file_path → ids/: written last, marks a complete export
@@ -22,13 +23,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from jacobinerf_ns import files
-from jacobinerf_ns.depth_consistency import DepthView, camera_centre, view_support
+from jacobinerf_ns.depth_consistency import DepthView, agreement, camera_centre, view_support
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import read_label_map
 from jacobinerf_ns.pointcloud import VoxelVote, backproject, to_original_frame, write_ply
@@ -148,11 +149,16 @@ class ExportFolder:
         judges: Sequence[DepthView],
         min_views: int,
         tolerance: float,
+        captured: Optional[Callable[[Frame], Optional[torch.Tensor]]] = None,
     ) -> Tuple[int, float, float]:
-        """Fuses the frames' labelled pixels (id ≠ 0) that at least ``min_views`` of the ``judges`` (other than the
-        pixel's own frame) agree on (:func:`~jacobinerf_ns.depth_consistency.view_support`; 0: every labelled pixel)
-        into ``labelled_points.ply``, with image colours and ids; returns (points, voxel, share of the labelled pixels
-        kept).
+        """Fuses the frames' labelled pixels (id ≠ 0) into ``labelled_points.ply`` (image colours, ids; voxel
+        majority vote); returns (points, voxel, share of the labelled pixels kept).
+
+        Where ``captured(frame)`` gives the capture's depth (distances along the rays, NaN: none;
+        :func:`~jacobinerf_ns.pointcloud.captured_distance`), a pixel is fused at the captured depth, and only if the
+        rendered depth agrees with it (``|r − c| ≤ τ c``: its label is the captured surface's, not a floater's).
+        Elsewhere it is fused at the rendered depth, and only if at least ``min_views`` of the ``judges`` (other
+        than its own frame) agree (:func:`~jacobinerf_ns.depth_consistency.view_support`; 0: no check).
 
         Default voxel: the footprint of one pixel (``distance / fx``) at the near end of the rendered distances
         (:data:`FOOTPRINT_PERCENTILE`), so the cloud keeps about the detail of one view whatever the scene's units,
@@ -164,20 +170,24 @@ class ExportFolder:
         vote = VoxelVote(voxel_size)
         labelled = kept = 0
         for frame in frames:
-            depth = self._depth(frame)
+            rendered = self._depth(frame)
             ids = torch.from_numpy(read_label_map(self.frame_path("ids", frame)).astype(np.int64))
-            chosen = torch.isfinite(depth) & (ids != 0)
-            points = backproject(frame.camera, torch.nan_to_num(depth))[chosen]
-            colors = to_uint8(load_rgb(frame.image, *depth.shape))[chosen.numpy()]
-            labels = ids[chosen]
-            labelled += len(points)
+            chosen = torch.isfinite(rendered) & (ids != 0)
+            labelled += int(chosen.sum())
+            sensor = None if captured is None else captured(frame)
+            if sensor is None:
+                sensor = torch.full_like(rendered, float("nan"))
+            has_sensor = torch.isfinite(sensor)
+            chosen &= ~has_sensor | agreement(torch.nan_to_num(rendered), sensor, tolerance)[0]
+            distance = torch.where(has_sensor, sensor, torch.nan_to_num(rendered))
+            points = backproject(frame.camera, distance)
             if min_views > 0:
-                confirmed = view_support(points, judges, tolerance, camera_centre(frame.camera)[None]).confirmed(
-                    min_views
-                )
-                points, colors, labels = points[confirmed], colors[confirmed.numpy()], labels[confirmed]
-            kept += len(points)
-            vote.add(to_original_frame(points, scene.outputs).numpy(), colors, labels.numpy())
+                unchecked = chosen & ~has_sensor
+                support = view_support(points[unchecked], judges, tolerance, camera_centre(frame.camera)[None])
+                chosen[unchecked] = support.confirmed(min_views)
+            kept += int(chosen.sum())
+            colors = to_uint8(load_rgb(frame.image, *rendered.shape))[chosen.numpy()]
+            vote.add(to_original_frame(points[chosen], scene.outputs).numpy(), colors, ids[chosen].numpy())
         points, colors, labels = vote.result()
         write_ply(self.root / POINTS, points, colors, labels)
         return len(points), voxel_size, kept / max(labelled, 1)

@@ -30,6 +30,24 @@ def backproject(camera: Cameras, depth: Tensor) -> Tensor:
     return rays.origins + rays.directions * depth.reshape(*depth.shape[:2], 1).to(rays.origins)
 
 
+def captured_distance(camera: Cameras, depth_file: Path, scale: float, euclidean: bool = False) -> Tensor:
+    """``(H, W)`` a capture's depth map as distances along a one-camera ``camera``'s unit rays (what
+    :func:`backproject` takes), NaN where the capture has no depth (0).
+
+    Read as nerfstudio's depth loss reads it (``get_depth_image_from_path``: file values × ``scale``, resized to the
+    camera with nearest neighbours): z-depth, so the distance is ``z · |d̃|`` with ``d̃`` the ray direction before
+    normalisation (nerfstudio's ``directions_norm``); ``euclidean`` maps already hold distances.
+    """
+    from nerfstudio.data.utils.data_utils import get_depth_image_from_path
+
+    height, width = int(camera.height.flatten()[0]), int(camera.width.flatten()[0])
+    depth = get_depth_image_from_path(Path(depth_file), height, width, scale)[..., 0]
+    if not euclidean:
+        rays = camera.generate_rays(camera_indices=0, keep_shape=True)
+        depth = depth * rays.metadata["directions_norm"][..., 0].to(depth)
+    return torch.where(depth > 0, depth, torch.full_like(depth, float("nan")))
+
+
 def to_original_frame(points: Tensor, outputs: DataparserOutputs) -> Tensor:
     """``(P, 3)`` points from nerfstudio's normalised frame to the frame of the poses the dataparser read."""
     if len(points) == 0:

@@ -50,6 +50,8 @@ class Frame:
     """The image file the dataset loads."""
     name: str
     """``image`` relative to the data folder (POSIX), as clicks name it."""
+    depth_file: Optional[Path] = None
+    """The capture's depth map of this frame (``depth_file_path``), if the dataset has one."""
 
     @property
     def stem(self) -> str:
@@ -64,6 +66,11 @@ class Scene:
     frames: Tuple[Frame, ...]
     outputs: DataparserOutputs
     """Dataparser outputs of one split: every split shares the normalisation (``dataparser_transform``/``scale``)."""
+
+    @property
+    def depth_scale(self) -> float:
+        """Scene units per unit of the depth files: ``depth_unit_scale_factor`` × the dataparser's scale."""
+        return float(self.outputs.metadata["depth_unit_scale_factor"]) * float(self.outputs.dataparser_scale)
 
     def original_poses(self) -> Tensor:
         """``(N, 3, 4)`` OpenGL camera-to-world poses of the frames in the original frame."""
@@ -126,13 +133,15 @@ def scene_from_outputs(data_dir: Path, splits: Dict[str, DataparserOutputs]) -> 
     frames: List[Frame] = []
     seen = set()
     for split, outputs in splits.items():
-        for index, image in enumerate(outputs.image_filenames):
+        depth_files = outputs.metadata.get("depth_filenames") or [None] * len(outputs.image_filenames)
+        for index, (image, depth_file) in enumerate(zip(outputs.image_filenames, depth_files)):
             image = Path(image)
             if image.resolve() in seen:
                 continue
             seen.add(image.resolve())
             name = Path(os.path.relpath(image.resolve(), data_dir.resolve())).as_posix()
-            frames.append(Frame(split, index, outputs.cameras[index : index + 1], image, name))
+            depth_file = None if depth_file is None else Path(depth_file)
+            frames.append(Frame(split, index, outputs.cameras[index : index + 1], image, name, depth_file))
     return Scene(data_dir=data_dir, frames=tuple(frames), outputs=next(iter(splits.values())))
 
 

@@ -168,47 +168,87 @@ def test_the_viewer_warns_about_a_click_on_a_floater(views):
     assert SurfaceCheck(FloorField(), lambda: None).warning(click(viewer, floater)) == "", "no scene: no check"
 
 
-def test_the_point_cloud_keeps_labelled_points_the_views_agree_on(sample_scene, tmp_path):
-    """The sample scene's true depth as renders, a floater painted into one frame, half of every frame unlabelled."""
+def true_depth_export(sample_scene: Path, out: Path, render_error: float = 1.0):
+    """An export folder whose renders are the sample scene's true depth (× ``render_error``), with a floater painted
+    into frame 0 and half of every frame unlabelled; the scene, the folder and each frame's true distances."""
     from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
-    from jacobinerf_ns.label_export import POINTS, ExportFolder
+    from jacobinerf_ns.label_export import ExportFolder
     from jacobinerf_ns.scene import scene_from_outputs
-    from jacobinerf_ns.surface_accuracy import surface_shares, true_surface
 
     parser = LabelledNerfstudioDataParserConfig(data=sample_scene).setup()
     scene = scene_from_outputs(sample_scene, {"train": parser.get_dataparser_outputs("train")})
-    folder = ExportFolder(tmp_path / "out")
+    folder = ExportFolder(out)
     for kind in ("depth", "ids"):
-        (tmp_path / "out" / kind).mkdir(parents=True)
+        (out / kind).mkdir(parents=True)
     scale = float(scene.outputs.dataparser_scale)
+    distances = {}
     for index, frame in enumerate(scene.frames):
         z = np.asarray(Image.open(sample_scene / "depth" / f"{frame.stem}.png")) / 1000.0
         rays = frame.camera.generate_rays(camera_indices=0, keep_shape=True)
         optical_axis = -frame.camera.camera_to_worlds[0, :3, 2]
         distance = scale * z / (rays.directions @ optical_axis).numpy()  # z-depth → distance along the unit ray
+        distances[frame.stem] = distance.copy()
+        distance *= render_error
         if index == 0:
             distance[10:40, 36:60] *= 0.6  # a floater only this frame renders (in the labelled half)
         np.save(folder.frame_path("depth", frame), distance.astype(np.float32))
         ids = np.ones_like(z, dtype=np.uint8)
         ids[:, : ids.shape[1] // 2] = 0  # unlabelled: out of the point cloud
         Image.fromarray(ids).save(folder.frame_path("ids", frame))
+    return scene, folder, distances
+
+
+def fused_shares(folder, truth, *write_points_args):
+    """Accuracy, completeness and median distance of the point cloud ``write_points`` fuses, and its share kept."""
+    from plyfile import PlyData
+
+    from jacobinerf_ns.label_export import POINTS
+    from jacobinerf_ns.surface_accuracy import surface_shares
+
+    _, _, kept = folder.write_points(*write_points_args)
+    vertex = PlyData.read(str(folder.root / POINTS))["vertex"]
+    assert set(np.unique(vertex["label"])) == {1}, "unlabelled pixels stay out"
+    points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=-1).astype(np.float64)
+    return surface_shares(points, truth), kept
+
+
+def test_the_point_cloud_keeps_labelled_points_the_views_agree_on(sample_scene, tmp_path):
+    """The sample scene's true depth as renders, a floater painted into one frame, half of every frame unlabelled."""
+    from jacobinerf_ns.surface_accuracy import true_surface
+
+    scene, folder, _ = true_depth_export(sample_scene, tmp_path / "out")
     judges = folder.depth_views(scene.frames)
     truth = true_surface(sample_scene)
-
-    def shares(min_views: int):
-        _, _, kept = folder.write_points(scene, scene.frames, None, judges, min_views, 0.03)
-        from plyfile import PlyData
-
-        vertex = PlyData.read(str(tmp_path / "out" / POINTS))["vertex"]
-        assert set(np.unique(vertex["label"])) == {1}, "unlabelled pixels stay out"
-        points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=-1).astype(np.float64)
-        return surface_shares(points, truth), kept
-
-    unfiltered, kept_all = shares(0)
-    filtered, kept = shares(2)
+    unfiltered, kept_all = fused_shares(folder, truth, scene, scene.frames, None, judges, 0, 0.03)
+    filtered, kept = fused_shares(folder, truth, scene, scene.frames, None, judges, 2, 0.03)
     assert kept_all == 1.0 and kept < 1.0
     assert unfiltered["accuracy"] < 0.99 and filtered["accuracy"] > 0.999, (unfiltered, filtered)
     assert filtered["completeness"] > 0.9 * unfiltered["completeness"], (unfiltered, filtered)
+
+
+def test_the_point_cloud_lies_at_the_captured_depth_where_the_render_agrees_with_it(sample_scene, tmp_path):
+    """Renders 2% too far (within the tolerance) and a floater in frame 0: with the scene's depth maps the points
+    lie on the true surface, and the floater's pixels, whose render disagrees with the capture, are dropped."""
+    from jacobinerf_ns.pointcloud import captured_distance
+    from jacobinerf_ns.surface_accuracy import true_surface
+
+    scene, folder, distances = true_depth_export(sample_scene, tmp_path / "out", render_error=1.02)
+    frame = scene.frames[0]
+    assert frame.depth_file == sample_scene / "depth" / f"{frame.stem}.png"
+    captured = captured_distance(frame.camera, frame.depth_file, scene.depth_scale)
+    torch.testing.assert_close(captured, torch.from_numpy(distances[frame.stem]).float(), equal_nan=True)
+
+    def capture(frame):
+        return captured_distance(frame.camera, frame.depth_file, scene.depth_scale)
+
+    judges = folder.depth_views(scene.frames)
+    truth = true_surface(sample_scene)
+    rendered, _ = fused_shares(folder, truth, scene, scene.frames, None, judges, 0, 0.03)
+    fused, kept = fused_shares(folder, truth, scene, scene.frames, None, judges, 0, 0.03, capture)
+    floater = 30 * 24 / (len(scene.frames) * 48 * 32)  # the floater's share of the labelled pixels
+    assert 1.0 - 1.5 * floater < kept < 1.0, "only the floater's pixels disagree with the capture"
+    assert rendered["accuracy"] < 0.99 and fused["accuracy"] > 0.999, (rendered, fused)
+    assert fused["median_distance"] < 0.1 * rendered["median_distance"], (rendered, fused)
 
 
 def test_the_label_commands_defaults_are_the_librarys():

@@ -53,9 +53,12 @@ OBJECTS = {  # instance → a point inside it (sample_scene.PRIMITIVES)
 BACKGROUND = {"floor": (1.2, -1.4, 0.0), "walls": (-2.4, 0.0, 1.2)}
 """Background instance → a point on it: their own classes, so no object's class spreads over them."""
 NAMES = [name for name, *_ in INSTANCES]  # instance id - 1 → name
-OBJECT_POINTS_ON_SURFACE = 0.25
-"""Share of the objects' points within 5 cm of the true surface that the point cloud must exceed: 0.31-0.83 across
-machine seeds (docs/testing.md), ~0 for points placed anywhere else; the target (95%) is an expected failure."""
+RENDERED_POINTS_ON_SURFACE = 0.75
+"""Share of the points fused at the rendered depth that must lie on the true surface (0.86-0.98 across machine seeds,
+docs/testing.md); the target (95%) is an expected failure."""
+OBJECT_POINTS_ON_SURFACE = 0.7
+"""Share of the objects' points (fused at the rendered depth) within 5 cm of the true surface that the point cloud
+must exceed: 0.87-0.97 across machine seeds (docs/testing.md), ~0 for points placed anywhere else."""
 
 
 def label(*args, cwd: Path, in_process: bool = True) -> subprocess.CompletedProcess:
@@ -221,12 +224,28 @@ def test_the_output_is_a_labelled_scene_with_the_input_images_and_poses(export, 
 
 
 @pytest.fixture(scope="module")
-def point_cloud(export, sample_scene):
-    """The export's point cloud (Open3D's tensor API) and each point's distance to the true surface."""
+def rendered_export(export, runs, click_set_file, tmp_path_factory) -> Path:
+    """The export's point cloud fused again at the rendered depth (``--no-captured-depth``), as for a capture
+    without depth maps: the rerun keeps the export's frames and writes only the point cloud and the final files."""
+    out = tmp_path_factory.mktemp("rendered") / "labelled"
+    shutil.copytree(export[0], out)
+    (out / "transforms.json").unlink()
+    config = runs["other"] / "config.yml"
+    result = label("--load-config", config, "--clicks", click_set_file, "--output-dir", out, "--no-captured-depth",
+                   cwd=out.parent)  # fmt: skip
+    assert result.returncode == 0, output(result)[-4000:]
+    assert f"Resuming: {SCENE_VIEWS} of {SCENE_VIEWS} frames already" in result.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def point_cloud(rendered_export, sample_scene):
+    """The point cloud fused at the rendered depth (Open3D's tensor API) and each point's distance to the true
+    surface."""
     import open3d as o3d
     from scipy.spatial import cKDTree
 
-    cloud = o3d.t.io.read_point_cloud(str(export[0] / "labelled_points.ply"))
+    cloud = o3d.t.io.read_point_cloud(str(rendered_export / "labelled_points.ply"))
     distance, _ = cKDTree(true_surface(sample_scene).points).query(cloud.point["positions"].numpy())
     return cloud, distance
 
@@ -247,21 +266,50 @@ def test_the_point_cloud_has_an_int32_label_open3d_reads_in_the_original_frame(p
     assert np.mean(distance[on_objects] < 0.05) > OBJECT_POINTS_ON_SURFACE, np.percentile(distance, [10, 50, 90])
 
 
-@pytest.fixture(scope="module")
-def surface(export, sample_scene) -> dict:
-    """Accuracy and completeness of the export's point cloud against the scene's true surface (ground-truth depth
+def shares_of(export: Path, sample_scene: Path, name: str) -> dict:
+    """Accuracy and completeness of an export's point cloud against the scene's true surface (ground-truth depth
     back-projected; a point counts within max(5 cm, two pixel footprints))."""
     import open3d as o3d
 
-    points = o3d.t.io.read_point_cloud(str(export[0] / "labelled_points.ply")).point["positions"].numpy()
+    points = o3d.t.io.read_point_cloud(str(export / "labelled_points.ply")).point["positions"].numpy()
     shares = surface_shares(points, true_surface(sample_scene))
-    print("point cloud: accuracy / completeness", shares)  # the figures the thresholds were calibrated on
+    print(f"point cloud {name}: accuracy / completeness", shares)  # the figures the thresholds were calibrated on
     return shares
 
 
+@pytest.fixture(scope="module")
+def surface(export, sample_scene) -> dict:
+    """The figures of the export's point cloud: fused at the scene's captured depth (the default)."""
+    return shares_of(export[0], sample_scene, "at the captured depth")
+
+
+@pytest.fixture(scope="module")
+def rendered_surface(rendered_export, sample_scene) -> dict:
+    """The figures of the point cloud fused at the rendered depth, where the views agree."""
+    return shares_of(rendered_export, sample_scene, "at the rendered depth")
+
+
 def test_the_whole_point_cloud_lies_on_the_true_surface(surface):
-    """≥ 95% of the points on the true surface: the multi-view depth-consistency filter drops floaters."""
-    assert surface["accuracy"] >= 0.95, surface
+    """With the capture's depth maps, the points lie on the captured surface: pixels whose render disagrees with the
+    capture (a floater's label) are dropped, and the rest are fused at the captured depth."""
+    assert surface["accuracy"] >= 0.99, surface
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="At the rendered depth, 86-90% of the points lie on the true surface on machine seeds 1-3 (98% on seed "
+    "42, docs/testing.md): the test recipe's field renders parts of the walls and floor a few percent in front of "
+    "or behind their true place, consistently in every view, so the views' agreement cannot reject them. Better "
+    "geometry (a longer or larger field, depth in training) is what fixes it.",
+)
+def test_without_captured_depth_the_whole_point_cloud_lies_on_the_true_surface(rendered_surface):
+    """≥ 95% of the points fused at the rendered depth on the true surface (the target without depth maps)."""
+    assert rendered_surface["accuracy"] >= 0.95, rendered_surface
+
+
+def test_without_captured_depth_most_of_the_point_cloud_lies_on_the_true_surface(rendered_surface):
+    """The multi-view filter's floor: 86-98% of the points on the true surface across machine seeds."""
+    assert rendered_surface["accuracy"] > RENDERED_POINTS_ON_SURFACE, rendered_surface
 
 
 @pytest.mark.xfail(

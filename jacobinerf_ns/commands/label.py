@@ -5,9 +5,9 @@ a click set (``docs/clicks.md``).
 
 Writes ``ids/``, ``overlay/``, ``confidence/`` per frame, then ``labelled_points.ply``, ``classes.json`` and
 ``transforms.json`` (the output folder is a labelled nerfstudio-data scene: ``ns-train ... --data labelled/``); the
-layout is :mod:`jacobinerf_ns.label_export`. A rerun into the same folder resumes an interrupted export. The training
-frames' rendered depths judge the point cloud's points and each click's surface
-(:mod:`jacobinerf_ns.depth_consistency`).
+layout is :mod:`jacobinerf_ns.label_export`. A rerun into the same folder resumes an interrupted export. The point
+cloud takes the capture's depth where the scene has it; elsewhere the training frames' rendered depths judge its
+points (:mod:`jacobinerf_ns.depth_consistency`), as they judge each click's surface.
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ class Label:
     """A labelled pixel enters the point cloud, and a click's surface passes, when at least this many other training
     views render a surface where it is (0: no depth check)."""
     depth_tolerance: float = 0.03  # depth_consistency.DEPTH_TOLERANCE
-    """Relative distance within which a view's rendered depth agrees with a point's."""
+    """Relative distance within which a view's rendered depth agrees with a point's (or with the captured depth)."""
+    captured_depth: bool = True
+    """Where the scene has depth maps (depth_file_path), fuse the point cloud at the captured depth, keeping the
+    pixels whose rendered depth agrees with it; else (or with --no-captured-depth) at the rendered depth."""
     overwrite: bool = False
     """Replace an export (or write into a non-empty folder) instead of refusing."""
     force: bool = False
@@ -85,6 +88,7 @@ class Label:
         judge_frames = [frame for frame in frames if frame.split == "train"] or frames
         self.check_judges(judge_frames)
         model = pipeline.model
+        captured = self.captured_depths(frames, scene, model)
         clicks = resolve_clicks(model, click_set, scene, str(self.clicks))
         folder = ExportFolder(self.output_dir)
         folder.prepare(self.identity(click_set.digest(), checkpoint), scene, self.overwrite)
@@ -106,7 +110,7 @@ class Label:
         for warning in unconfirmed_clicks(clicks.surfaces, judges, self.min_agreeing_views, self.depth_tolerance):
             CONSOLE.print(f"[yellow]jacobinerf: {warning}")
         points, voxel, kept = folder.write_points(
-            scene, frames, self.voxel_size, judges, self.min_agreeing_views, self.depth_tolerance
+            scene, frames, self.voxel_size, judges, self.min_agreeing_views, self.depth_tolerance, captured
         )
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
@@ -115,6 +119,10 @@ class Label:
             if self.min_agreeing_views
             else "every labelled pixel: no depth check"
         )
+        if captured is not None:
+            views = self.min_agreeing_views
+            elsewhere = f", elsewhere where {views} other views agree" if views else ""
+            checked = f"{kept:.0%} of the labelled pixels: at the captured depth where the render agrees{elsewhere}"
         CONSOLE.print(
             f"Labelled {len(frames)} frames into {self.output_dir} (ids/, overlay/, confidence/); "
             f"{points} points in labelled_points.ply (voxel {voxel:.4g}; {checked}); classes.json and "
@@ -159,6 +167,25 @@ class Label:
                     "and the clicks projects into perspective cameras only; pass --min-agreeing-views 0 to export "
                     "without it."
                 )
+
+    def captured_depths(self, frames, scene, model):
+        """What fuses each frame at the capture's depth (``None`` when no frame has a depth map or with
+        ``--no-captured-depth``); a depth map that is gone stops the export before it starts."""
+        from jacobinerf_ns.pointcloud import captured_distance
+
+        with_depth = [frame for frame in frames if frame.depth_file is not None]
+        if not self.captured_depth or not with_depth:
+            return None
+        missing = [frame.depth_file for frame in with_depth if not frame.depth_file.is_file()]
+        if missing:
+            raise JacobiNerfError(
+                f"The depth map {missing[0]} of the run's data is missing ({len(missing)} of {len(with_depth)}): "
+                "restore it, or pass --no-captured-depth to fuse the point cloud at the rendered depth."
+            )
+        scale, euclidean = scene.depth_scale, bool(model.config.is_euclidean_depth)
+        return lambda frame: (
+            None if frame.depth_file is None else captured_distance(frame.camera, frame.depth_file, scale, euclidean)
+        )
 
     def load_run(self):
         """The run's pipeline (ns-eval's loader) and its checkpoint."""
