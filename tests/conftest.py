@@ -1,10 +1,16 @@
 """Shared fixtures: the one sample scene (generated, never downloaded) and the runs trained on it, each built once
-per session: ``trained_run`` (the demo's recipe, for quality) and ``tiny_run`` (a tiny field, for plumbing)."""
+per session: ``trained_run`` (the demo's recipe, for quality) and ``tiny_run`` (a tiny field, for plumbing).
+
+``bash scripts/test.sh`` runs the files in two processes (pytest-xdist, ``--dist loadfile``): each builds a shared
+fixture only if no other process has (:func:`built_once`), and each runs torch on one thread, so that the two
+processes share the two cores instead of fighting over them.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -23,12 +29,39 @@ from tests.helpers import (
     unreachable_url,
 )
 
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""The pytest-xdist worker this process is (``None``: pytest runs in one process)."""
+if WORKER is not None:
+    os.environ["OMP_NUM_THREADS"] = "1"  # the commands and runs the tests start, too
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)`` once per test session: with several pytest-xdist workers, the first that needs it builds it
+    in the session's shared temporary folder under a file lock, and the others wait for it and reuse it."""
+    if WORKER is None:
+        return build(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # every worker's base folder lies in it
+    built = shared / f"{name}.built"  # holds the built path: written once the build succeeded
+    with FileLock(str(shared / f"{name}.lock")):
+        if not built.is_file():
+            (shared / name).mkdir()
+            built.write_text(str(build(shared / name)))
+    return Path(built.read_text())
+
 
 @pytest.fixture(scope="session")
 def sample_scene(tmp_path_factory) -> Path:
     """The sample scene every test uses; a test that changes it works on a copy."""
-    folder = tmp_path_factory.mktemp("sample_scene") / "scene"
-    return make_sample_scene(folder, num_views=SCENE_VIEWS, width=SCENE_WIDTH, height=SCENE_HEIGHT)
+
+    def make(folder: Path) -> Path:
+        return make_sample_scene(folder / "scene", num_views=SCENE_VIEWS, width=SCENE_WIDTH, height=SCENE_HEIGHT)
+
+    return built_once(tmp_path_factory, "sample_scene", make)
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +76,12 @@ def trained_run(sample_scene, tmp_path_factory) -> Path:
 
     if os.environ.get("JACOBINERF_TRAINED_RUN"):  # reuse a run of this recipe while iterating on tests
         return Path(os.environ["JACOBINERF_TRAINED_RUN"])
-    root = tmp_path_factory.mktemp("trained")
     options = [*TEST_FIELD, "--machine.seed", str(MACHINE_SEED)]
-    return train(sample_scene, root / "runs", TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options)
+
+    def make(folder: Path) -> Path:
+        return train(sample_scene, folder / "runs", TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options)
+
+    return built_once(tmp_path_factory, "trained", make)
 
 
 @pytest.fixture(scope="session")
@@ -56,18 +92,21 @@ def tiny_run(sample_scene, tmp_path_factory) -> Path:
     Its threshold moves by small steps (``TINY_THRESHOLD_STEP``), so that it stays inside its bounds and each shaping
     step shows in its value: a tiny field's Jacobians all look alike, and the default step pins it at its maximum.
     """
-    out = tmp_path_factory.mktemp("tiny_run")
-    result = train_tiny(
-        sample_scene, out,
-        "--max-num-iterations", "6", "--pipeline.model.shaping-start-step", "3", *TINY_THRESHOLD_STEP,
-        "--pipeline.datamanager.surrogate", "masks",
-        "--steps-per-save", "2", "--save-only-latest-checkpoint", "False",
-        "--pipeline.datamanager.cache-dir", str(out / "cache"),
-        in_process=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "MI shaping on from step 3" in result.stdout
-    return out / "run" / "jacobinerf" / "t"
+
+    def make(out: Path) -> Path:
+        result = train_tiny(
+            sample_scene, out,
+            "--max-num-iterations", "6", "--pipeline.model.shaping-start-step", "3", *TINY_THRESHOLD_STEP,
+            "--pipeline.datamanager.surrogate", "masks",
+            "--steps-per-save", "2", "--save-only-latest-checkpoint", "False",
+            "--pipeline.datamanager.cache-dir", str(out / "cache"),
+            in_process=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert "MI shaping on from step 3" in result.stdout
+        return out / "run" / "jacobinerf" / "t"
+
+    return built_once(tmp_path_factory, "tiny_run", make)
 
 
 @pytest.fixture
