@@ -16,9 +16,10 @@
 4. Scores every checkpoint on a pixel bank of the eval views (every 3rd row and column; linear responses, which equal
    the 3D ones in this architecture): sparse semantic and instance mIoU as mean ± std over 3 source views × 3 seeds
    (the protocol's clicks), PSNR, and one-click selection of real objects (the viewer's *Select entity*: a click at
-   the most interior pixel of each object of the source views with ≥ 0.5% of its pixels, selection = response
-   relative to the click's own above a threshold; IoU with the object's mask pooled over the eval views; mean over
-   objects and the share above IoU 0.5) for several thresholds.
+   the most interior pixel of each object of the source views with ≥ 0.5% of its pixels, selection = the pixels
+   whose ``|cos(J_p, J_k)|`` exceeds a threshold, as the viewer selects, or, as it did before, whose response relative
+   to the click's own does; IoU with the object's mask pooled over the eval views; mean over objects and the share
+   above IoU 0.5) for several thresholds.
 5. Writes ``docs/shaping_study.png`` (mIoU and selection vs shaping minutes, one line per setting) and a markdown table
    to ``<out>/study.md``, and names the setting with the highest mean sparse semantic mIoU after 5 minutes whose PSNR
    stays within 0.3 dB of the reference.
@@ -56,6 +57,9 @@ RAYS = 1024
 SEEDS = (0, 1, 2)
 BANK_STRIDE = 3
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+"""Selection thresholds on the response relative to the click's own (the viewer's rule before the cosine)."""
+COSINE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+"""Selection thresholds on ``|cos(J_p, J_k)|`` (the viewer's rule; its default is ``ViewerSettings.threshold``)."""
 MIN_OBJECT_SHARE = 0.005
 PSNR_TOLERANCE_DB = 0.3
 CHOICE_MINUTES = 5.0
@@ -212,6 +216,8 @@ def score_checkpoint(run: Path, step: int, args) -> Dict[str, object]:
         result[f"{prefix}sparse_miou"] = draws
 
     selections = {threshold: [] for threshold in THRESHOLDS}
+    cosine_selections = {threshold: [] for threshold in COSINE_THRESHOLDS}
+    norms = torch.cat([chunk.float().norm(dim=-1) for chunk in bank.jacobians.split(1 << 16)])
     for view in args.source_views:
         instances = sources[INSTANCES][view]
         for instance in sorted(set(torch.unique(instances).tolist()) - {0}):
@@ -220,13 +226,17 @@ def score_checkpoint(run: Path, step: int, args) -> Dict[str, object]:
                 continue
             y, x = interior_pixel(mask)
             click = pixel_jacobians(model, train.cameras[view : view + 1], torch.tensor([[y, x]])).flatten(1)
-            relative = linear_scores(bank.jacobians, click)[:, 0] / (click.float() @ click.float().T).abs()[0, 0]
+            responses = linear_scores(bank.jacobians, click)[:, 0]
+            relative = responses / (click.float() @ click.float().T).abs()[0, 0]
+            cosines = responses / (norms * click.float().norm()).clamp_min(1e-12)
             target = truth[INSTANCES] == instance
-            for threshold in THRESHOLDS:
-                selected = relative > threshold
-                union = (selected | target).sum().item()
-                selections[threshold].append((selected & target).sum().item() / max(union, 1))
+            for scores, kept in ((relative, selections), (cosines, cosine_selections)):
+                for threshold, values in kept.items():
+                    selected = scores > threshold
+                    union = (selected | target).sum().item()
+                    values.append((selected & target).sum().item() / max(union, 1))
     result["selection_iou"] = {str(t): values for t, values in selections.items()}
+    result["selection_cosine_iou"] = {str(t): values for t, values in cosine_selections.items()}
     return result
 
 

@@ -63,11 +63,6 @@ def probe_responses(
     return {RESPONSES["2d"]: ray, RESPONSES["3d"]: point, JACOBIAN_NORM: norm[:, None]}
 
 
-def relative_responses(responses: Tensor, self_responses: Tensor) -> Tensor:
-    """Responses divided by each source pixel's response to its own perturbation: 1 ≈ "like the clicked pixel"."""
-    return responses / self_responses.clamp_min(1e-12)
-
-
 def assign_labels(responses: Tensor, click_labels: Sequence[int]) -> Tensor:
     """Label of the strongest-responding click per pixel: ``(H, W, K) -> (H, W)``."""
     labels = torch.as_tensor(list(click_labels), device=responses.device)

@@ -39,9 +39,8 @@ MIN_ACCUMULATION = 0.5
 """A ray that accumulates less opacity than this hits no surface (a click is skipped, a pixel left unlabelled)."""
 CONFIDENCE_EPSILON = 1e-12
 MIN_EXPLAINED = 0.5
-"""Pixels that :func:`explained` rates below this resemble no click and stay unlabelled: the viewer's default
-selection threshold (a pixel belongs to a clicked entity when its response relative to the click's own exceeds 0.5,
-which is ``|cos(J_p, J_k)| > 0.5`` for Jacobians of equal length): a pixel no click's selection would include."""
+"""Pixels that :func:`explained` rates below this resemble no click and stay unlabelled: ``|cos(J_p, J_k)| ≤ 0.5``
+for every click, far from any click's entity (the viewer selects a clicked entity's pixels above 0.8)."""
 
 
 def unit_perturbations(jacobians: Tensor) -> Tensor:

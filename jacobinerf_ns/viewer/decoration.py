@@ -1,8 +1,8 @@
 """What the viewer shows of a probe's responses: a pure function of one render's outputs and one snapshot of the
 viewer's state, so a frame never mixes two states (the viewer renders in its own thread while clicks arrive).
 
-* ``jacobinerf_response``: the selected click's response relative to its response to itself (heatmap);
-* ``jacobinerf_selection``: the RGB with the selected entity (relative response > threshold) highlighted;
+* ``jacobinerf_response``: how like the selected click each pixel is, ``|cos(J_p, J_k)|`` (heatmap, 1 at the click);
+* ``jacobinerf_selection``: the RGB with the selected entity (that cosine > threshold) highlighted;
 * ``jacobinerf_labels``: the labels of the label clicks over the RGB: class score ``s_c`` = max response over the
   class's clicks, label = ``argmax_c s_c``, pixels whose ray hits nothing or that resemble no click
   (:func:`~jacobinerf_ns.propagation.labelling.explained` below ``MIN_EXPLAINED``) unlabelled (as ``jacobinerf-label``
@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, relative_responses
+from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES
 from jacobinerf_ns.propagation.labelling import (
     MIN_ACCUMULATION,
     MIN_EXPLAINED,
@@ -41,15 +41,15 @@ class Decoration:
     space: str
     """``2d`` or ``3d``: which responses are shown."""
     threshold: float
-    """Selection: relative response above which a pixel belongs to the selected entity."""
-    selection_self_response: Optional[Tensor]
-    """The selected click's response to itself in ``space`` (``None``: nothing selected)."""
+    """Selection: ``|cos(J_p, J_k)|`` above which a pixel belongs to the selected entity."""
+    selection_norm: Optional[Tensor]
+    """``(1,)`` ``‖J_k‖`` of the selected click (``None``: nothing selected)."""
     label_ids: Tuple[int, ...]
     """Class id (position in the classes + 1) of each label click."""
     colors: Tensor
     """``(C + 1, 3)`` class colours, 0 = unlabelled."""
     sigma: float
-    """σ of the probe: label clicks perturb by σ along their unit-length Jacobians."""
+    """σ of the probe: the selection perturbs by σ ``J_k``, label clicks by σ along their unit-length Jacobians."""
 
 
 def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
@@ -60,10 +60,11 @@ def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
         return outputs
     responses = raw[decoration.space]
     rgb = outputs["rgb"]
-    if decoration.selection_self_response is not None:
-        relative = relative_responses(responses[..., :1], decoration.selection_self_response.to(responses))
-        outputs[RESPONSE] = relative
-        outputs[SELECTION] = highlight(rgb, relative > decoration.threshold)
+    if decoration.selection_norm is not None:
+        norm = decoration.selection_norm.to(responses)
+        likeness = explained(responses[..., :1], norm, pixel_norms[..., 0], decoration.sigma)
+        outputs[RESPONSE] = likeness[..., None]
+        outputs[SELECTION] = highlight(rgb, likeness > decoration.threshold)
         responses = responses[..., 1:]
     if decoration.label_ids:
         scores = class_scores(responses, decoration.label_ids, len(decoration.colors) - 1)

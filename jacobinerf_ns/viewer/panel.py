@@ -45,6 +45,7 @@ from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.scene import dataset_scene
 from jacobinerf_ns.viewer.export import export_selection
 from jacobinerf_ns.viewer.session import ViewerSession
+from jacobinerf_ns.viewer.settings import ViewerSettings
 from jacobinerf_ns.viewer.suggestions import Suggestion
 
 if TYPE_CHECKING:
@@ -105,7 +106,9 @@ class JacobiNerfPanel(nn.Module):
             cb_hook=self.reported(lambda: self.arm(self.on_select, "select an entity")),
         )
         self.sigma = ViewerSlider("Perturbation σ", 0.1, 0.001, 1.0, 0.001, cb_hook=self.setting("sigma"))
-        self.threshold = ViewerSlider("Selection threshold", 0.5, 0.0, 1.0, 0.01, cb_hook=self.setting("threshold"))
+        self.threshold = ViewerSlider(
+            "Selection threshold", ViewerSettings.threshold, 0.0, 1.0, 0.01, cb_hook=self.setting("threshold")
+        )
         self.space = ViewerDropdown("Response", "3d", ["3d", "2d"], cb_hook=self.setting("space"))
         self.recolor_to = ViewerRGB("Recolor to", (230, 40, 40))
         self.recolor = ViewerButton(

@@ -1,5 +1,7 @@
-"""The viewer's selection: one clicked entity, and the pixels of any view whose relative response to it exceeds the
-threshold (``R(p) / R(click) > threshold``, :func:`~jacobinerf_ns.probe.relative_responses`)."""
+"""The viewer's selection: one clicked entity, and the pixels of any view whose Jacobian points the clicked pixel's
+way: ``|cos(J_p, J_k)| > threshold`` (:func:`~jacobinerf_ns.propagation.labelling.explained` of the click alone, the
+measure labelling leaves pixels unlabelled by). Unlike the response relative to the click's own,
+``⟨J_p, J_k⟩ / ‖J_k‖²``, it does not grow with ``‖J_p‖``: pixels of another entity with long Jacobians stay out."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 from torch import Tensor
 
-from jacobinerf_ns.probe import RESPONSES, Probe, probe_responses, relative_responses
+from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, Probe
+from jacobinerf_ns.propagation.labelling import explained
 from jacobinerf_ns.propagation.rendering import render_responses
 from jacobinerf_ns.viewer.click_evaluation import EvaluatedClick, surface_click
 from jacobinerf_ns.viewer.settings import ViewerSettings
@@ -44,19 +47,16 @@ class Selection:
             "see the jacobinerf_selection and jacobinerf_response outputs." + self.check(self.clicked)
         )
 
-    def self_response(self) -> Tensor:
-        """The selected click's response to its own perturbation in the settings' space (the scale of "like the
-        clicked pixel")."""
-        click = self.clicked
-        weight, bias = self.model.head_parameters()
-        probe = Probe(click.jacobian, sigma=self.settings.sigma)
-        responses = probe_responses(click.head, weight.detach(), bias.detach(), probe, self.model.config.shape_bias)
-        return responses[RESPONSES[self.settings.space]][0, 0]
+    def jacobian_norm(self) -> Tensor:
+        """``(1,)`` ``‖J_k‖`` of the selected click (what its responses are divided by to give cosines)."""
+        return self.clicked.jacobian.flatten().norm().reshape(1)
 
     def mask(self, camera: Cameras) -> Tuple[Tensor, dict]:
         """``(H, W)`` bool mask of the selected entity in ``camera``, and that render's outputs."""
         if self.clicked is None:
             raise ValueError("Nothing is selected.")
         outputs = render_responses(self.model, camera, Probe(self.clicked.jacobian, sigma=self.settings.sigma))
-        responses = outputs[RESPONSES[self.settings.space]][..., 0]
-        return relative_responses(responses, self.self_response().to(responses)) > self.settings.threshold, outputs
+        responses = outputs[RESPONSES[self.settings.space]]
+        norm = self.jacobian_norm().to(responses)
+        cosines = explained(responses, norm, outputs[JACOBIAN_NORM][..., 0], self.settings.sigma)
+        return cosines > self.settings.threshold, outputs

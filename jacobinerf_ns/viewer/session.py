@@ -96,7 +96,7 @@ class ViewerSession:
         decoration = Decoration(
             space=settings.space,
             threshold=settings.threshold,
-            selection_self_response=None if selected is None else self.selection.self_response(),
+            selection_norm=None if selected is None else self.selection.jacobian_norm(),
             label_ids=self.labels.class_ids(),
             colors=self.labels.colors(),
             sigma=settings.sigma,

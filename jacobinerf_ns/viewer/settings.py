@@ -12,8 +12,9 @@ class ViewerSettings:
 
     sigma: float = 0.1
     """Perturbation σ of every probe the viewer renders."""
-    threshold: float = 0.5
-    """Selection: relative response above which a pixel belongs to the selected entity."""
+    threshold: float = 0.8
+    """Selection: ``|cos(J_p, J_k)|`` between a pixel's Jacobian and the clicked one's above which the pixel belongs to
+    the selected entity."""
     space: Literal["2d", "3d"] = "3d"
     """Which responses are shown and judged."""
     recolor_strength: float = 1.0
