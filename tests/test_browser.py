@@ -1,8 +1,8 @@
 """The viewer panel in a real browser: headless Chromium (Debian's) driven by Playwright against ns-viewer.
 
-On a shaped sample-scene checkpoint: jump to training view 0, arm "Select entity", click the red ball on the
+On a shaped sample-scene checkpoint: jump to training view 0, arm "Select entity", click the green box on the
 canvas, show the `jacobinerf_selection` output, and check from the screenshots' pixels that the highlight covers
-the ball and not the rest; then recolor the blue ball and check it turned red. Then label: paint the box, the ball and
+the box and not the rest; then recolor the blue ball and check it turned red. Then label: paint the box, the ball and
 the wall as three classes, check the legend, the autosave, the labels and confidence outputs, *Suggest next click*,
 *Go to least-explained training view*, and a download → clear → upload round trip of the click set. Object regions
 come from the screenshot before the clicks (colour thresholds), so the checks do not depend on the viewer's camera
@@ -210,17 +210,32 @@ def open_viewer(driver, url: str, width: int, height: int):
 
 
 def objects(before: np.ndarray):
-    """Masks of the yellow box, the blue ball and the red ball of training view 0, from their colours (the lit floor is
-    as bright as the box's dark squares; its blue is ~0.55 of its red, the box's ~0.2; the red ball's green and blue
-    are under half its red, the floor's over)."""
+    """Masks of the yellow box, the blue ball, the red ball and the green box of training view 0, from their colours
+    (the lit floor is as bright as the yellow box's dark squares; its blue is ~0.55 of its red, the box's ~0.2; the red
+    ball's green and blue are under half its red, the floor's over; the green box is the only green surface, apart
+    from the viewer's axes gizmo, a few hundred pixels)."""
+    from scipy import ndimage
+
     red, green, blue = before[..., 0], before[..., 1], before[..., 2]
     yellow_box = (red > 0.55) & (green > 0.45) & (blue < 0.4 * red)
     blue_ball = blue - np.maximum(red, green) > 0.2
     red_ball = (red > 0.35) & (green < 0.5 * red) & (blue < 0.5 * red)
+    greenish, _ = ndimage.label((green - np.maximum(red, blue) > 0.05) & (red < 0.3))
+    sizes = np.bincount(greenish.flatten())
+    green_box = np.isin(greenish, np.nonzero(sizes > 0.003 * greenish.size)[0][1:])  # the vase splits it in two
     assert yellow_box.mean() > 0.02 and blue_ball.mean() > 0.005 and red_ball.mean() > 0.01, (
         "training view 0 shows the yellow box and both balls"
     )
-    return yellow_box, blue_ball, red_ball
+    assert green_box.mean() > 0.01, "training view 0 shows the green box"
+    return yellow_box, blue_ball, red_ball, green_box
+
+
+def largest_part(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of ``mask`` (its centre lies on it)."""
+    from scipy import ndimage
+
+    parts, count = ndimage.label(mask)
+    return parts == 1 + int(np.argmax(ndimage.sum(mask, parts, range(1, count + 1))))
 
 
 def tinted(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -235,16 +250,16 @@ def test_select_and_recolor_in_the_browser(viewer, tmp_path):
     with playwright.sync_playwright() as driver:
         browser, page, region = open_viewer(driver, viewer.url, 1000, 600)
         before = rendered(page, region, keep / "viewer_before.png")
-        _, blue_ball, red_ball = objects(before)
+        _, blue_ball, _, green_box = objects(before)
 
-        armed_click(page, "Select entity (arms one click)", region, red_ball, "Selected")
+        armed_click(page, "Select entity (arms one click)", region, largest_part(green_box), "Selected")
         choose_output(page, "jacobinerf_selection")
         after = rendered(page, region, keep / "viewer_selection.png", unlike=before)
 
         highlighted = tinted(before, after)
-        inside = highlighted[red_ball].mean()
-        outside = highlighted[~dilate(red_ball)].mean()
-        assert inside > 0.5, f"only {inside:.0%} of the red ball is highlighted"
+        inside = highlighted[green_box].mean()
+        outside = highlighted[~dilate(green_box)].mean()
+        assert inside > 0.5, f"only {inside:.0%} of the green box is highlighted"
         assert outside < 0.05, f"{outside:.0%} of the rest of the view is highlighted"
 
         armed_click(page, "Recolor entity (arms one click)", region, blue_ball, "Recolored")
@@ -304,7 +319,7 @@ def test_label_three_classes_with_legend_confidence_suggestions_and_click_files(
         wait_for(lambda: status(page).startswith("Cleared every class"))
         choose_output(page, "rgb")
         before = rendered(page, region, keep / "viewer_labelling_before.png")
-        yellow_box, blue_ball, _ = objects(before)
+        yellow_box, blue_ball, _, _ = objects(before)
         wall = np.zeros_like(yellow_box)
         wall[: len(wall) // 8, wall.shape[1] // 3 : 2 * wall.shape[1] // 3] = True  # the back wall, above the objects
         classes = {"box": yellow_box, "ball": blue_ball, "wall": wall}
