@@ -233,3 +233,9 @@ def train_tiny(scene: Path, out: Path, *args, name: str = "run", in_process: boo
     """``ns-train jacobinerf`` of the tiny field on ``scene`` into ``out/<name>/jacobinerf/t`` (in this process, or
     in a subprocess as a user runs it)."""
     return (invoke if in_process else run_command)("ns-train", *tiny_train_args(scene, out, *args, name=name), cwd=out)
+
+
+def unwrapped(text: str) -> str:
+    """``text`` without whitespace: nerfstudio's console wraps at 120 columns, even inside a long path (a test's
+    temporary folder), so messages are compared as ``unwrapped(expected) in unwrapped(output)``."""
+    return "".join(text.split())

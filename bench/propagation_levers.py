@@ -1,0 +1,257 @@
+"""The levers of label propagation on a real room, one at a time: how far N clicks get with today's nearest-click
+labels, a classifier learnt from the clicks, and labels spread over the scene's surfaces in 3D.
+
+    python bench/propagation_levers.py --config RUN/config.yml --out outputs/levers [--stride 6] [--seeds 0 1 2 3 4]
+
+1. **Bank** (cached in ``--out``): every ``--stride``-th pixel row and column of every frame (training and eval):
+   ray Jacobians, opacity, the rendered surface point (origin + depth · direction, nerfstudio's frame) and the
+   ground-truth semantic class (used only to score and to answer clicks).
+2. **Clicks**, on pixels whose ray hits a surface: first one per class the training frames show, at a random bank
+   pixel of a random training frame showing it (what a person labelling a room does), then uniformly random labelled
+   pixels of any frame, up to 60; the same clicks for every method.
+3. **Methods**, each a function of the clicks' bank indices → ``(P, C)`` class scores, label = argmax where the ray
+   hits a surface:
+   * ``nearest``: today's labels (``jacobinerf-label``): per class, the best ``|cos(J_p, J_k)|`` over its clicks;
+   * ``logistic``: a linear softmax classifier on unit Jacobians ``J_p / ‖J_p‖`` fitted to the clicks (L-BFGS);
+   * ``geometry``: label spreading (Zhou et al. 2004: ``F ← α S F + (1 − α) Y``, ``S = D^-½ W D^-½``) on a graph over
+     the bank's surface points of all frames, ``k`` nearest neighbours in 3D, edge weight
+     ``exp(−(1 − cos(J_p, J_q)) / τ)``; the clicks are the seeds, so a click's class spreads over the surfaces it
+     lies on, across frames, and stops where the Jacobians turn;
+   * ``geometry_only``: the same graph with every edge weighted 1 (τ = ∞);
+   * ``logistic_all``: the linear classifier fitted to 20000 labelled pixels of the bank, not to the clicks: how much
+     of the classes a linear read-out of these Jacobians can separate at all (an upper bound for ``logistic``, not a
+     method: it uses the ground truth).
+4. **Report**: mIoU over all frames (classes present in the ground truth) at 30 and 60 clicks, mean ± std over
+   ``--seeds``, and each method's seconds per labelling; markdown on stdout and in ``<out>/levers.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import torch
+from torch import Tensor
+
+GRAPH_NEIGHBOURS = 20
+GRAPH_TAU = 0.05
+SPREAD_ALPHA = 0.99
+SPREAD_STEPS = 200
+CLICK_COUNTS = (30, 60)
+
+
+@torch.no_grad()
+def build_bank(config: Path, stride: int) -> Dict[str, Tensor]:
+    """Every ``stride``-th pixel of every frame (training then eval; a frame listed in both counts once)."""
+    from jacobinerf_ns.propagation.bank import grid_pixels
+    from jacobinerf_ns.propagation.rendering import ray_jacobians
+    from jacobinerf_ns.runs import eval_outputs, label_maps, open_run
+
+    _, pipeline, _ = open_run(config)
+    model = pipeline.model
+    splits = {"train": pipeline.datamanager.train_dataparser_outputs, "eval": eval_outputs(pipeline)}
+    jacobians, opacity, points, labels, views = [], [], [], [], []
+    seen, train_frames = set(), 0
+    for split, outputs in splits.items():
+        maps = label_maps(outputs, "semantics")
+        for index, image in enumerate(outputs.image_filenames):
+            if Path(image).resolve() in seen:
+                continue
+            seen.add(Path(image).resolve())
+            camera = outputs.cameras[index : index + 1]
+            grid = grid_pixels(int(camera.height), int(camera.width), stride)
+            rays = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
+            for start in range(0, len(rays), model.config.eval_num_rays_per_chunk):
+                chunk = rays[start : start + model.config.eval_num_rays_per_chunk]
+                jacobian, rendered, _ = ray_jacobians(model, chunk)
+                jacobians.append(jacobian.flatten(1).half())
+                opacity.append(rendered["accumulation"].reshape(-1).float())
+                points.append(chunk.origins + chunk.directions * rendered["depth"].reshape(-1, 1))
+            labels.append(maps[index][grid[:, 0], grid[:, 1]].long())
+            views.append(torch.full((len(grid),), len(views)))
+            train_frames += split == "train"
+    return {
+        "jacobians": torch.cat(jacobians),
+        "accumulation": torch.cat(opacity),
+        "points": torch.cat(points),
+        "labels": torch.cat(labels),
+        "view": torch.cat(views),
+        "train_frames": torch.tensor(train_frames),
+    }
+
+
+def cached_bank(config: Path, stride: int, out: Path) -> Dict[str, Tensor]:
+    from jacobinerf_ns import files
+
+    checkpoint = sorted((config.parent / "nerfstudio_models").glob("step-*.ckpt"))[-1]  # what ns-eval's loader takes
+    identity = {"checkpoint": str(checkpoint.resolve()), "stride": stride}
+    path = out / f"bank_stride{stride}.pt"
+    if path.exists():
+        kept = torch.load(path, map_location="cpu", weights_only=False)
+        if kept["identity"] == identity:
+            return kept
+    began = time.perf_counter()
+    bank = {**build_bank(config, stride), "identity": identity}
+    files.torch_save(path, bank)
+    print(f"bank of {len(bank['labels'])} pixels in {time.perf_counter() - began:.0f} s", flush=True)
+    return bank
+
+
+class Levers:
+    """The methods on one bank (the graph is built once)."""
+
+    def __init__(self, bank: Dict[str, Tensor]) -> None:
+        self.truth, self.view = bank["labels"], bank["view"]
+        self.train_frames = int(bank["train_frames"])
+        self.hit = bank["accumulation"] >= 0.5  # labelling.MIN_ACCUMULATION
+        jacobians = bank["jacobians"].float()
+        self.unit = jacobians / jacobians.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        self.classes = int(self.truth.max()) + 1
+        self.points = bank["points"]
+        self._graphs: Dict[float, tuple] = {}
+
+    def clicks(self, seed: int, count: int) -> List[int]:
+        """One click per class the training frames show (a random training frame showing it, a random pixel of it),
+        then random labelled pixels of any frame; only pixels whose ray hits a surface."""
+        generator = np.random.default_rng(seed)
+        clickable = self.hit & (self.truth > 0)
+        train = clickable & (self.view < self.train_frames)
+        sequence = []
+        for label in sorted(set(self.truth[train].tolist())):
+            frames = sorted(set(self.view[train & (self.truth == label)].tolist()))
+            frame = frames[generator.integers(len(frames))]
+            candidates = torch.nonzero(train & (self.truth == label) & (self.view == frame)).flatten().numpy()
+            sequence.append(int(candidates[generator.integers(len(candidates))]))
+        for index in generator.permutation(torch.nonzero(clickable).flatten().numpy()):
+            if len(sequence) >= count:
+                break
+            if int(index) not in sequence:
+                sequence.append(int(index))
+        return sequence
+
+    def nearest(self, clicks: List[int]) -> Tensor:
+        cosines = (self.unit @ self.unit[clicks].T).abs()
+        scores = torch.full((len(self.unit), self.classes), -1.0)
+        for column, label in enumerate(self.truth[clicks].tolist()):
+            scores[:, label] = torch.maximum(scores[:, label], cosines[:, column])
+        return scores
+
+    def logistic(self, clicks: List[int], l2: float = 1e-3, steps: int = 200) -> Tensor:
+        features, targets = self.unit[clicks], self.truth[clicks]
+        weight = torch.zeros(self.unit.shape[1], self.classes, requires_grad=True)
+        bias = torch.zeros(self.classes, requires_grad=True)
+        absent = torch.full((self.classes,), -1e9)
+        absent[targets.unique()] = 0.0  # only classes that were clicked
+        optimizer = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            logits = 10.0 * features @ weight + bias + absent
+            loss = torch.nn.functional.cross_entropy(logits, targets) + l2 * weight.square().sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            optimizer.step(closure)
+        return torch.softmax(10.0 * self.unit @ weight.detach() + bias.detach() + absent, dim=-1)
+
+    def logistic_all(self, clicks: List[int]) -> Tensor:
+        labelled = torch.nonzero(self.hit & (self.truth > 0)).flatten()
+        sample = labelled[torch.randperm(len(labelled), generator=torch.Generator().manual_seed(0))[:20000]]
+        return self.logistic(sample.tolist(), steps=100)
+
+    def graph(self, tau: float):
+        """Surface points that hit, and ``S = D^-½ W D^-½`` of their k-nearest-neighbour graph."""
+        if tau not in self._graphs:
+            import scipy.sparse as sparse
+            from scipy.spatial import cKDTree
+
+            nodes = torch.nonzero(self.hit).flatten().numpy()
+            _, neighbours = cKDTree(self.points[nodes].numpy()).query(self.points[nodes].numpy(), GRAPH_NEIGHBOURS + 1)
+            rows = np.repeat(np.arange(len(nodes)), GRAPH_NEIGHBOURS)
+            columns = neighbours[:, 1:].reshape(-1)
+            unit = self.unit[nodes]
+            cosines = (unit[rows] * unit[columns]).sum(dim=-1).numpy()
+            weights = np.ones_like(cosines) if np.isinf(tau) else np.exp(-(1.0 - cosines) / tau)
+            affinity = sparse.coo_matrix((weights, (rows, columns)), shape=(len(nodes),) * 2).tocsr()
+            affinity = affinity.maximum(affinity.T)
+            degree = sparse.diags(1.0 / np.sqrt(np.asarray(affinity.sum(axis=1)).ravel() + 1e-12))
+            self._graphs[tau] = (nodes, (degree @ affinity @ degree).tocsr())
+        return self._graphs[tau]
+
+    def spread(self, clicks: List[int], tau: float = GRAPH_TAU) -> Tensor:
+        nodes, normalised = self.graph(tau)
+        position = np.full(len(self.truth), -1)
+        position[nodes] = np.arange(len(nodes))
+        seeds = np.zeros((len(nodes), self.classes), np.float32)
+        for click in clicks:
+            seeds[position[click], int(self.truth[click])] = 1.0
+        spread = seeds.copy()
+        for _ in range(SPREAD_STEPS):
+            spread = SPREAD_ALPHA * (normalised @ spread) + (1.0 - SPREAD_ALPHA) * seeds
+        scores = torch.zeros(len(self.truth), self.classes)
+        scores[nodes] = torch.from_numpy(spread)
+        return scores
+
+    def methods(self) -> Dict[str, Callable[[List[int]], Tensor]]:
+        return {
+            "nearest": self.nearest,
+            "logistic": self.logistic,
+            "geometry": self.spread,
+            "geometry_only": lambda clicks: self.spread(clicks, float("inf")),
+            "logistic_all": self.logistic_all,
+        }
+
+    def miou(self, scores: Tensor) -> float:
+        from jacobinerf_ns.metrics import confusion_matrix, label_metrics
+
+        predicted = torch.where(self.hit, scores.argmax(dim=-1), torch.zeros_like(self.truth))
+        valid = self.truth > 0
+        counts = confusion_matrix(predicted[valid], self.truth[valid], self.classes)
+        return label_metrics(counts, sorted(set(self.truth[valid].tolist())))["miou"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, required=True, help="a trained run's config.yml")
+    parser.add_argument("--out", type=Path, default=Path("outputs/levers"))
+    parser.add_argument("--stride", type=int, default=6)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    levers = Levers(cached_bank(args.config, args.stride, args.out))
+    results: Dict[str, Dict[int, List[float]]] = {}
+    seconds: Dict[str, List[float]] = {}
+    for seed in args.seeds:
+        clicks = levers.clicks(seed, max(CLICK_COUNTS))
+        for count in CLICK_COUNTS:
+            for name, method in levers.methods().items():
+                began = time.perf_counter()
+                value = levers.miou(method(clicks[:count]))
+                seconds.setdefault(name, []).append(time.perf_counter() - began)
+                results.setdefault(name, {}).setdefault(count, []).append(value)
+                print(f"seed {seed}, {count} clicks, {name}: mIoU {value:.3f}", flush=True)
+    first = len(levers.clicks(0, 0))
+    lines = [
+        f"Label propagation levers: {args.config}, semantic mIoU over {int((levers.truth > 0).sum())} labelled bank "
+        f"pixels of all {int(levers.view.max()) + 1} frames (stride {args.stride}); mean ± std over seeds "
+        f"{args.seeds}; first clicks: one per class the training frames show ({first}), then random.",
+        "",
+        "| method | " + " | ".join(f"mIoU @{count} clicks" for count in CLICK_COUNTS) + " | seconds per labelling |",
+        "|---|" + "---|" * (len(CLICK_COUNTS) + 1),
+    ]
+    for name, by_count in results.items():
+        cells = [f"{np.mean(by_count[c]):.3f} ± {np.std(by_count[c]):.3f}" for c in CLICK_COUNTS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(seconds[name]):.1f} |")
+    report = "\n".join(lines)
+    print(report)
+    (args.out / "levers.md").write_text(report + "\n")
+    (args.out / "levers.json").write_text(json.dumps({"results": results, "seconds": seconds}))
+
+
+if __name__ == "__main__":
+    main()
