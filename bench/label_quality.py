@@ -1,0 +1,156 @@
+"""``jacobinerf-label`` as a user runs it on a scene with ground truth: labels and point cloud against the truth, with
+the defaults and with every pixel labelled (``--min-explained 0``), and the point cloud at the captured and at the
+rendered depth.
+
+    python bench/label_quality.py --config RUN/config.yml --out OUT [--clicks 30] [--seed 0] [--frames eval]
+
+1. **Clicks** (``OUT/clicks.json``), on training frames only, from the scene's semantic ground truth: one per class
+   the training frames show (a random training frame showing it, a random pixel of the class), then random labelled
+   pixels of training frames up to ``--clicks``; each click's class is the ground truth's name of its class.
+2. **Exports**: ``jacobinerf-label`` (a subprocess, as a user runs it) into ``OUT/default`` and, with
+   ``--min-explained 0``, into ``OUT/every_pixel``; ``OUT/default`` fused again at the rendered depth
+   (``--no-captured-depth``) into ``OUT/rendered`` (the rerun keeps the frames and writes only the point cloud).
+3. **Scores** of each export's ``ids/`` over the exported frames against the ground truth (void pixels not scored):
+   mIoU over the classes present there, pixel accuracy, and the share of labelled ground-truth pixels the export
+   leaves unlabelled; and its point cloud's figures (``bench/point_cloud_accuracy.py``). Printed and written to
+   ``OUT/label_quality.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+from PIL import Image
+
+POINT_CLOUD = runpy.run_path(str(Path(__file__).with_name("point_cloud_accuracy.py")))
+
+
+def ground_truth(data_dir: Path) -> Dict[str, np.ndarray]:
+    """Image path as ``transforms.json`` lists it → semantic class map (0: void)."""
+    meta = json.loads((data_dir / "transforms.json").read_text())
+    return {
+        frame["file_path"]: np.asarray(Image.open(data_dir / frame["semantics_file_path"]))
+        for frame in meta["frames"]
+        if "semantics_file_path" in frame
+    }
+
+
+def class_names(data_dir: Path) -> Dict[int, str]:
+    rows = json.loads((data_dir / "classes.json").read_text())["semantic_classes"]
+    return {int(row["index"]): row["name"] for row in rows}
+
+
+def write_click_set(config: Path, out: Path, count: int, seed: int) -> Path:
+    """The click set of step 1, with the run's scene fingerprint."""
+    from jacobinerf_ns.clicks import ClickSet, PixelClick, write_clicks
+    from jacobinerf_ns.runs import open_run
+    from jacobinerf_ns.scene import dataset_scene
+
+    _, pipeline, _ = open_run(config)
+    scene = dataset_scene(pipeline.datamanager)
+    truth, names = ground_truth(scene.data_dir), class_names(scene.data_dir)
+    train = [frame.name for frame in scene.frames if frame.split == "train" and frame.name in truth]
+    generator = np.random.default_rng(seed)
+    clicks: List[PixelClick] = []
+
+    def click(image: str, mask: np.ndarray) -> None:
+        ys, xs = np.nonzero(mask)
+        pick = generator.integers(len(ys))
+        label = names[int(truth[image][ys[pick], xs[pick]])]
+        clicks.append(PixelClick(label, image, float(xs[pick]) + 0.5, float(ys[pick]) + 0.5))
+
+    shown = sorted(set(np.concatenate([np.unique(truth[image]) for image in train]).tolist()) - {0})
+    for label in shown:
+        showing = [image for image in train if (truth[image] == label).any()]
+        image = showing[generator.integers(len(showing))]
+        click(image, truth[image] == label)
+    while len(clicks) < count:
+        image = train[generator.integers(len(train))]
+        click(image, truth[image] > 0)
+    classes = tuple(dict.fromkeys(c.label for c in clicks))
+    path = out / "clicks.json"
+    write_clicks(path, ClickSet(classes, tuple(clicks), scene.fingerprint()))
+    return path
+
+
+def label(config: Path, clicks: Path, output: Path, frames: str, *options: str) -> float:
+    began = time.perf_counter()
+    command = ["jacobinerf-label", "--load-config", str(config), "--clicks", str(clicks), "--output-dir", str(output),
+               "--frames", frames, *options]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    print(result.stdout.strip().splitlines()[-1], flush=True)
+    return time.perf_counter() - began
+
+
+def scores(export: Path, data_dir: Path, clicks: Path) -> Dict[str, float]:
+    """mIoU, pixel accuracy and unlabelled share of ``ids/`` against the ground truth, and the point cloud's
+    figures."""
+    from jacobinerf_ns.metrics import confusion_matrix, label_metrics
+
+    truth, names = ground_truth(data_dir), class_names(data_dir)
+    index_of = {name: index for index, name in names.items()}
+    to_truth = np.array([0, *(index_of[name] for name in json.loads(clicks.read_text())["classes"])])
+    predicted, expected = [], []
+    for image, labels in truth.items():
+        ids_path = export / "ids" / f"{Path(image).stem}.png"
+        if ids_path.is_file():
+            predicted.append(to_truth[np.asarray(Image.open(ids_path)).astype(np.int64)].ravel())
+            expected.append(labels.astype(np.int64).ravel())
+    predicted, expected = np.concatenate(predicted), np.concatenate(expected)
+    valid = expected > 0
+    import torch
+
+    count = int(max(expected.max(), predicted.max())) + 1
+    counts = confusion_matrix(torch.from_numpy(predicted[valid]), torch.from_numpy(expected[valid]), count)
+    metrics = label_metrics(counts, sorted(set(expected[valid].tolist())))
+    return {
+        "miou": metrics["miou"],
+        "pixel_accuracy": float(np.mean(predicted[valid] == expected[valid])),
+        "unlabelled": float(np.mean(predicted[valid] == 0)),
+        **POINT_CLOUD["measure"](export, data_dir, 1e-3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, required=True, help="a trained run's config.yml")
+    parser.add_argument("--out", type=Path, default=Path("outputs/label_quality"))
+    parser.add_argument("--clicks", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frames", default="eval", choices=["all", "train", "eval"])
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    data_dir = Path(yaml.load(args.config.read_text(), Loader=yaml.Loader).data)
+    clicks = write_click_set(args.config, args.out, args.clicks, args.seed)
+    minutes = {
+        "default": label(args.config, clicks, args.out / "default", args.frames),
+        "every_pixel": label(args.config, clicks, args.out / "every_pixel", args.frames, "--min-explained", "0"),
+    }
+    rendered = args.out / "rendered"
+    shutil.rmtree(rendered, ignore_errors=True)
+    shutil.copytree(args.out / "default", rendered)
+    (rendered / "transforms.json").unlink()
+    minutes["rendered"] = label(args.config, clicks, rendered, args.frames, "--no-captured-depth")
+    report = {
+        name: {**scores(args.out / name, data_dir, clicks), "minutes": seconds / 60}
+        for name, seconds in minutes.items()
+    }
+    print(json.dumps(report, indent=2))
+    (args.out / "label_quality.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
