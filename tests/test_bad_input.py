@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import SCENE_VIEWS, TINY_FIELD, invoke, run_command
+from tests.helpers import SCENE_VIEWS, TINY_FIELD, invoke, run_command, unwrapped
 
 pytestmark = pytest.mark.slow  # every case starts a nerfstudio command
 
@@ -41,7 +41,7 @@ def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
     assert result.returncode != 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     for word in words:
-        assert word in output, f"{word!r} not in:\n{output[-3000:]}"
+        assert unwrapped(word) in unwrapped(output), f"{word!r} not in:\n{output[-3000:]}"
 
 
 def broken_copy(scene: Path, tmp_path: Path) -> Path:
@@ -164,6 +164,28 @@ def moved_data_run(trained, tmp_path_factory) -> Path:
     config.write_text(trained.read_text().replace(f"- {data.name}\n", "- moved_away\n"))
     assert "moved_away" in config.read_text()
     return config
+
+
+def test_label_a_run_whose_depth_map_is_gone(trained, sample_scene, tmp_path):
+    """The point cloud takes the captured depth: a depth map missing from the run's data stops the export as the run
+    loads (the dataparser's check), naming the file, before anything is written."""
+    import yaml
+
+    from jacobinerf_ns.clicks import ClickSet, PixelClick, write_clicks
+
+    scene = broken_copy(sample_scene, tmp_path)
+    (scene / "depth" / "frame_00003.png").unlink()
+    config = yaml.load(trained.read_text(), Loader=yaml.Loader)
+    config.data = config.pipeline.datamanager.data = config.pipeline.datamanager.dataparser.data = scene
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained.parent / "nerfstudio_models", run_dir / "nerfstudio_models")
+    (run_dir / "config.yml").write_text(yaml.dump(config))
+    clicks = tmp_path / "clicks.json"
+    write_clicks(clicks, ClickSet(("box",), (PixelClick("box", "images/frame_00000.png", 30.5, 30.5),)))
+    out = tmp_path / "labelled"
+    args = ("--load-config", str(run_dir / "config.yml"), "--clicks", str(clicks), "--output-dir", str(out))
+    assert_user_error(run("jacobinerf-label", *args, cwd=tmp_path), "depth_file_path", "frame_00003.png")
+    assert not out.exists(), "nothing is written"
 
 
 def test_ns_eval_on_a_run_whose_data_is_gone(moved_data_run, tmp_path):

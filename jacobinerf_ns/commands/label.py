@@ -170,18 +170,11 @@ class Label:
 
     def captured_depths(self, frames, scene, model):
         """What fuses each frame at the capture's depth (``None`` when no frame has a depth map or with
-        ``--no-captured-depth``); a depth map that is gone stops the export before it starts."""
+        ``--no-captured-depth``). The dataparser has checked that every depth map named exists."""
         from jacobinerf_ns.pointcloud import captured_distance
 
-        with_depth = [frame for frame in frames if frame.depth_file is not None]
-        if not self.captured_depth or not with_depth:
+        if not self.captured_depth or all(frame.depth_file is None for frame in frames):
             return None
-        missing = [frame.depth_file for frame in with_depth if not frame.depth_file.is_file()]
-        if missing:
-            raise JacobiNerfError(
-                f"The depth map {missing[0]} of the run's data is missing ({len(missing)} of {len(with_depth)}): "
-                "restore it, or pass --no-captured-depth to fuse the point cloud at the rendered depth."
-            )
         scale, euclidean = scene.depth_scale, bool(model.config.is_euclidean_depth)
         return lambda frame: (
             None if frame.depth_file is None else captured_distance(frame.camera, frame.depth_file, scale, euclidean)
