@@ -19,6 +19,7 @@ from torch import Tensor
 
 from jacobinerf_ns import cache
 from jacobinerf_ns.errors import require
+from jacobinerf_ns.pointcloud import depth_file_scale
 from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES
 from jacobinerf_ns.surrogates.build import SurrogateName, build_surrogate
 
@@ -39,7 +40,7 @@ class DepthMapDataset(InputDataset):
     def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0) -> None:
         super().__init__(dataparser_outputs, scale_factor)
         self.depth_filenames = dataparser_outputs.metadata["depth_filenames"]
-        self.depth_scale = dataparser_outputs.metadata["depth_unit_scale_factor"] * dataparser_outputs.dataparser_scale
+        self.depth_scale = depth_file_scale(dataparser_outputs)
 
     def get_metadata(self, data: Dict) -> Dict:
         index = data["image_idx"]

@@ -30,6 +30,12 @@ def backproject(camera: Cameras, depth: Tensor) -> Tensor:
     return rays.origins + rays.directions * depth.reshape(*depth.shape[:2], 1).to(rays.origins)
 
 
+def depth_file_scale(outputs: DataparserOutputs) -> float:
+    """Scene units per unit of the dataset's depth files: ``depth_unit_scale_factor`` × the dataparser's scale (the
+    poses' normalisation), as nerfstudio's depth datasets scale them."""
+    return float(outputs.metadata["depth_unit_scale_factor"]) * float(outputs.dataparser_scale)
+
+
 def captured_distance(camera: Cameras, depth_file: Path, scale: float, euclidean: bool = False) -> Tensor:
     """``(H, W)`` a capture's depth map as distances along a one-camera ``camera``'s unit rays (what
     :func:`backproject` takes), NaN where the capture has no depth (0).

@@ -67,11 +67,6 @@ class Scene:
     outputs: DataparserOutputs
     """Dataparser outputs of one split: every split shares the normalisation (``dataparser_transform``/``scale``)."""
 
-    @property
-    def depth_scale(self) -> float:
-        """Scene units per unit of the depth files: ``depth_unit_scale_factor`` × the dataparser's scale."""
-        return float(self.outputs.metadata["depth_unit_scale_factor"]) * float(self.outputs.dataparser_scale)
-
     def original_poses(self) -> Tensor:
         """``(N, 3, 4)`` OpenGL camera-to-world poses of the frames in the original frame."""
         poses = torch.cat([frame.camera.camera_to_worlds for frame in self.frames])

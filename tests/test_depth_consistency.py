@@ -229,17 +229,17 @@ def test_the_point_cloud_keeps_labelled_points_the_views_agree_on(sample_scene, 
 def test_the_point_cloud_lies_at_the_captured_depth_where_the_render_agrees_with_it(sample_scene, tmp_path):
     """Renders 2% too far (within the tolerance) and a floater in frame 0: with the scene's depth maps the points
     lie on the true surface, and the floater's pixels, whose render disagrees with the capture, are dropped."""
-    from jacobinerf_ns.pointcloud import captured_distance
+    from jacobinerf_ns.pointcloud import captured_distance, depth_file_scale
     from jacobinerf_ns.surface_accuracy import true_surface
 
     scene, folder, distances = true_depth_export(sample_scene, tmp_path / "out", render_error=1.02)
     frame = scene.frames[0]
     assert frame.depth_file == sample_scene / "depth" / f"{frame.stem}.png"
-    captured = captured_distance(frame.camera, frame.depth_file, scene.depth_scale)
+    captured = captured_distance(frame.camera, frame.depth_file, depth_file_scale(scene.outputs))
     torch.testing.assert_close(captured, torch.from_numpy(distances[frame.stem]).float(), equal_nan=True)
 
     def capture(frame):
-        return captured_distance(frame.camera, frame.depth_file, scene.depth_scale)
+        return captured_distance(frame.camera, frame.depth_file, depth_file_scale(scene.outputs))
 
     judges = folder.depth_views(scene.frames)
     truth = true_surface(sample_scene)

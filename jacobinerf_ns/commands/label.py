@@ -171,11 +171,11 @@ class Label:
     def captured_depths(self, frames, scene, model):
         """What fuses each frame at the capture's depth (``None`` when no frame has a depth map or with
         ``--no-captured-depth``). The dataparser has checked that every depth map named exists."""
-        from jacobinerf_ns.pointcloud import captured_distance
+        from jacobinerf_ns.pointcloud import captured_distance, depth_file_scale
 
         if not self.captured_depth or all(frame.depth_file is None for frame in frames):
             return None
-        scale, euclidean = scene.depth_scale, bool(model.config.is_euclidean_depth)
+        scale, euclidean = depth_file_scale(scene.outputs), bool(model.config.is_euclidean_depth)
         return lambda frame: (
             None if frame.depth_file is None else captured_distance(frame.camera, frame.depth_file, scale, euclidean)
         )
