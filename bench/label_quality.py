@@ -2,14 +2,16 @@
 the defaults and with every pixel labelled (``--min-explained 0``), and the point cloud at the captured and at the
 rendered depth.
 
-    python bench/label_quality.py --config RUN/config.yml --out OUT [--clicks 30] [--seed 0] [--frames eval]
+    python bench/label_quality.py --config RUN/config.yml --out OUT [--clicks 30] [--seed 0] [--frames eval] \
+        [--propagation nearest|surface]
 
 1. **Clicks** (``OUT/clicks.json``), on training frames only, from the scene's semantic ground truth: one per class
    the training frames show (a random training frame showing it, a random pixel of the class), then random labelled
    pixels of training frames up to ``--clicks``; each click's class is the ground truth's name of its class.
-2. **Exports**: ``jacobinerf-label`` (a subprocess, as a user runs it) into ``OUT/default`` and, with
-   ``--min-explained 0``, into ``OUT/every_pixel``; ``OUT/default`` fused again at the rendered depth
-   (``--no-captured-depth``) into ``OUT/rendered`` (the rerun keeps the frames and writes only the point cloud).
+2. **Exports**: ``jacobinerf-label`` (a subprocess, as a user runs it, with ``--propagation``) into ``OUT/default``
+   and, for ``nearest``, with ``--min-explained 0`` into ``OUT/every_pixel``; ``OUT/default`` fused again at the
+   rendered depth (``--no-captured-depth``) into ``OUT/rendered`` (the rerun keeps the frames and writes only the
+   point cloud).
 3. **Scores** of each export's ``ids/`` over the exported frames against the ground truth (void pixels not scored):
    mIoU over the classes present there, pixel accuracy, and the share of labelled ground-truth pixels the export
    leaves unlabelled; and its point cloud's figures (``bench/point_cloud_accuracy.py``). Printed and written to
@@ -129,21 +131,24 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames", default="eval", choices=["all", "train", "eval"])
+    parser.add_argument("--propagation", default="nearest", choices=["nearest", "surface"],
+                        help="jacobinerf-label's --propagation for every export")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import yaml
 
     data_dir = Path(yaml.load(args.config.read_text(), Loader=yaml.Loader).data)
     clicks = write_click_set(args.config, args.out, args.clicks, args.seed)
-    minutes = {
-        "default": label(args.config, clicks, args.out / "default", args.frames),
-        "every_pixel": label(args.config, clicks, args.out / "every_pixel", args.frames, "--min-explained", "0"),
-    }
+    chosen = ("--propagation", args.propagation)
+    minutes = {"default": label(args.config, clicks, args.out / "default", args.frames, *chosen)}
+    if args.propagation == "nearest":  # surface labels every pixel that hits a surface already
+        every_pixel = (*chosen, "--min-explained", "0")
+        minutes["every_pixel"] = label(args.config, clicks, args.out / "every_pixel", args.frames, *every_pixel)
     rendered = args.out / "rendered"
     shutil.rmtree(rendered, ignore_errors=True)
     shutil.copytree(args.out / "default", rendered)
     (rendered / "transforms.json").unlink()
-    minutes["rendered"] = label(args.config, clicks, rendered, args.frames, "--no-captured-depth")
+    minutes["rendered"] = label(args.config, clicks, rendered, args.frames, *chosen, "--no-captured-depth")
     report = {
         name: {**scores(args.out / name, data_dir, clicks), "minutes": seconds / 60}
         for name, seconds in minutes.items()

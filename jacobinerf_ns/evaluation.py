@@ -29,6 +29,7 @@ from jacobinerf_ns.propagation.protocol import (
 )
 from jacobinerf_ns.propagation.rendering import pixel_jacobians
 from jacobinerf_ns.propagation.semantic_head import fit_semantic_head
+from jacobinerf_ns.propagation.surface_labelling import SurfacePropagation
 from jacobinerf_ns.shaping import abs_cosine
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ def per_draw(fit: Callable[..., FittedPropagation]) -> Callable[..., Method]:
 
 METHODS: Dict[str, Callable[..., Method]] = {
     "jacobian": JacobianPropagation,
+    "jacobian-surface": SurfacePropagation,
     "semantic-head": per_draw(fit_semantic_head),
     "dino-2d": per_draw(fit_dino_2d),
     "dino-field": per_draw(fit_dino_field),

@@ -55,6 +55,8 @@ IDENTITY = {
     "sigma": "--sigma",
     "min_confidence": "--min-confidence",
     "min_explained": "--min-explained",
+    "propagation": "--propagation",
+    "surface_pixels": "--surface-pixels",
 }
 """What must match for a rerun to keep an earlier export's frames (``--frames`` and the point cloud's options need not),
 and how messages name it."""

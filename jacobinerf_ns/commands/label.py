@@ -42,11 +42,19 @@ class Label:
     """Perturbation magnitude σ."""
     frames: Literal["all", "train", "eval"] = "all"
     """Which frames of the dataset to label."""
+    propagation: Literal["nearest", "surface"] = "nearest"
+    """How the clicks' classes reach pixels: nearest (each pixel takes the class of the click its Jacobian is most
+    like, frame by frame) or surface (the classes spread from the clicks over the surfaces the training frames see,
+    across alike Jacobians: a click labels the whole surface it lies on, and every frame agrees; --min-explained does
+    not apply)."""
+    surface_pixels: int = 2048  # surface_labelling.PIXELS_PER_FRAME
+    """--propagation surface: pixels of each training frame (a regular grid) that become nodes of the surface
+    graph."""
     min_confidence: float = 0.0
     """Pixels whose confidence (s1 − s2) / s1 is below this get id 0 (unlabelled)."""
     min_explained: float = 0.5  # labelling.MIN_EXPLAINED (literal: --help imports no torch)
     """Pixels that resemble no click (best |cos| of their Jacobian to a click's below this, the measure 'Suggest next
-    click' uses) get id 0; 0 gives every pixel that hits a surface a class."""
+    click' uses) get id 0; 0 gives every pixel that hits a surface a class (--propagation nearest)."""
     voxel_size: Optional[float] = None
     """Voxel of the point cloud, in the units of the poses (default: one pixel's footprint at near depths)."""
     min_agreeing_views: int = 2  # depth_consistency.MIN_AGREEING_VIEWS
@@ -68,7 +76,7 @@ class Label:
 
         from jacobinerf_ns.clicks import read_clicks, require_clicks
         from jacobinerf_ns.label_export import ExportFolder
-        from jacobinerf_ns.propagation.labelling import label_frame, resolve_clicks, unconfirmed_clicks
+        from jacobinerf_ns.propagation.labelling import resolve_clicks, unconfirmed_clicks
         from jacobinerf_ns.scene import dataset_scene, scene_mismatch
         from jacobinerf_ns.visualization import palette
 
@@ -100,12 +108,10 @@ class Label:
         todo = [frame for frame in frames if not folder.is_written(frame)]
         if len(todo) < len(frames):
             CONSOLE.print(f"Resuming: {len(frames) - len(todo)} of {len(frames)} frames already in {self.output_dir}")
-        for frame in track(todo, description="Labelling frames", console=CONSOLE):
-            labels = label_frame(
-                model, frame.camera, clicks, self.space, self.mode, self.sigma, self.min_confidence,
-                min_explained=self.min_explained,
-            )  # fmt: skip
-            folder.write_frame(frame, labels, colors)
+        if todo:
+            label = self.labeller(model, clicks, judge_frames)
+            for frame in track(todo, description="Labelling frames", console=CONSOLE):
+                folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)
         for warning in unconfirmed_clicks(clicks.surfaces, judges, self.min_agreeing_views, self.depth_tolerance):
             CONSOLE.print(f"[yellow]jacobinerf: {warning}")
@@ -129,7 +135,25 @@ class Label:
             f"transforms.json make it a labelled scene: ns-train jacobinerf --data {self.output_dir}"
         )
 
+    def labeller(self, model, clicks, frames):
+        """Frame → its labels, by ``--propagation`` (surface: the graph over ``frames``, the training frames, is built
+        first: a frame's labels depend on the run and the clicks, not on which frames are exported)."""
+        from nerfstudio.utils.rich_utils import CONSOLE
+        from rich.progress import track
+
+        from jacobinerf_ns.propagation.labelling import label_frame
+        from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, render_nodes
+
+        if self.propagation == "nearest":
+            options = dict(min_confidence=self.min_confidence, min_explained=self.min_explained)
+            return lambda frame: label_frame(model, frame.camera, clicks, self.space, self.mode, self.sigma, **options)
+        cameras = track([frame.camera for frame in frames], "Spreading over the surfaces", console=CONSOLE)
+        surface = SurfaceLabelling.spread(render_nodes(model, cameras, self.surface_pixels), clicks)
+        return lambda frame: surface.label_frame(model, frame.camera, self.min_confidence)
+
     def check_options(self) -> None:
+        if self.surface_pixels < 1:
+            raise JacobiNerfError(f"--surface-pixels {self.surface_pixels} must be 1 or more (graph nodes per frame).")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise JacobiNerfError(
                 f"--min-confidence {self.min_confidence} must lie in [0, 1] (confidence is a margin)."
@@ -205,6 +229,8 @@ class Label:
             "sigma": self.sigma,
             "min_confidence": self.min_confidence,
             "min_explained": self.min_explained,
+            "propagation": self.propagation,
+            "surface_pixels": self.surface_pixels,
         }
 
 

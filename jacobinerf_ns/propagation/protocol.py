@@ -24,7 +24,7 @@ from jacobinerf_ns.probe import Probe, assign_labels
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
 
-MethodName = Literal["jacobian", "semantic-head", "dino-2d", "dino-field"]
+MethodName = Literal["jacobian", "jacobian-surface", "semantic-head", "dino-2d", "dino-field"]
 
 
 @dataclass
@@ -33,9 +33,11 @@ class PropagationProtocol:
     repeated for every draw = (source view, seed), reported as mean ± std over the draws."""
 
     method: MethodName = "jacobian"
-    """How labels travel: ``jacobian`` (JacobiNeRF; the unshaped baseline is the same on an unshaped run), or a
-    baseline of the paper: ``semantic-head`` (Semantic-NeRF style), ``dino-2d``, ``dino-field`` (DINO-NeRF style);
-    one module each in :mod:`jacobinerf_ns.propagation`."""
+    """How labels travel: ``jacobian`` (JacobiNeRF; the unshaped baseline is the same on an unshaped run),
+    ``jacobian-surface`` (the clicks' classes spread over the training views' surfaces across alike Jacobians, as
+    ``jacobinerf-label --propagation surface`` labels), or a baseline of the paper: ``semantic-head``
+    (Semantic-NeRF style), ``dino-2d``, ``dino-field`` (DINO-NeRF style); one module each in
+    :mod:`jacobinerf_ns.propagation`."""
     source_view: int = 0
     """Index of the source view among the training views (when ``source_views`` is empty)."""
     source_views: Tuple[int, ...] = ()
@@ -77,7 +79,7 @@ class PropagationProtocol:
         require(bool(self.settings), f"{option}settings", "is empty: choose sparse and/or dense.")
         unknown = [setting for setting in self.settings if setting not in ("sparse", "dense")]
         require(not unknown, f"{option}settings", f"{unknown}: choose sparse and/or dense.")
-        methods = ("jacobian", "semantic-head", "dino-2d", "dino-field")
+        methods = ("jacobian", "jacobian-surface", "semantic-head", "dino-2d", "dino-field")
         require(self.method in methods, f"{option}method", f"{self.method!r}: choose one of {', '.join(methods)}.")
         require(self.mode in ("linear", "exact"), f"{option}mode", f"{self.mode!r}: choose linear or exact.")
         require(self.sigma > 0, f"{option}sigma", f"must be > 0, got {self.sigma}.")

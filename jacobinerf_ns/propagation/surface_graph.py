@@ -1,0 +1,105 @@
+"""Labels spread over a scene's surfaces: a graph whose nodes are surface points with their unit Jacobians, the
+clicks as seeds, label spreading along it (Zhou et al. 2004, "Learning with local and global consistency").
+
+* nodes ``i``: surface points ``x_i`` (origin + rendered depth · direction) and unit Jacobians
+  ``u_i = J_i / ‖J_i‖``;
+* edges: each node's :data:`NEIGHBOURS` nearest nodes in 3D, weight ``w_ij = exp(−(1 − |⟨u_i, u_j⟩|) / τ)``,
+  symmetrised (``max(w_ij, w_ji)``): a class crosses surfaces that touch and stops where the Jacobians turn;
+* spreading: ``F ← α S F + (1 − α) Y`` for :data:`SPREAD_STEPS` steps from ``F = Y``, ``S = D^-½ W D^-½`` (``D``:
+  row sums of ``W``), ``Y`` one row per node, 1 in the seed's class column;
+* reading a point ``p`` (surface point ``x_p``, unit Jacobian ``u_p``): ``s_c(p) = Σ_j w_pj F_jc / Σ_j w_pj`` over its
+  :data:`READ_NEIGHBOURS` nearest nodes ``j``, the same kernel as the edges.
+
+Pure functions of points and Jacobians (numpy / scipy, no model): the labelling passes that render them live in
+:mod:`.labelling`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NEIGHBOURS = 20
+"""Edges per node (nearest nodes in 3D)."""
+TAU = 0.02
+"""Temperature of the Jacobian kernel ``exp(−(1 − |cos|) / τ)``: an edge between Jacobians 0.9 alike weighs e^-5 of
+one between identical ones (docs/propagation_levers.md compares temperatures)."""
+ALPHA = 0.99
+"""How far labels travel: the share of each step's scores that comes from the neighbours."""
+SPREAD_STEPS = 200
+READ_NEIGHBOURS = 8
+"""Nodes a read point takes its scores from."""
+
+
+def unit_rows(jacobians: np.ndarray) -> np.ndarray:
+    """``(N, D)`` rows scaled to unit length (float32; a zero row stays zero)."""
+    jacobians = np.asarray(jacobians, dtype=np.float32)
+    norms = np.linalg.norm(jacobians, axis=-1, keepdims=True)
+    return jacobians / np.maximum(norms, 1e-12)
+
+
+def kernel(unit_a: np.ndarray, unit_b: np.ndarray, tau: float) -> np.ndarray:
+    """``exp(−(1 − |⟨a, b⟩|) / τ)`` of matching rows ``(..., D)`` (1 everywhere for ``τ = ∞``)."""
+    cosines = np.abs(np.einsum("...d,...d->...", unit_a, unit_b))
+    return np.ones_like(cosines) if np.isinf(tau) else np.exp(-(1.0 - cosines) / tau)
+
+
+@dataclass
+class SurfaceGraph:
+    """Nodes (points ``(N, 3)``, unit Jacobians ``(N, D)``) and the normalised affinity ``S`` (scipy CSR)."""
+
+    points: np.ndarray
+    unit: np.ndarray
+    affinity: "object"
+    tau: float
+    tree: "object"
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def spread(
+        self, seeds: np.ndarray, num_classes: int, alpha: float = ALPHA, steps: int = SPREAD_STEPS
+    ) -> np.ndarray:
+        """``(N, C)`` scores from seed classes ``(N,)`` (0-based class per node, −1: not a seed)."""
+        initial = np.zeros((len(self), num_classes), np.float32)
+        seeded = seeds >= 0
+        initial[np.flatnonzero(seeded), seeds[seeded]] = 1.0
+        scores = initial.copy()
+        for _ in range(steps):
+            scores = alpha * (self.affinity @ scores) + (1.0 - alpha) * initial
+        return scores
+
+    def read(self, node_scores: np.ndarray, points: np.ndarray, unit: np.ndarray) -> np.ndarray:
+        """``(P, C)`` scores of points ``(P, 3)`` with unit Jacobians ``(P, D)`` from their nearest nodes' scores."""
+        count = min(READ_NEIGHBOURS, len(self))
+        _, nearest = self.tree.query(np.asarray(points, dtype=np.float32), count)
+        nearest = nearest.reshape(len(points), count)
+        weights = kernel(np.asarray(unit, np.float32)[:, None, :], self.unit[nearest], self.tau)
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-30)
+        return np.einsum("pk,pkc->pc", weights, node_scores[nearest])
+
+
+def build_surface_graph(
+    points: np.ndarray, jacobians: np.ndarray, neighbours: int = NEIGHBOURS, tau: float = TAU
+) -> SurfaceGraph:
+    """The graph over surface ``points`` ``(N, 3)`` with Jacobians ``(N, D)`` (any length; made unit here)."""
+    import scipy.sparse as sparse
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float32)
+    unit = unit_rows(jacobians)
+    tree = cKDTree(points)
+    count = min(neighbours, len(points) - 1)
+    if count < 1:
+        affinity = sparse.csr_matrix((len(points), len(points)), dtype=np.float32)
+        return SurfaceGraph(points, unit, affinity, tau, tree)
+    _, nearest = tree.query(points, count + 1)
+    rows = np.repeat(np.arange(len(points)), count)
+    columns = nearest[:, 1:].reshape(-1)  # the first is the node itself (or a duplicate of it)
+    weights = kernel(unit[rows], unit[columns], tau).astype(np.float32)
+    affinity = sparse.coo_matrix((weights, (rows, columns)), shape=(len(points),) * 2).tocsr()
+    affinity = affinity.maximum(affinity.T)
+    inverse_root = 1.0 / np.sqrt(np.asarray(affinity.sum(axis=1)).ravel() + 1e-12)
+    normalised = sparse.diags(inverse_root) @ affinity @ sparse.diags(inverse_root)
+    return SurfaceGraph(points, unit, normalised.astype(np.float32).tocsr(), tau, tree)

@@ -1,0 +1,201 @@
+"""Labelling by spreading the clicks' classes over the scene's surfaces (:mod:`.surface_graph`), not pixel by pixel.
+
+The graph's nodes are a regular grid of pixels of every labelled frame (about ``pixels_per_frame`` each) that hit a
+surface, plus the clicks' own surface points, which seed their classes. A frame's pixels then read their scores from
+the nodes around their surface point, weighted by how alike their Jacobians are: every frame takes its labels from the
+same spread, so frames agree where they see the same surface, and a click's class covers the connected surface of
+alike Jacobians it lies on, not only the pixels that resemble the click.
+
+Unlike :func:`.labelling.label_frame`, no pixel that hits a surface is left unlabelled for resembling no click (the
+spread reaches it through its neighbours); ``explained`` is still the clicks' own resemblance, which *Suggest next
+click* follows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Dict, Iterable, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jacobinerf_ns.probe import Probe
+from jacobinerf_ns.propagation.bank import grid_pixels
+from jacobinerf_ns.propagation.jacobian import abs_dot
+from jacobinerf_ns.propagation.labelling import (
+    MIN_ACCUMULATION,
+    ClickSurface,
+    FrameLabels,
+    ResolvedClicks,
+    confidence,
+    label_ids,
+)
+from jacobinerf_ns.propagation.protocol import (
+    FittedPropagation,
+    PropagationProtocol,
+    PropagationViews,
+    all_pixels,
+    choose_clicks,
+)
+from jacobinerf_ns.propagation.rendering import pixel_jacobians, ray_jacobians
+from jacobinerf_ns.propagation.surface_graph import SurfaceGraph, build_surface_graph, unit_rows
+
+if TYPE_CHECKING:
+    from nerfstudio.cameras.cameras import Cameras
+    from nerfstudio.cameras.rays import RayBundle
+
+    from jacobinerf_ns.model import JacobiNerfModel
+
+PIXELS_PER_FRAME = 2048
+"""Graph nodes per frame (before dropping pixels that hit nothing): a grid of stride ``√(H·W / this)``."""
+
+
+def node_stride(camera: Cameras, pixels_per_frame: int) -> int:
+    """The grid stride that gives about ``pixels_per_frame`` pixels of a one-camera ``camera``."""
+    return max(1, round(math.sqrt(int(camera.height) * int(camera.width) / pixels_per_frame)))
+
+
+def surface_passes(model: JacobiNerfModel, bundle: RayBundle) -> Iterable[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Chunked eval passes over a flat ``bundle``: ``(R, D)`` flat Jacobians, ``(R, 3)`` surface points (origin +
+    depth · direction), ``(R,)`` depth and accumulation, on the CPU."""
+    chunk = model.config.eval_num_rays_per_chunk
+    for start in range(0, len(bundle), chunk):
+        rays = bundle[start : start + chunk]
+        jacobian, outputs, _ = ray_jacobians(model, rays)
+        depth = outputs["depth"].reshape(-1).float().cpu()
+        points = rays.origins.cpu() + rays.directions.cpu() * depth[:, None]
+        yield jacobian.flatten(1).float().cpu(), points, depth, outputs["accumulation"].reshape(-1).float().cpu()
+
+
+@dataclass
+class SurfaceLabelling:
+    """The clicks' classes spread over a graph of the frames' surfaces (``node_scores`` ``(N, C)``)."""
+
+    graph: SurfaceGraph
+    node_scores: np.ndarray
+    clicks: ResolvedClicks
+
+    @classmethod
+    def spread(cls, nodes: Tuple[Tensor, Tensor], clicks: ResolvedClicks) -> "SurfaceLabelling":
+        """The graph over ``nodes`` (:func:`render_nodes`) and the clicks (their surface points must be known:
+        :func:`.labelling.resolve_clicks`), the clicks' classes spread over it."""
+        if len(clicks.surfaces) != len(clicks.jacobians):
+            raise ValueError("surface labelling needs each click's surface point (labelling.resolve_clicks)")
+        points = torch.cat([clicks_points(clicks), nodes[0]])
+        jacobians = torch.cat([clicks.jacobians.flatten(1).float(), nodes[1]])
+        graph = build_surface_graph(points.numpy(), jacobians.numpy())
+        seeds = np.full(len(graph), -1)
+        seeds[: len(clicks.class_ids)] = np.asarray(clicks.class_ids) - 1
+        return cls(graph, graph.spread(seeds, clicks.num_classes), clicks)
+
+    def frame_scores(self, model: JacobiNerfModel, camera: Cameras) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(H, W, C)`` class scores of one camera's pixels read from the nodes around their surface points, and
+        ``(H, W)`` the clicks' own resemblance (:func:`.labelling.explained`), depth and accumulation."""
+        height, width = int(camera.height), int(camera.width)
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
+        click_units = torch.from_numpy(unit_rows(self.clicks.jacobians.flatten(1).numpy()))
+        scores, explained, depths, accumulations = [], [], [], []
+        for jacobian, point, depth, accumulation in surface_passes(model, bundle):
+            unit = unit_rows(jacobian.numpy())
+            scores.append(torch.from_numpy(self.graph.read(self.node_scores, point.numpy(), unit)))
+            explained.append((torch.from_numpy(unit) @ click_units.T).abs().amax(dim=-1).clamp(0.0, 1.0))
+            depths.append(depth)
+            accumulations.append(accumulation)
+        return (
+            torch.cat(scores).view(height, width, -1),
+            torch.cat(explained).view(height, width),
+            torch.cat(depths).view(height, width),
+            torch.cat(accumulations).view(height, width),
+        )
+
+    def label_frame(self, model: JacobiNerfModel, camera: Cameras, min_confidence: float = 0.0) -> FrameLabels:
+        """Labels of one camera: each pixel that hits a surface takes the best class of :meth:`frame_scores`."""
+        score, how_well, depth, accumulation = self.frame_scores(model, camera)
+        hit = accumulation >= MIN_ACCUMULATION
+        margin = torch.where(hit, confidence(score), torch.zeros_like(accumulation))
+        return FrameLabels(
+            ids=label_ids(score, margin, min_confidence, hit),
+            confidence=margin,
+            explained=torch.where(hit, how_well, torch.ones_like(how_well)),
+            depth=depth,
+            accumulation=accumulation,
+        )
+
+
+def render_nodes(
+    model: JacobiNerfModel, cameras: Iterable[Cameras], pixels_per_frame: int = PIXELS_PER_FRAME
+) -> Tuple[Tensor, Tensor]:
+    """``(N, 3)`` surface points and ``(N, D)`` flat Jacobians of a grid of each one-camera ``cameras`` (an iterable,
+    so a caller can wrap it in progress), pixels that hit nothing left out: the graph's nodes besides the clicks."""
+    points, jacobians = [], []
+    for camera in cameras:
+        grid = grid_pixels(int(camera.height), int(camera.width), node_stride(camera, pixels_per_frame))
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
+        for jacobian, point, _, accumulation in surface_passes(model, bundle):
+            hit = accumulation >= MIN_ACCUMULATION
+            points.append(point[hit])
+            jacobians.append(jacobian[hit])
+    return torch.cat(points), torch.cat(jacobians)
+
+
+def clicks_points(clicks: ResolvedClicks) -> Tensor:
+    """``(K, 3)`` the clicks' surface points."""
+    return torch.stack([surface.point.float() for surface in clicks.surfaces]) if clicks.surfaces else torch.zeros(0, 3)
+
+
+class SurfacePropagation:
+    """``--propagation.method jacobian-surface``: each draw's clicks spread over the surfaces the training views see
+    (rendered once per evaluation, shared by every draw), targets read from it; a pixel takes the class of its best
+    score in both settings (dense picks its clicks as JacobiNeRF's dense setting does). Space ``3d``."""
+
+    def __init__(self, model: JacobiNerfModel, protocol: PropagationProtocol) -> None:
+        self.model, self.protocol = model, protocol
+        self.nodes: Dict[int, Tuple[Tensor, Tensor]] = {}
+
+    def target_probe(self) -> Optional[Probe]:
+        return None
+
+    def keep_target(self, target: int, outputs: dict) -> None:
+        raise ValueError("jacobian-surface renders its targets itself.")
+
+    def graph_nodes(self, views: PropagationViews) -> Tuple[Tensor, Tensor]:
+        """The training views' nodes (the source and targets' when the views carry no training cameras)."""
+        cameras = views.train_cameras
+        if cameras is None:
+            return render_nodes(self.model, [views.source_camera, *views.target_cameras])
+        key = id(cameras)
+        if key not in self.nodes:
+            self.nodes[key] = render_nodes(self.model, (cameras[index : index + 1] for index in range(len(cameras))))
+        return self.nodes[key]
+
+    def fit(self, views: PropagationViews, setting: str, generator: torch.Generator) -> FittedPropagation:
+        height, width = views.source_labels.shape
+        source = views.source_camera
+
+        def descriptors() -> Tensor:
+            return pixel_jacobians(self.model, source, all_pixels(height, width)).flatten(1)
+
+        pixels, click_labels = choose_clicks(views, setting, self.protocol, generator, descriptors, abs_dot)
+        bundle = source.generate_rays(camera_indices=0, keep_shape=True)[pixels[:, 0], pixels[:, 1]]
+        passes = list(surface_passes(self.model, bundle))
+        labels = sorted(set(click_labels))
+        clicks = ResolvedClicks(
+            jacobians=torch.cat([jacobian for jacobian, *_ in passes]),
+            class_ids=tuple(labels.index(label) + 1 for label in click_labels),
+            num_classes=len(labels),
+            skipped=(),
+            surfaces=tuple(
+                ClickSurface(f"click {index}", origin, point)
+                for index, (origin, point) in enumerate(zip(bundle.origins, torch.cat([p for _, p, *_ in passes])))
+            ),
+        )
+        spread = SurfaceLabelling.spread(self.graph_nodes(views), clicks)
+        label_of_class = torch.tensor(labels)
+        return FittedPropagation(
+            pixels,
+            click_labels,
+            lambda target: {"3d": spread.frame_scores(self.model, views.target_cameras[target])[0]},
+            lambda: {"3d": lambda scores: label_of_class[scores.argmax(dim=-1)]},
+        )

@@ -1,0 +1,81 @@
+"""The surface graph (:mod:`jacobinerf_ns.propagation.surface_graph`): spreading checked against its plain dense form,
+and the case it exists for: an object whose Jacobians change across its surface, one click on one part."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jacobinerf_ns.propagation.surface_graph import ALPHA, build_surface_graph, kernel, unit_rows
+
+
+def dense_spread(graph, seeds: np.ndarray, num_classes: int, steps: int) -> np.ndarray:
+    """``Σ_{t<T} (αS)^t (1 − α) Y + (αS)^T Y`` with a dense ``S``: ``T`` steps of ``F ← αSF + (1 − α)Y`` from Y."""
+    step = ALPHA * graph.affinity.toarray().astype(np.float64)
+    initial = np.zeros((len(graph), num_classes))
+    initial[np.flatnonzero(seeds >= 0), seeds[seeds >= 0]] = 1.0
+    series = sum(np.linalg.matrix_power(step, t) for t in range(steps))
+    return (1.0 - ALPHA) * series @ initial + np.linalg.matrix_power(step, steps) @ initial
+
+
+def test_spreading_is_the_plain_series_of_the_normalised_affinity():
+    rng = np.random.default_rng(0)
+    points, jacobians = rng.normal(size=(40, 3)), np.abs(rng.normal(size=(40, 6)))
+    graph = build_surface_graph(points, jacobians, neighbours=5, tau=0.2)
+    dense = graph.affinity.toarray()
+    np.testing.assert_allclose(dense, dense.T, atol=1e-7)  # symmetrised
+    degree = (dense > 0).sum(axis=1)
+    assert degree.min() >= 5  # each node keeps its own neighbours, and gains those that chose it
+    seeds = np.full(40, -1)
+    seeds[[3, 17, 29]] = [0, 1, 1]
+    np.testing.assert_allclose(graph.spread(seeds, 2, steps=12), dense_spread(graph, seeds, 2, 12), rtol=1e-4,
+                               atol=1e-6)  # fmt: skip
+
+
+def test_the_edge_weights_are_the_jacobian_kernel():
+    points = np.array([[0.0, 0, 0], [0.1, 0, 0]])
+    jacobians = np.array([[1.0, 0.0], [0.6, 0.8]])  # cos 0.6
+    graph = build_surface_graph(points, jacobians, neighbours=1, tau=0.1)
+    weight = float(kernel(unit_rows(jacobians[:1]), unit_rows(jacobians[1:]), 0.1)[0])
+    assert weight == pytest.approx(np.exp(-4.0))
+    # S = D^-½ W D^-½ with one edge each: the normalised weight of a single edge is 1 whatever its weight
+    assert graph.affinity.toarray()[0, 1] == pytest.approx(1.0)
+
+
+def sphere(centre, radius, count, rng) -> np.ndarray:
+    directions = rng.normal(size=(count, 3))
+    return np.asarray(centre) + radius * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+
+
+def test_a_click_on_one_colour_of_an_object_labels_the_whole_object():
+    """A two-coloured ball (its upper and lower halves have unlike Jacobians, cos 0.3) standing apart from a box whose
+    Jacobians are more like the lower half's (cos 0.6); one click on the upper half, one on the box. Nearest-click
+    labels give the lower half the box's class; spreading over the surfaces gives it the ball's, and the box stays
+    the box."""
+    rng = np.random.default_rng(1)
+    upper, lower = np.eye(3)[0], 0.3 * np.eye(3)[0] + np.sqrt(1 - 0.09) * np.eye(3)[1]
+    box_look = 0.6 * lower + 0.8 * np.cross(upper, lower)  # cos(box, lower) = 0.6, cos(box, upper) = 0
+    ball = sphere((0.0, 0.0, 0.3), 0.3, 3000, rng)
+    box = rng.uniform((1.0, -0.3, 0.0), (1.6, 0.3, 0.6), size=(2000, 3))  # a block, 0.7 from the ball
+    on_top = ball[:, 2] > 0.3
+    looks = np.concatenate([np.where(on_top[:, None], upper, lower), np.repeat(box_look[None], len(box), 0)])
+    jacobians = np.abs(looks + 0.03 * rng.normal(size=looks.shape))  # every Jacobian entry is ≥ 0 (DESIGN §6)
+    points = np.concatenate([ball, box])
+    truth = np.concatenate([np.zeros(len(ball), int), np.ones(len(box), int)])
+    clicks = [int(np.flatnonzero(on_top)[0]), len(ball)]  # the ball's upper half, the box
+
+    unit = unit_rows(jacobians)
+    nearest = np.abs(unit @ unit[clicks].T).argmax(axis=1)  # the click each point's Jacobian is most like
+    assert np.mean(nearest[: len(ball)][~on_top] == 0) < 0.05, "nearest-click labels miss the ball's other colour"
+
+    graph = build_surface_graph(points, jacobians)
+    seeds = np.full(len(points), -1)
+    seeds[clicks] = [0, 1]
+    spread = graph.spread(seeds, 2).argmax(axis=1)
+    assert np.mean(spread[: len(ball)] == 0) > 0.99, "the whole ball"
+    assert np.mean(spread[len(ball) :] == 1) > 0.99, "the box stays the box"
+    # points read from the graph (a frame's pixels) take the spread of the nodes around them
+    queries = sphere((0.0, 0.0, 0.3), 0.3, 500, rng)
+    query_looks = np.where(queries[:, 2:3] > 0.3, upper, lower)
+    read = graph.read(graph.spread(seeds, 2), queries, unit_rows(query_looks)).argmax(axis=1)
+    assert np.mean(read == truth[0]) > 0.99

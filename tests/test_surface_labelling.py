@@ -1,0 +1,47 @@
+"""Labelling by spreading over the surfaces (:mod:`jacobinerf_ns.propagation.surface_labelling`) on a random tiny
+field: the protocol's ``jacobian-surface`` method and the frames' labels read from the graph (plumbing: no quality is
+claimed on a random field; the sample scene's figures are in test_label_command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from jacobinerf_ns.evaluation import evaluate_propagation
+from jacobinerf_ns.propagation.labelling import ClickSurface, ResolvedClicks
+from jacobinerf_ns.propagation.protocol import PropagationProtocol
+from jacobinerf_ns.propagation.rendering import pixel_jacobians
+from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, render_nodes, surface_passes
+from tests.helpers import build_tiny_model, cameras_around_origin, label_views, metric_keys
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_tiny_model(seed=3).eval()
+
+
+def test_jacobian_surface_runs_in_the_protocol(model):
+    protocol = PropagationProtocol(method="jacobian-surface", dense_rounds=1, dense_candidates=2, seeds=(0,))
+    protocol.validate(train_views=3)
+    views = label_views(lambda label: torch.randn(6, 9, 4))
+    views.train_cameras, views.train_images = cameras_around_origin(3, height=12, width=18), [Path("v.png")] * 3
+    results = evaluate_propagation(model, {"instance_": [views]}, protocol)
+    assert set(results) == metric_keys("instance_", ("sparse", "dense"), "3d")
+    assert all(0.0 <= value <= 1.0 for value in results.values())
+
+
+def test_a_frame_reads_the_spread_at_its_pixels(model):
+    """Every node of the graph is a grid pixel of the frames; a frame labelled from it gives each pixel the class the
+    nodes around its surface point carry, and a one-class click set labels every pixel that hits a surface."""
+    cameras = cameras_around_origin(2, height=12, width=18)
+    frames = [cameras[index : index + 1] for index in range(2)]
+    points, jacobians = render_nodes(model, frames, pixels_per_frame=12 * 18)
+    bundle = frames[0].generate_rays(camera_indices=0, keep_shape=True)[3:4, 5]
+    ((jacobian, point, _, _),) = surface_passes(model, bundle)
+    torch.testing.assert_close(jacobian, pixel_jacobians(model, frames[0], torch.tensor([[3, 5]])).flatten(1))
+    clicks = ResolvedClicks(jacobian, (1,), 1, (), (ClickSurface("c", bundle.origins[0], point[0]),))
+    labels = SurfaceLabelling.spread((points, jacobians), clicks).label_frame(model, frames[1])
+    assert labels.ids.shape == (12, 18)
+    assert torch.equal(labels.ids == 1, labels.hit), "one class: every pixel that hits a surface gets it"
