@@ -13,11 +13,14 @@ labels, a classifier learnt from the clicks, and labels spread over the scene's 
    hits a surface:
    * ``nearest``: today's labels (``jacobinerf-label``): per class, the best ``|cos(J_p, J_k)|`` over its clicks;
    * ``logistic``: a linear softmax classifier on unit Jacobians ``J_p / ‖J_p‖`` fitted to the clicks (L-BFGS);
-   * ``geometry``: label spreading (Zhou et al. 2004: ``F ← α S F + (1 − α) Y``, ``S = D^-½ W D^-½``) on a graph over
-     the bank's surface points of all frames, ``k`` nearest neighbours in 3D, edge weight
-     ``exp(−(1 − cos(J_p, J_q)) / τ)``; the clicks are the seeds, so a click's class spreads over the surfaces it
-     lies on, across frames, and stops where the Jacobians turn;
+   * ``geometry``: label spreading on the product's surface graph (``jacobinerf-label --propagation surface``,
+     :mod:`jacobinerf_ns.propagation.surface_graph`: ``F ← α S F + (1 − α) Y``, ``S = D^-½ W D^-½``, ``k`` nearest
+     neighbours in 3D, edge weight ``exp(−(1 − cos(J_p, J_q)) / τ)``) over the bank's surface points of all frames;
+     the clicks are the seeds, so a click's class spreads over the surfaces it lies on, across frames, and stops
+     where the Jacobians turn; ``geometry_tau_0.05``: the same at τ = 0.05 (the first study's temperature);
    * ``geometry_only``: the same graph with every edge weighted 1 (τ = ∞);
+   * ``surface``: what ``jacobinerf-label --propagation surface`` labels by: ``geometry``'s class share × the
+     class's ``nearest`` score to the power γ (:func:`jacobinerf_ns.propagation.surface_graph.class_scores`);
    * ``logistic_all``: the linear classifier fitted to 20000 labelled pixels of the bank, not to the clicks: how much
      of the classes a linear read-out of these Jacobians can separate at all (an upper bound for ``logistic``, not a
      method: it uses the ground truth).
@@ -37,11 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-GRAPH_NEIGHBOURS = 20
-GRAPH_TAU = 0.05
-SPREAD_ALPHA = 0.99
-SPREAD_STEPS = 200
-CLICK_COUNTS = (30, 60)
+from jacobinerf_ns.propagation.surface_graph import TAU
 
 
 @torch.no_grad()
@@ -165,43 +164,39 @@ class Levers:
         return self.logistic(sample.tolist(), steps=100)
 
     def graph(self, tau: float):
-        """Surface points that hit, and ``S = D^-½ W D^-½`` of their k-nearest-neighbour graph."""
+        """The product's surface graph (:mod:`jacobinerf_ns.propagation.surface_graph`) over the points that hit."""
         if tau not in self._graphs:
-            import scipy.sparse as sparse
-            from scipy.spatial import cKDTree
+            from jacobinerf_ns.propagation.surface_graph import build_surface_graph
 
             nodes = torch.nonzero(self.hit).flatten().numpy()
-            _, neighbours = cKDTree(self.points[nodes].numpy()).query(self.points[nodes].numpy(), GRAPH_NEIGHBOURS + 1)
-            rows = np.repeat(np.arange(len(nodes)), GRAPH_NEIGHBOURS)
-            columns = neighbours[:, 1:].reshape(-1)
-            unit = self.unit[nodes]
-            cosines = (unit[rows] * unit[columns]).sum(dim=-1).numpy()
-            weights = np.ones_like(cosines) if np.isinf(tau) else np.exp(-(1.0 - cosines) / tau)
-            affinity = sparse.coo_matrix((weights, (rows, columns)), shape=(len(nodes),) * 2).tocsr()
-            affinity = affinity.maximum(affinity.T)
-            degree = sparse.diags(1.0 / np.sqrt(np.asarray(affinity.sum(axis=1)).ravel() + 1e-12))
-            self._graphs[tau] = (nodes, (degree @ affinity @ degree).tocsr())
+            self._graphs[tau] = (nodes, build_surface_graph(self.points[nodes].numpy(), self.unit[nodes].numpy(),
+                                                            tau=tau))  # fmt: skip
         return self._graphs[tau]
 
-    def spread(self, clicks: List[int], tau: float = GRAPH_TAU) -> Tensor:
-        nodes, normalised = self.graph(tau)
+    def surface(self, clicks: List[int]) -> Tensor:
+        """What ``jacobinerf-label --propagation surface`` scores: the spread's class share × resemblance^γ."""
+        from jacobinerf_ns.propagation.surface_graph import class_scores
+
+        resemblance = self.nearest(clicks).clamp_min(0.0)
+        return torch.from_numpy(class_scores(self.spread(clicks).numpy(), resemblance.numpy()))
+
+    def spread(self, clicks: List[int], tau: float = TAU) -> Tensor:
+        nodes, graph = self.graph(tau)
         position = np.full(len(self.truth), -1)
         position[nodes] = np.arange(len(nodes))
-        seeds = np.zeros((len(nodes), self.classes), np.float32)
-        for click in clicks:
-            seeds[position[click], int(self.truth[click])] = 1.0
-        spread = seeds.copy()
-        for _ in range(SPREAD_STEPS):
-            spread = SPREAD_ALPHA * (normalised @ spread) + (1.0 - SPREAD_ALPHA) * seeds
+        seeds = np.full(len(nodes), -1)
+        seeds[position[clicks]] = self.truth[clicks].numpy()
         scores = torch.zeros(len(self.truth), self.classes)
-        scores[nodes] = torch.from_numpy(spread)
+        scores[nodes] = torch.from_numpy(graph.spread(seeds, self.classes))
         return scores
 
     def methods(self) -> Dict[str, Callable[[List[int]], Tensor]]:
         return {
             "nearest": self.nearest,
             "logistic": self.logistic,
+            "surface": self.surface,
             "geometry": self.spread,
+            "geometry_tau_0.05": lambda clicks: self.spread(clicks, 0.05),
             "geometry_only": lambda clicks: self.spread(clicks, float("inf")),
             "logistic_all": self.logistic_all,
         }
@@ -221,14 +216,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/levers"))
     parser.add_argument("--stride", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--counts", type=int, nargs="+", default=[30, 60], help="click counts to score")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     levers = Levers(cached_bank(args.config, args.stride, args.out))
     results: Dict[str, Dict[int, List[float]]] = {}
     seconds: Dict[str, List[float]] = {}
     for seed in args.seeds:
-        clicks = levers.clicks(seed, max(CLICK_COUNTS))
-        for count in CLICK_COUNTS:
+        clicks = levers.clicks(seed, max(args.counts))
+        for count in args.counts:
             for name, method in levers.methods().items():
                 began = time.perf_counter()
                 value = levers.miou(method(clicks[:count]))
@@ -241,11 +237,11 @@ def main() -> None:
         f"pixels of all {int(levers.view.max()) + 1} frames (stride {args.stride}); mean ± std over seeds "
         f"{args.seeds}; first clicks: one per class the training frames show ({first}), then random.",
         "",
-        "| method | " + " | ".join(f"mIoU @{count} clicks" for count in CLICK_COUNTS) + " | seconds per labelling |",
-        "|---|" + "---|" * (len(CLICK_COUNTS) + 1),
+        "| method | " + " | ".join(f"mIoU @{count} clicks" for count in args.counts) + " | seconds per labelling |",
+        "|---|" + "---|" * (len(args.counts) + 1),
     ]
     for name, by_count in results.items():
-        cells = [f"{np.mean(by_count[c]):.3f} ± {np.std(by_count[c]):.3f}" for c in CLICK_COUNTS]
+        cells = [f"{np.mean(by_count[c]):.3f} ± {np.std(by_count[c]):.3f}" for c in args.counts]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(seconds[name]):.1f} |")
     report = "\n".join(lines)
     print(report)

@@ -360,10 +360,14 @@ def instance_iou(out: Path, scene: Path, classes: List[str], name: str) -> float
     return intersection / max(union, 1)
 
 
+PROPAGATIONS = ("nearest", "surface")
+
+
 @pytest.fixture(scope="module")
 def ray_clicks(runs, sample_scene, tmp_path_factory) -> dict:
-    """One ray click (original frame) per object and background instance, labelled with both runs: by normalisation,
-    how far each object's click lands from its analytic hit point, each object's IoU, and the label maps."""
+    """One ray click (original frame) per object and background instance, labelled with both runs and both
+    propagations: by normalisation, how far each object's click lands from its analytic hit point; by (propagation,
+    normalisation), each object's IoU and the label maps."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     from jacobinerf_ns.pointcloud import to_original_frame
@@ -390,13 +394,17 @@ def ray_clicks(runs, sample_scene, tmp_path_factory) -> dict:
         hits = to_original_frame(rays.origins + rays.directions * outputs["depth"].reshape(-1, 1), scene.outputs)
         landed[normalisation] = dict(zip(OBJECTS, np.linalg.norm(hits.numpy()[: len(OBJECTS)] - truth, axis=-1)))
 
-        out = folder / normalisation
-        result = label(
-            "--load-config", run / "config.yml", "--clicks", folder / "rays.json", "--output-dir", out, cwd=folder
-        )
-        assert result.returncode == 0, output(result)[-4000:]
-        ious[normalisation] = {name: instance_iou(out, sample_scene, list(aimed), name) for name in OBJECTS}
-        ids[normalisation] = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "ids").glob("*.png"))])
+        for propagation in PROPAGATIONS:
+            out = folder / f"{normalisation}_{propagation}"
+            result = label("--load-config", run / "config.yml", "--clicks", folder / "rays.json", "--output-dir", out,
+                           "--propagation", propagation, cwd=folder)  # fmt: skip
+            assert result.returncode == 0, output(result)[-4000:]
+            ious[propagation, normalisation] = {
+                name: instance_iou(out, sample_scene, list(aimed), name) for name in OBJECTS
+            }
+            ids[propagation, normalisation] = np.stack(
+                [np.asarray(Image.open(p)) for p in sorted((out / "ids").glob("*.png"))]
+            )
     print("ray clicks: landing distance", landed, "IoU", ious)  # the figures the thresholds were calibrated on
     return {"landed": landed, "ious": ious, "ids": ids}
 
@@ -441,14 +449,20 @@ def test_a_ray_click_in_original_coordinates_lands_on_its_object(ray_clicks, nor
 @pytest.mark.parametrize("normalisation, name", object_cases("labels"))
 def test_a_ray_click_labels_its_object_in_every_frame(ray_clicks, normalisation, name):
     """The object's label covers the object over all frames: IoU > 0.5 (labelling at random scores ~0.05-0.2)."""
-    assert ray_clicks["ious"][normalisation][name] > 0.5, ray_clicks["ious"]
+    assert ray_clicks["ious"]["nearest", normalisation][name] > 0.5, ray_clicks["ious"]
+
+
+@pytest.mark.parametrize("normalisation, name", object_cases("spreads"))
+def test_a_ray_click_spread_over_the_surfaces_labels_its_object_in_every_frame(ray_clicks, normalisation, name):
+    """``--propagation surface``: the object's label covers the object over all frames (IoU > 0.5)."""
+    assert ray_clicks["ious"]["surface", normalisation][name] > 0.5, ray_clicks["ious"]
 
 
 def test_both_normalisations_label_the_objects_alike(ray_clicks, sample_scene):
     truth_ids = np.stack([np.asarray(Image.open(p)) for p in sorted((sample_scene / "instances").glob("*.png"))])
     on_objects = np.isin(truth_ids, [NAMES.index(name) + 1 for name in OBJECTS])
     ids = ray_clicks["ids"]
-    agreement = np.mean(ids["default"][on_objects] == ids["other"][on_objects])
+    agreement = np.mean(ids["nearest", "default"][on_objects] == ids["nearest", "other"][on_objects])
     assert agreement > 0.7, agreement
 
 

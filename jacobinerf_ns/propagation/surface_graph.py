@@ -7,8 +7,12 @@ clicks as seeds, label spreading along it (Zhou et al. 2004, "Learning with loca
   symmetrised (``max(w_ij, w_ji)``): a class crosses surfaces that touch and stops where the Jacobians turn;
 * spreading: ``F ← α S F + (1 − α) Y`` for :data:`SPREAD_STEPS` steps from ``F = Y``, ``S = D^-½ W D^-½`` (``D``:
   row sums of ``W``), ``Y`` one row per node, 1 in the seed's class column;
-* reading a point ``p`` (surface point ``x_p``, unit Jacobian ``u_p``): ``s_c(p) = Σ_j w_pj F_jc / Σ_j w_pj`` over its
-  :data:`READ_NEIGHBOURS` nearest nodes ``j``, the same kernel as the edges.
+* reading a point ``p`` (surface point ``x_p``, unit Jacobian ``u_p``): ``F_c(p) = Σ_j w_pj F_jc / Σ_j w_pj`` over its
+  :data:`READ_NEIGHBOURS` nearest nodes ``j``, the same kernel as the edges;
+* its class scores (:func:`class_scores`): ``s_c(p) = F_c(p) / Σ_c' F_c'(p) · r_c(p)^γ``, with ``r_c(p)`` the best
+  ``|cos(u_p, u_k)|`` over the clicks ``k`` of class ``c``: a class must reach p over the surfaces *and* p must look
+  like its clicks. Spreading alone lets a class seeded near a large surface take its edge (an object's class spills
+  onto the floor around it when the floor's click is far); the resemblance keeps it there.
 
 Pure functions of points and Jacobians (numpy / scipy, no model): the labelling passes that render them live in
 :mod:`.labelling`.
@@ -30,6 +34,8 @@ ALPHA = 0.99
 SPREAD_STEPS = 200
 READ_NEIGHBOURS = 8
 """Nodes a read point takes its scores from."""
+RESEMBLANCE_POWER = 4
+"""``γ`` of :func:`class_scores` (docs/propagation_levers.md compares 1, 4 and 16)."""
 
 
 def unit_rows(jacobians: np.ndarray) -> np.ndarray:
@@ -103,3 +109,10 @@ def build_surface_graph(
     inverse_root = 1.0 / np.sqrt(np.asarray(affinity.sum(axis=1)).ravel() + 1e-12)
     normalised = sparse.diags(inverse_root) @ affinity @ sparse.diags(inverse_root)
     return SurfaceGraph(points, unit, normalised.astype(np.float32).tocsr(), tau, tree)
+
+
+def class_scores(spread: np.ndarray, resemblance: np.ndarray, power: float = RESEMBLANCE_POWER) -> np.ndarray:
+    """``(P, C)`` ``F_c / Σ_c' F_c' · r_c^γ`` from read spread scores ``F`` and class resemblances ``r`` (both
+    ``(P, C)``; ``r_c`` = best ``|cos|`` of the point's Jacobian to a click of class ``c``, 0 without one)."""
+    share = spread / np.maximum(spread.sum(axis=-1, keepdims=True), 1e-30)
+    return share * np.clip(resemblance, 0.0, 1.0) ** power

@@ -1,10 +1,11 @@
 """Labelling by spreading the clicks' classes over the scene's surfaces (:mod:`.surface_graph`), not pixel by pixel.
 
-The graph's nodes are a regular grid of pixels of every labelled frame (about ``pixels_per_frame`` each) that hit a
-surface, plus the clicks' own surface points, which seed their classes. A frame's pixels then read their scores from
+The graph's nodes are a regular grid of pixels of the training frames (about ``pixels_per_frame`` each) that hit a
+surface, plus the clicks' own surface points, which seed their classes. A frame's pixels then read the spread from
 the nodes around their surface point, weighted by how alike their Jacobians are: every frame takes its labels from the
 same spread, so frames agree where they see the same surface, and a click's class covers the connected surface of
-alike Jacobians it lies on, not only the pixels that resemble the click.
+alike Jacobians it lies on; a pixel's score also weighs how much it resembles the class's clicks
+(:func:`.surface_graph.class_scores`).
 
 Unlike :func:`.labelling.label_frame`, no pixel that hits a surface is left unlabelled for resembling no click (the
 spread reaches it through its neighbours); ``explained`` is still the clicks' own resemblance, which *Suggest next
@@ -32,6 +33,7 @@ from jacobinerf_ns.propagation.labelling import (
     confidence,
     label_ids,
 )
+from jacobinerf_ns.propagation.labelling import class_scores as labelling_class_scores
 from jacobinerf_ns.propagation.protocol import (
     FittedPropagation,
     PropagationProtocol,
@@ -40,7 +42,7 @@ from jacobinerf_ns.propagation.protocol import (
     choose_clicks,
 )
 from jacobinerf_ns.propagation.rendering import pixel_jacobians, ray_jacobians
-from jacobinerf_ns.propagation.surface_graph import SurfaceGraph, build_surface_graph, unit_rows
+from jacobinerf_ns.propagation.surface_graph import SurfaceGraph, build_surface_graph, class_scores, unit_rows
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -91,16 +93,20 @@ class SurfaceLabelling:
         return cls(graph, graph.spread(seeds, clicks.num_classes), clicks)
 
     def frame_scores(self, model: JacobiNerfModel, camera: Cameras) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(H, W, C)`` class scores of one camera's pixels read from the nodes around their surface points, and
-        ``(H, W)`` the clicks' own resemblance (:func:`.labelling.explained`), depth and accumulation."""
+        """``(H, W, C)`` class scores of one camera's pixels (:func:`.surface_graph.class_scores` of the spread read
+        from the nodes around their surface points), and ``(H, W)`` the clicks' own resemblance
+        (:func:`.labelling.explained`), depth and accumulation."""
         height, width = int(camera.height), int(camera.width)
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
         click_units = torch.from_numpy(unit_rows(self.clicks.jacobians.flatten(1).numpy()))
         scores, explained, depths, accumulations = [], [], [], []
         for jacobian, point, depth, accumulation in surface_passes(model, bundle):
             unit = unit_rows(jacobian.numpy())
-            scores.append(torch.from_numpy(self.graph.read(self.node_scores, point.numpy(), unit)))
-            explained.append((torch.from_numpy(unit) @ click_units.T).abs().amax(dim=-1).clamp(0.0, 1.0))
+            cosines = (torch.from_numpy(unit) @ click_units.T).abs()
+            resemblance = labelling_class_scores(cosines, self.clicks.class_ids, self.clicks.num_classes)
+            spread = self.graph.read(self.node_scores, point.numpy(), unit)
+            scores.append(torch.from_numpy(class_scores(spread, resemblance.numpy())))
+            explained.append(cosines.amax(dim=-1).clamp(0.0, 1.0))
             depths.append(depth)
             accumulations.append(accumulation)
         return (
