@@ -27,7 +27,7 @@ from jacobinerf_ns import compat, jacobians
 from jacobinerf_ns.field import HEAD_FEATURES, JacobiNerfField
 from jacobinerf_ns.jacobians import HeadInputs
 from jacobinerf_ns.model_config import JacobiNerfModelConfig  # saved config.yml files name it here too
-from jacobinerf_ns.probe import Probe, probe_responses
+from jacobinerf_ns.probe import SURFACE_SCORES, Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES, affinity
 
@@ -127,13 +127,18 @@ class JacobiNerfModel(NerfactoModel):
         return outputs
 
     def _probed_outputs(self, ray_bundle: RayBundle, probe: Probe):
-        """Eval outputs of rays with ``probe``'s responses (and recolouring)."""
+        """Eval outputs of rays with ``probe``'s responses, surface scores and recolouring."""
         with self.field.recording() as captured:
             outputs = super().get_outputs(ray_bundle)
         head = self._head_inputs(*captured[-1])
         weight, bias = self.head_parameters()
         if probe.sources is not None:
             outputs.update(probe_responses(head, weight, bias, probe, self.config.shape_bias))
+        if probe.surface is not None:
+            ray = jacobians.ray_jacobian(head.weights, head.rgb, head.features, self.config.shape_bias)
+            flat = jacobians.flatten(ray)
+            points = ray_bundle.origins + ray_bundle.directions * outputs["depth"].reshape(-1, 1)
+            outputs[SURFACE_SCORES] = probe.surface(flat, points).to(flat)
         if probe.recolor is not None:
             change = jacobians.recolored(head, weight, bias, probe.recolor.to(weight))
             outputs["rgb"] = (outputs["rgb"] + change).clamp(0.0, 1.0)

@@ -31,6 +31,8 @@ RESPONSES = {"2d": "responses_2d", "3d": "responses_3d"}
 """Model output keys: ``(H, W, K)`` 2D and 3D responses of the model's probe."""
 JACOBIAN_NORM = "jacobian_norm"
 """Model output key: ``(H, W, 1)`` norm ``‖J_p‖`` of each pixel's ray Jacobian (rendered with any probe's responses)."""
+SURFACE_SCORES = "surface_scores"
+"""Model output key: ``(H, W, C)`` class scores a probe's ``surface`` reads for each pixel."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class Probe:
     """``(3, F[+1])`` head perturbation applied to the rendered colour (:func:`jacobians.recolored`)."""
     decorate: Optional[Callable[[dict, "Cameras"], dict]] = None
     """Applied to a whole render's outputs and its camera (the viewer turns responses into its outputs)."""
+    surface: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+    """Rays' flat Jacobians ``(R, D)`` and surface points ``(R, 3)`` (origin + depth · direction) → ``(R, C)`` class
+    scores (labels spread over the surfaces: ``SurfaceLabelling.read_rays``), rendered as :data:`SURFACE_SCORES`."""
 
 
 def probe_responses(

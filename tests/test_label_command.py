@@ -424,10 +424,16 @@ UNEXPLAINED = (
     "pixels that resemble no click now stay unlabelled (docs/labelling.md): IoU 0.18 on machine seed 42 with the "
     "depth loss on (docs/testing.md). Labels that spread over whole objects (the real-room issue) are what will fix it."
 )
+CHECKERED_ON_FLOOR = (
+    "Spread over the surfaces, the yellow box's label covers more of the box than nearest-click labels do (IoU 0.49 "
+    "against 0.35 on machine seed 42) but not yet half: its dark squares look like the floor it stands on, so the "
+    "floor's class, reaching them over the contact, wins them (docs/labelling.md)."
+)
 EXPECTED_FAILURES = {  # (check, normalisation, object) → why it may fail: calibration in docs/testing.md
     ("lands", "other", "box_yellow"): FLOATER,
     ("labels", "default", "box_yellow"): UNEXPLAINED,
-    **{("labels", "other", name): HALF_SCALE for name in OBJECTS},
+    ("spreads", "default", "box_yellow"): CHECKERED_ON_FLOOR,
+    **{(check, "other", name): HALF_SCALE for name in OBJECTS for check in ("labels", "spreads")},
 }
 
 
@@ -506,6 +512,7 @@ def test_a_bad_clicks_file_stops_before_loading_the_run(tmp_path, value, expecte
         (["--min-explained", "1.5"], "--min-explained 1.5 must lie in [0, 1]"),
         (["--min-agreeing-views", "-1"], "--min-agreeing-views -1 must be 0 (no depth check) or more"),
         (["--depth-tolerance", "0"], "--depth-tolerance 0.0 must lie in (0, 1)"),
+        (["--surface-pixels", "0"], "--surface-pixels 0 must be 1 or more"),
         (["--load-config", "nowhere/config.yml"], "--load-config nowhere/config.yml is not a file"),
     ],
 )

@@ -92,21 +92,29 @@ class SurfaceLabelling:
         seeds[: len(clicks.class_ids)] = np.asarray(clicks.class_ids) - 1
         return cls(graph, graph.spread(seeds, clicks.num_classes), clicks)
 
+    def cosines(self, jacobians: Tensor) -> Tensor:
+        """``(R, K)`` ``|cos|`` between rays' flat Jacobians ``(R, D)`` and the clicks'."""
+        click_units = torch.from_numpy(unit_rows(self.clicks.jacobians.flatten(1).float().cpu().numpy()))
+        return (torch.from_numpy(unit_rows(jacobians.float().cpu().numpy())) @ click_units.T).abs()
+
+    def read_rays(self, jacobians: Tensor, points: Tensor) -> Tensor:
+        """``(R, C)`` class scores (:func:`.surface_graph.class_scores`) of rays with flat Jacobians ``(R, D)`` whose
+        surface points are ``points`` ``(R, 3)``: what ``jacobinerf-label`` writes and the viewer draws (CPU)."""
+        resemblance = labelling_class_scores(self.cosines(jacobians), self.clicks.class_ids, self.clicks.num_classes)
+        unit = unit_rows(jacobians.float().cpu().numpy())
+        spread = self.graph.read(self.node_scores, points.float().cpu().numpy(), unit)
+        return torch.from_numpy(class_scores(spread, resemblance.numpy()))
+
     def frame_scores(self, model: JacobiNerfModel, camera: Cameras) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(H, W, C)`` class scores of one camera's pixels (:func:`.surface_graph.class_scores` of the spread read
         from the nodes around their surface points), and ``(H, W)`` the clicks' own resemblance
         (:func:`.labelling.explained`), depth and accumulation."""
         height, width = int(camera.height), int(camera.width)
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
-        click_units = torch.from_numpy(unit_rows(self.clicks.jacobians.flatten(1).numpy()))
         scores, explained, depths, accumulations = [], [], [], []
         for jacobian, point, depth, accumulation in surface_passes(model, bundle):
-            unit = unit_rows(jacobian.numpy())
-            cosines = (torch.from_numpy(unit) @ click_units.T).abs()
-            resemblance = labelling_class_scores(cosines, self.clicks.class_ids, self.clicks.num_classes)
-            spread = self.graph.read(self.node_scores, point.numpy(), unit)
-            scores.append(torch.from_numpy(class_scores(spread, resemblance.numpy())))
-            explained.append(cosines.amax(dim=-1).clamp(0.0, 1.0))
+            scores.append(self.read_rays(jacobian, point))
+            explained.append(self.cosines(jacobian).amax(dim=-1).clamp(0.0, 1.0))
             depths.append(depth)
             accumulations.append(accumulation)
         return (
