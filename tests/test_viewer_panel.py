@@ -280,6 +280,36 @@ def test_labels_and_confidence_outputs_are_the_class_scores_of_the_labelling_api
     torch.testing.assert_close(outputs[LABELS], label_overlay(outputs["rgb"], expected.ids, session.labels.colors()))
 
 
+def test_labels_spread_over_the_surfaces_are_what_jacobinerf_label_writes(session_and_camera, scene, tmp_path):
+    """With 'Label propagation: surface' the viewer draws the labels ``jacobinerf-label --propagation surface``
+    computes for the same clicks (saved, resolved as the command resolves them, spread over the training frames)."""
+    from jacobinerf_ns.propagation.labelling import resolve_clicks
+    from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, render_nodes
+
+    session, camera = session_and_camera
+    assert session.set_propagation("surface").startswith("Labels will spread over the surfaces once you paint")
+    painted(session, camera)
+    assert session.set_propagation("surface").startswith("Labels spread over the surfaces of the training frames")
+    shown = session.model.get_outputs_for_camera(camera)
+    session.files.save(tmp_path / "clicks.json")
+    train = [frame.camera for frame in scene.frames if frame.split == "train"]
+    clicks = resolve_clicks(session.model, read_clicks(tmp_path / "clicks.json"), scene, "clicks.json")
+    written = SurfaceLabelling.spread(render_nodes(session.model, train), clicks).label_frame(session.model, camera)
+    colors = session.labels.colors()
+    overlay = label_overlay(shown["rgb"], written.ids, colors)
+    assert torch.mean(torch.all(shown[LABELS] == overlay, dim=-1).float()) > 0.999
+    assert len(torch.unique(written.ids[written.hit])) > 1, "several classes are drawn"
+    torch.testing.assert_close(shown[CONFIDENCE][..., 0][written.hit], written.confidence[written.hit], atol=1e-4,
+                               rtol=1e-3)  # fmt: skip
+    spread = session.surface.current()
+    session.labels.undo()
+    assert session.surface.current() is not spread, "a change of the clicks spreads again"
+    assert session.set_propagation("nearest").startswith("Labels: each pixel takes the class")
+    nearest = label_frame(session.model, camera, session.labels.resolved(), "3d", sigma=session.settings.sigma)
+    shown = session.model.get_outputs_for_camera(camera)
+    torch.testing.assert_close(shown[LABELS], label_overlay(shown["rgb"], nearest.ids, colors))
+
+
 def test_saved_clicks_load_into_a_new_session_with_identical_label_maps(session_and_camera, tmp_path):
     session, camera = session_and_camera
     painted(session, camera)

@@ -6,7 +6,8 @@ viewer's state, so a frame never mixes two states (the viewer renders in its own
 * ``jacobinerf_labels``: the labels of the label clicks over the RGB: class score ``s_c`` = max response over the
   class's clicks, label = ``argmax_c s_c``, pixels whose ray hits nothing or that resemble no click
   (:func:`~jacobinerf_ns.propagation.labelling.explained` below ``MIN_EXPLAINED``) unlabelled (as ``jacobinerf-label``
-  with its defaults);
+  with its defaults); with labels spread over the surfaces, ``s_c`` is the render's ``SURFACE_SCORES`` and every
+  pixel that hits a surface is labelled (as ``jacobinerf-label --propagation surface``);
 * ``jacobinerf_confidence``: the margin ``(s1 − s2) / max(s1, ε)`` of the two best class scores (heatmap, 0 = a
   tie: click there next); 1 where the ray hits nothing (nothing to label).
 """
@@ -19,7 +20,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES
+from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, SURFACE_SCORES
 from jacobinerf_ns.propagation.labelling import (
     MIN_ACCUMULATION,
     MIN_EXPLAINED,
@@ -56,6 +57,7 @@ def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
     """Replaces the raw ``(H, W, K)`` responses of ``outputs`` by the viewer's outputs (in place; returns it)."""
     raw = {space: outputs.pop(key) for space, key in RESPONSES.items() if key in outputs}
     pixel_norms = outputs.pop(JACOBIAN_NORM, None)  # not shown
+    surface_scores = outputs.pop(SURFACE_SCORES, None)
     if not raw:
         return outputs
     responses = raw[decoration.space]
@@ -67,12 +69,16 @@ def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
         outputs[SELECTION] = highlight(rgb, likeness > decoration.threshold)
         responses = responses[..., 1:]
     if decoration.label_ids:
-        scores = class_scores(responses, decoration.label_ids, len(decoration.colors) - 1)
         hit = outputs["accumulation"][..., 0] >= MIN_ACCUMULATION
-        margin = confidence(scores)
-        unit = torch.ones(responses.shape[-1], dtype=responses.dtype, device=responses.device)
-        resemblance = explained(responses, unit, pixel_norms[..., 0], decoration.sigma)
-        ids = label_ids(scores, margin, hit=hit, resemblance=resemblance, min_explained=MIN_EXPLAINED)
+        if surface_scores is not None:
+            margin = confidence(surface_scores)
+            ids = label_ids(surface_scores, margin, hit=hit)
+        else:
+            scores = class_scores(responses, decoration.label_ids, len(decoration.colors) - 1)
+            margin = confidence(scores)
+            unit = torch.ones(responses.shape[-1], dtype=responses.dtype, device=responses.device)
+            resemblance = explained(responses, unit, pixel_norms[..., 0], decoration.sigma)
+            ids = label_ids(scores, margin, hit=hit, resemblance=resemblance, min_explained=MIN_EXPLAINED)
         outputs[LABELS] = label_overlay(rgb, ids, decoration.colors)
         outputs[CONFIDENCE] = torch.where(hit, margin, torch.ones_like(margin))[..., None]
     return outputs

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from jacobinerf_ns.clicks import ClickSet, PixelClick, RayClick, Vector, vector
 from jacobinerf_ns.errors import JacobiNerfError
-from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION, ResolvedClicks
+from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION, ClickSurface, ResolvedClicks
 from jacobinerf_ns.scene import Scene, click_rays
 from jacobinerf_ns.viewer.click_evaluation import EvaluatedClick, evaluate_click, no_surface
 from jacobinerf_ns.visualization import palette
@@ -152,4 +152,8 @@ class LabelClicks:
             class_ids=self.class_ids(),
             num_classes=len(self.classes),
             skipped=(),
+            surfaces=tuple(
+                ClickSurface(click.describe(), *map(torch.tensor, (click.evaluated.origin, click.evaluated.surface)))
+                for click in self.clicks
+            ),
         )

@@ -139,6 +139,16 @@ class JacobiNerfPanel(nn.Module):
             cb_hook=self.reported(lambda: self.arm(self.on_label, f"paint '{self.labels.class_name.value}'")),
         )
         folder.classes = ViewerMarkdown("Legend", self.legend_markdown())
+        folder.classes_propagation = ViewerDropdown(
+            "Label propagation",
+            "nearest",
+            ["nearest", "surface"],
+            cb_hook=self.reported(
+                lambda: self.session.set_propagation(self.labels.classes_propagation.value), rerender=True
+            ),
+            hint="nearest: each pixel takes the class of the click it looks most like; surface: the clicks' classes "
+            "spread over the surfaces of the training frames (as jacobinerf-label --propagation surface)",
+        )
         folder.click_choice = ViewerDropdown(
             "Label clicks", NO_CLICKS, [NO_CLICKS], hint="The click 'Delete click' removes"
         )

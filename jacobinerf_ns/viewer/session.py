@@ -1,5 +1,6 @@
 """The viewer's interaction state in plain Python (no viser): the settings and the parts that own one job each —
 :class:`~.selection.Selection`, :class:`~.labels.LabelClicks` (classes, label clicks, legend, markers),
+:class:`~.surface_spread.SurfaceSpread` (labels spread over the surfaces),
 :class:`~.suggestions.Suggestions`, :class:`~.click_files.ClickFiles` (saving and loading click sets),
 :class:`~.surface_check.SurfaceCheck` (whether a click's surface may be a floater) — plus a recolouring.
 
@@ -28,6 +29,7 @@ from jacobinerf_ns.viewer.selection import Selection
 from jacobinerf_ns.viewer.settings import ViewerSettings
 from jacobinerf_ns.viewer.suggestions import Suggestions
 from jacobinerf_ns.viewer.surface_check import SurfaceCheck
+from jacobinerf_ns.viewer.surface_spread import SurfaceSpread
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.rays import RayBundle
@@ -50,6 +52,7 @@ class ViewerSession:
         self.labels = LabelClicks(model, lambda: self.scene, self.publish, self.surface_check.warning)
         self.suggestions = Suggestions(model, self.settings, self.labels)
         self.files = ClickFiles(model, self.labels, lambda: self.scene)
+        self.surface = SurfaceSpread(model, lambda: self.scene, self.labels)
         self.recolor_delta: Optional[Tensor] = None
         self._scene_of = scene
         self._scene: Optional[Scene] = None
@@ -101,11 +104,26 @@ class ViewerSession:
             colors=self.labels.colors(),
             sigma=settings.sigma,
         )
+        spread = settings.propagation == "surface" and bool(self.labels.clicks)
         return Probe(
             torch.cat(sources) if sources else None,
             sigma=settings.sigma,
             recolor=recolor,
             decorate=partial(decorate, decoration=decoration),
+            surface=self.surface.current().read_rays if spread else None,
+        )
+
+    def set_propagation(self, propagation: str) -> str:
+        """Labels by the nearest click or spread over the surfaces (the training frames are rendered on first use)."""
+        self.settings.propagation = propagation  # type: ignore[assignment]
+        self.publish()
+        if propagation == "nearest":
+            return "Labels: each pixel takes the class of the click it looks most like."
+        if not self.labels.clicks:
+            return "Labels will spread over the surfaces once you paint a label."
+        return (
+            f"Labels spread over the surfaces of the training frames ({self.surface.seconds:.1f} s): a click labels "
+            "the whole surface it lies on, as jacobinerf-label --propagation surface."
         )
 
     def publish(self) -> None:

@@ -19,3 +19,5 @@ class ViewerSettings:
     """Which responses are shown and judged."""
     recolor_strength: float = 1.0
     """Multiplies the recolour perturbation."""
+    propagation: Literal["nearest", "surface"] = "nearest"
+    """How the label clicks' classes reach pixels, as ``jacobinerf-label --propagation``."""
