@@ -32,6 +32,33 @@ def test_spreading_is_the_plain_series_of_the_normalised_affinity():
                                atol=1e-6)  # fmt: skip
 
 
+def test_spreads_kept_per_seed_add_up_to_the_spread_of_all_seeds():
+    """Spreading is linear in the seeds: a click set's spread is the sum of its clicks' own spreads, each computed
+    once (a new click costs one spread)."""
+    rng = np.random.default_rng(2)
+    graph = build_surface_graph(rng.normal(size=(60, 3)), np.abs(rng.normal(size=(60, 4))), neighbours=6, tau=0.3)
+    nodes, classes = np.array([4, 19, 33, 50]), np.array([0, 1, 1, 2])
+    seeds = np.full(60, -1)
+    seeds[nodes] = classes
+    columns = {}
+    np.testing.assert_allclose(graph.spread_seeds(nodes[:3], classes[:3], 3, columns), graph.spread(np.where(
+        np.isin(np.arange(60), nodes[:3]), seeds, -1), 3), rtol=1e-4, atol=1e-6)  # fmt: skip
+    assert sorted(columns) == [4, 19, 33]
+    kept = columns[19]
+    np.testing.assert_allclose(graph.spread_seeds(nodes, classes, 3, columns), graph.spread(seeds, 3), rtol=1e-4,
+                               atol=1e-6)  # fmt: skip
+    assert columns[19] is kept, "a seed's spread is computed once"
+
+
+def test_a_click_seeds_the_most_alike_of_the_nodes_near_it():
+    points = np.array([[0.0, 0, 0], [0.01, 0, 0], [0.02, 0, 0], [5.0, 0, 0]])
+    jacobians = np.array([[1.0, 0], [0.0, 1.0], [1.0, 0.1], [0.0, 1.0]])
+    graph = build_surface_graph(points, jacobians, neighbours=2)
+    near, far = np.array([[0.0, 0, 0]]), np.array([[4.9, 0, 0]])
+    assert graph.seed_nodes(near, unit_rows(np.array([[0.0, 1.0]])))[0] == 1  # the nearest node alike, not node 0
+    assert graph.seed_nodes(far, unit_rows(np.array([[1.0, 0.0]])))[0] in (0, 2)  # alike, though farther
+
+
 def test_the_edge_weights_are_the_jacobian_kernel():
     points = np.array([[0.0, 0, 0], [0.1, 0, 0]])
     jacobians = np.array([[1.0, 0.0], [0.6, 0.8]])  # cos 0.6

@@ -13,6 +13,7 @@ from jacobinerf_ns.evaluation import evaluate_propagation
 from jacobinerf_ns.propagation.labelling import ClickSurface, ResolvedClicks
 from jacobinerf_ns.propagation.protocol import PropagationProtocol
 from jacobinerf_ns.propagation.rendering import pixel_jacobians
+from jacobinerf_ns.propagation.surface_graph import build_surface_graph
 from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, render_nodes, surface_passes
 from tests.helpers import build_tiny_model, cameras_around_origin, label_views, metric_keys
 
@@ -42,6 +43,7 @@ def test_a_frame_reads_the_spread_at_its_pixels(model):
     ((jacobian, point, _, _),) = surface_passes(model, bundle)
     torch.testing.assert_close(jacobian, pixel_jacobians(model, frames[0], torch.tensor([[3, 5]])).flatten(1))
     clicks = ResolvedClicks(jacobian, (1,), 1, (), (ClickSurface("c", bundle.origins[0], point[0]),))
-    labels = SurfaceLabelling.spread((points, jacobians), clicks).label_frame(model, frames[1])
+    graph = build_surface_graph(points.numpy(), jacobians.numpy())
+    labels = SurfaceLabelling.spread(graph, clicks).label_frame(model, frames[1])
     assert labels.ids.shape == (12, 18)
     assert torch.equal(labels.ids == 1, labels.hit), "one class: every pixel that hits a surface gets it"

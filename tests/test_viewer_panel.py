@@ -284,7 +284,7 @@ def test_labels_spread_over_the_surfaces_are_what_jacobinerf_label_writes(sessio
     """With 'Label propagation: surface' the viewer draws the labels ``jacobinerf-label --propagation surface``
     computes for the same clicks (saved, resolved as the command resolves them, spread over the training frames)."""
     from jacobinerf_ns.propagation.labelling import resolve_clicks
-    from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, render_nodes
+    from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, surface_graph
 
     session, camera = session_and_camera
     assert session.set_propagation("surface").startswith("Labels will spread over the surfaces once you paint")
@@ -294,7 +294,7 @@ def test_labels_spread_over_the_surfaces_are_what_jacobinerf_label_writes(sessio
     session.files.save(tmp_path / "clicks.json")
     train = [frame.camera for frame in scene.frames if frame.split == "train"]
     clicks = resolve_clicks(session.model, read_clicks(tmp_path / "clicks.json"), scene, "clicks.json")
-    written = SurfaceLabelling.spread(render_nodes(session.model, train), clicks).label_frame(session.model, camera)
+    written = SurfaceLabelling.spread(surface_graph(session.model, train), clicks).label_frame(session.model, camera)
     colors = session.labels.colors()
     overlay = label_overlay(shown["rgb"], written.ids, colors)
     assert torch.mean(torch.all(shown[LABELS] == overlay, dim=-1).float()) > 0.999

@@ -142,13 +142,13 @@ class Label:
         from rich.progress import track
 
         from jacobinerf_ns.propagation.labelling import label_frame
-        from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, render_nodes
+        from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, surface_graph
 
         if self.propagation == "nearest":
             options = dict(min_confidence=self.min_confidence, min_explained=self.min_explained)
             return lambda frame: label_frame(model, frame.camera, clicks, self.space, self.mode, self.sigma, **options)
         cameras = track([frame.camera for frame in frames], "Spreading over the surfaces", console=CONSOLE)
-        surface = SurfaceLabelling.spread(render_nodes(model, cameras, self.surface_pixels), clicks)
+        surface = SurfaceLabelling.spread(surface_graph(model, cameras, self.surface_pixels), clicks)
         return lambda frame: surface.label_frame(model, frame.camera, self.min_confidence)
 
     def check_options(self) -> None:

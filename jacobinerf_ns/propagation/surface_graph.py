@@ -6,7 +6,8 @@ clicks as seeds, label spreading along it (Zhou et al. 2004, "Learning with loca
 * edges: each node's :data:`NEIGHBOURS` nearest nodes in 3D, weight ``w_ij = exp(−(1 − |⟨u_i, u_j⟩|) / τ)``,
   symmetrised (``max(w_ij, w_ji)``): a class crosses surfaces that touch and stops where the Jacobians turn;
 * spreading: ``F ← α S F + (1 − α) Y`` for :data:`SPREAD_STEPS` steps from ``F = Y``, ``S = D^-½ W D^-½`` (``D``:
-  row sums of ``W``), ``Y`` one row per node, 1 in the seed's class column;
+  row sums of ``W``), ``Y`` one row per node, 1 in the seed's class column; a click seeds the node near its surface
+  point whose Jacobian is most like its own, and since ``F`` is linear in ``Y`` each seed's spread is computed once;
 * reading a point ``p`` (surface point ``x_p``, unit Jacobian ``u_p``): ``F_c(p) = Σ_j w_pj F_jc / Σ_j w_pj`` over its
   :data:`READ_NEIGHBOURS` nearest nodes ``j``, the same kernel as the edges;
 * its class scores (:func:`class_scores`): ``s_c(p) = F_c(p) / Σ_c' F_c'(p) · r_c(p)^γ``, with ``r_c(p)`` the best
@@ -21,6 +22,7 @@ Pure functions of points and Jacobians (numpy / scipy, no model): the labelling 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -64,17 +66,47 @@ class SurfaceGraph:
     def __len__(self) -> int:
         return len(self.points)
 
-    def spread(
-        self, seeds: np.ndarray, num_classes: int, alpha: float = ALPHA, steps: int = SPREAD_STEPS
-    ) -> np.ndarray:
-        """``(N, C)`` scores from seed classes ``(N,)`` (0-based class per node, −1: not a seed)."""
-        initial = np.zeros((len(self), num_classes), np.float32)
-        seeded = seeds >= 0
-        initial[np.flatnonzero(seeded), seeds[seeded]] = 1.0
+    def spread_columns(self, initial: np.ndarray, alpha: float = ALPHA, steps: int = SPREAD_STEPS) -> np.ndarray:
+        """``steps`` steps of ``F ← α S F + (1 − α) Y`` from ``F = Y`` = ``initial`` ``(N, m)``."""
+        initial = np.asarray(initial, np.float32)
         scores = initial.copy()
         for _ in range(steps):
             scores = alpha * (self.affinity @ scores) + (1.0 - alpha) * initial
         return scores
+
+    def spread(self, seeds: np.ndarray, num_classes: int, steps: int = SPREAD_STEPS) -> np.ndarray:
+        """``(N, C)`` scores from seed classes ``(N,)`` (0-based class per node, −1: not a seed)."""
+        initial = np.zeros((len(self), num_classes), np.float32)
+        seeded = seeds >= 0
+        initial[np.flatnonzero(seeded), seeds[seeded]] = 1.0
+        return self.spread_columns(initial, steps=steps)
+
+    def spread_seeds(
+        self, nodes: np.ndarray, classes: np.ndarray, num_classes: int, columns: Optional[Dict[int, np.ndarray]] = None
+    ) -> np.ndarray:
+        """``(N, C)``: ``Σ_k`` the spread of a lone seed at ``nodes[k]``, added to class ``classes[k]`` (0-based).
+        Spreading is linear in ``Y``, so this is :meth:`spread` of those seeds (a node seeded twice counts twice);
+        ``columns`` (node → its lone seed's spread) keeps each column, so a new click costs one column."""
+        columns = {} if columns is None else columns
+        missing = sorted(set(int(node) for node in nodes) - set(columns))
+        if missing:
+            initial = np.zeros((len(self), len(missing)), np.float32)
+            initial[missing, np.arange(len(missing))] = 1.0
+            for node, column in zip(missing, self.spread_columns(initial).T):
+                columns[node] = column
+        scores = np.zeros((len(self), num_classes), np.float32)
+        for node, label in zip(nodes, classes):
+            scores[:, label] += columns[int(node)]
+        return scores
+
+    def seed_nodes(self, points: np.ndarray, unit: np.ndarray) -> np.ndarray:
+        """``(K,)`` the node each click seeds: of the :data:`READ_NEIGHBOURS` nodes nearest its point ``(K, 3)``, the
+        one whose Jacobian is most like its unit Jacobian ``(K, D)`` (the nearest node may lie across an edge)."""
+        count = min(READ_NEIGHBOURS, len(self))
+        _, nearest = self.tree.query(np.asarray(points, dtype=np.float32), count)
+        nearest = nearest.reshape(len(points), count)
+        cosines = np.abs(np.einsum("kd,knd->kn", np.asarray(unit, np.float32), self.unit[nearest]))
+        return nearest[np.arange(len(points)), cosines.argmax(axis=1)]
 
     def read(self, node_scores: np.ndarray, points: np.ndarray, unit: np.ndarray) -> np.ndarray:
         """``(P, C)`` scores of points ``(P, 3)`` with unit Jacobians ``(P, D)`` from their nearest nodes' scores."""

@@ -1,9 +1,9 @@
 """Labelling by spreading the clicks' classes over the scene's surfaces (:mod:`.surface_graph`), not pixel by pixel.
 
 The graph's nodes are a regular grid of pixels of the training frames (about ``pixels_per_frame`` each) that hit a
-surface, plus the clicks' own surface points, which seed their classes. A frame's pixels then read the spread from
-the nodes around their surface point, weighted by how alike their Jacobians are: every frame takes its labels from the
-same spread, so frames agree where they see the same surface, and a click's class covers the connected surface of
+surface; each click seeds the node near its surface point that looks most like it. A frame's pixels then read the spread
+from the nodes around their surface point, weighted by how alike their Jacobians are: every frame takes its labels from
+the same spread, so frames agree where they see the same surface, and a click's class covers the connected surface of
 alike Jacobians it lies on; a pixel's score also weighs how much it resembles the class's clicks
 (:func:`.surface_graph.class_scores`).
 
@@ -80,17 +80,18 @@ class SurfaceLabelling:
     clicks: ResolvedClicks
 
     @classmethod
-    def spread(cls, nodes: Tuple[Tensor, Tensor], clicks: ResolvedClicks) -> "SurfaceLabelling":
-        """The graph over ``nodes`` (:func:`render_nodes`) and the clicks (their surface points must be known:
-        :func:`.labelling.resolve_clicks`), the clicks' classes spread over it."""
+    def spread(
+        cls, graph: SurfaceGraph, clicks: ResolvedClicks, columns: Optional[Dict[int, np.ndarray]] = None
+    ) -> "SurfaceLabelling":
+        """The clicks' classes spread over ``graph`` (:func:`surface_graph`) from the nodes they seed
+        (:meth:`~.surface_graph.SurfaceGraph.seed_nodes`: their surface points must be known,
+        :func:`.labelling.resolve_clicks`); ``columns`` keeps each seed's spread for the next call."""
         if len(clicks.surfaces) != len(clicks.jacobians):
             raise ValueError("surface labelling needs each click's surface point (labelling.resolve_clicks)")
-        points = torch.cat([clicks_points(clicks), nodes[0]])
-        jacobians = torch.cat([clicks.jacobians.flatten(1).float(), nodes[1]])
-        graph = build_surface_graph(points.numpy(), jacobians.numpy())
-        seeds = np.full(len(graph), -1)
-        seeds[: len(clicks.class_ids)] = np.asarray(clicks.class_ids) - 1
-        return cls(graph, graph.spread(seeds, clicks.num_classes), clicks)
+        flat = clicks.jacobians.flatten(1).float().cpu().numpy()
+        nodes = graph.seed_nodes(clicks_points(clicks).numpy(), unit_rows(flat))
+        classes = np.asarray(clicks.class_ids) - 1
+        return cls(graph, graph.spread_seeds(nodes, classes, clicks.num_classes, columns), clicks)
 
     def cosines(self, jacobians: Tensor) -> Tensor:
         """``(R, K)`` ``|cos|`` between rays' flat Jacobians ``(R, D)`` and the clicks'."""
@@ -138,11 +139,20 @@ class SurfaceLabelling:
         )
 
 
+def surface_graph(
+    model: JacobiNerfModel, cameras: Iterable[Cameras], pixels_per_frame: int = PIXELS_PER_FRAME
+) -> SurfaceGraph:
+    """The graph over the surfaces of the one-camera ``cameras`` (:func:`render_nodes`): built once per run and
+    click-independent, so a click costs one spread."""
+    points, jacobians = render_nodes(model, cameras, pixels_per_frame)
+    return build_surface_graph(points.numpy(), jacobians.numpy())
+
+
 def render_nodes(
     model: JacobiNerfModel, cameras: Iterable[Cameras], pixels_per_frame: int = PIXELS_PER_FRAME
 ) -> Tuple[Tensor, Tensor]:
     """``(N, 3)`` surface points and ``(N, D)`` flat Jacobians of a grid of each one-camera ``cameras`` (an iterable,
-    so a caller can wrap it in progress), pixels that hit nothing left out: the graph's nodes besides the clicks."""
+    so a caller can wrap it in progress), pixels that hit nothing left out: the graph's nodes."""
     points, jacobians = [], []
     for camera in cameras:
         grid = grid_pixels(int(camera.height), int(camera.width), node_stride(camera, pixels_per_frame))
@@ -166,7 +176,7 @@ class SurfacePropagation:
 
     def __init__(self, model: JacobiNerfModel, protocol: PropagationProtocol) -> None:
         self.model, self.protocol = model, protocol
-        self.nodes: Dict[int, Tuple[Tensor, Tensor]] = {}
+        self.graphs: Dict[int, Tuple[SurfaceGraph, Dict[int, np.ndarray]]] = {}
 
     def target_probe(self) -> Optional[Probe]:
         return None
@@ -174,15 +184,17 @@ class SurfacePropagation:
     def keep_target(self, target: int, outputs: dict) -> None:
         raise ValueError("jacobian-surface renders its targets itself.")
 
-    def graph_nodes(self, views: PropagationViews) -> Tuple[Tensor, Tensor]:
-        """The training views' nodes (the source and targets' when the views carry no training cameras)."""
+    def graph(self, views: PropagationViews) -> Tuple[SurfaceGraph, Dict[int, np.ndarray]]:
+        """The training views' graph (the source and targets' when the views carry no training cameras) and its seeds'
+        spreads, shared by every draw."""
         cameras = views.train_cameras
         if cameras is None:
-            return render_nodes(self.model, [views.source_camera, *views.target_cameras])
+            return surface_graph(self.model, [views.source_camera, *views.target_cameras]), {}
         key = id(cameras)
-        if key not in self.nodes:
-            self.nodes[key] = render_nodes(self.model, (cameras[index : index + 1] for index in range(len(cameras))))
-        return self.nodes[key]
+        if key not in self.graphs:
+            frames = (cameras[index : index + 1] for index in range(len(cameras)))
+            self.graphs[key] = (surface_graph(self.model, frames), {})
+        return self.graphs[key]
 
     def fit(self, views: PropagationViews, setting: str, generator: torch.Generator) -> FittedPropagation:
         height, width = views.source_labels.shape
@@ -205,7 +217,8 @@ class SurfacePropagation:
                 for index, (origin, point) in enumerate(zip(bundle.origins, torch.cat([p for _, p, *_ in passes])))
             ),
         )
-        spread = SurfaceLabelling.spread(self.graph_nodes(views), clicks)
+        graph, columns = self.graph(views)
+        spread = SurfaceLabelling.spread(graph, clicks, columns)
         label_of_class = torch.tensor(labels)
         return FittedPropagation(
             pixels,

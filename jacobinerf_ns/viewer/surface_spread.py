@@ -1,15 +1,17 @@
 """The viewer's labels spread over the surfaces (``jacobinerf-label --propagation surface``): the training frames'
-graph nodes, rendered once, and the spread of the current label clicks, redone only when the clicks change."""
+graph, built once, and the spread of the current label clicks, redone when the clicks change from each seed's spread
+(kept: a new click spreads once, a deleted one costs nothing)."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
-from torch import Tensor
+import numpy as np
 
 from jacobinerf_ns.errors import JacobiNerfError
-from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, render_nodes
+from jacobinerf_ns.propagation.surface_graph import SurfaceGraph
+from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, surface_graph
 from jacobinerf_ns.scene import Scene
 from jacobinerf_ns.viewer.labels import LabelClicks
 
@@ -22,7 +24,9 @@ class SurfaceSpread:
 
     def __init__(self, model: JacobiNerfModel, scene: Callable[[], Optional[Scene]], labels: LabelClicks) -> None:
         self.model, self.scene, self.labels = model, scene, labels
-        self.nodes: Optional[Tuple[Tensor, Tensor]] = None
+        self.graph: Optional[SurfaceGraph] = None
+        self.columns: Dict[int, np.ndarray] = {}
+        """Each seeded node's spread: a new click costs one spread, a deleted one none."""
         self._spread: Optional[Tuple[tuple, SurfaceLabelling]] = None
         self.seconds = 0.0
         """How long the last :meth:`current` that computed something took."""
@@ -30,14 +34,14 @@ class SurfaceSpread:
     def current(self) -> SurfaceLabelling:
         """The spread of the current label clicks (the nodes are rendered on first use)."""
         began = time.perf_counter()
-        if self.nodes is None:
+        if self.graph is None:
             scene = self.scene()
             if scene is None:
                 raise JacobiNerfError("Labels spread over the surfaces need the run's training frames: no dataset.")
             frames = [frame for frame in scene.frames if frame.split == "train"] or list(scene.frames)
-            self.nodes = render_nodes(self.model, (frame.camera for frame in frames))
+            self.graph = surface_graph(self.model, (frame.camera for frame in frames))
         key = (tuple(self.labels.classes), tuple(id(click) for click in self.labels.clicks))
         if self._spread is None or self._spread[0] != key:
-            self._spread = (key, SurfaceLabelling.spread(self.nodes, self.labels.resolved()))
+            self._spread = (key, SurfaceLabelling.spread(self.graph, self.labels.resolved(), self.columns))
             self.seconds = time.perf_counter() - began
         return self._spread[1]

@@ -1,0 +1,89 @@
+"""What labels spread over the surfaces cost in the viewer, on a trained run, in one run: the one-time pass over the
+training frames, the spread after a click, and a frame at the viewer's resolution with each propagation.
+
+    python bench/surface_labelling_cost.py --config RUN/config.yml --clicks CLICKS.json [--width 512] [--repeats 3]
+
+The click set (e.g. the one ``bench/label_quality.py`` writes) is loaded into a viewer session
+(:class:`~jacobinerf_ns.viewer.session.ViewerSession`, what the panel drives); then: the nodes of the training frames
+(once, with the spread of every click), the spread of every click alone, and what one more click costs (the spreads of
+the earlier clicks kept, as the viewer keeps them), and the median render of the first training camera scaled to
+``--width`` pixels with nearest and with surface labels. Prints a markdown table with the CPU named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+
+def seconds(function) -> float:
+    began = time.perf_counter()
+    function()
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, required=True, help="a trained run's config.yml")
+    parser.add_argument("--clicks", type=Path, required=True, help="a click set of the run's scene")
+    parser.add_argument("--width", type=int, default=512, help="viewer render width in pixels")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    from jacobinerf_ns.clicks import read_clicks
+    from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling
+    from jacobinerf_ns.runs import open_run
+    from jacobinerf_ns.scene import dataset_scene
+    from jacobinerf_ns.viewer.decoration import LABELS
+    from jacobinerf_ns.viewer.session import ViewerSession
+
+    _, pipeline, _ = open_run(args.config)
+    model = pipeline.model
+    scene = dataset_scene(pipeline.datamanager)
+    session = ViewerSession(model, scene=lambda: scene)
+    click_set = read_clicks(args.clicks)
+    print(session.files.load(click_set, str(args.clicks)), flush=True)
+    train = [frame for frame in scene.frames if frame.split == "train"]
+    once = seconds(session.surface.current)  # the graph, then the spread of every click
+    graph, clicks = session.surface.graph, session.labels.resolved()
+    all_clicks = seconds(lambda: SurfaceLabelling.spread(graph, clicks, {}))
+    # a new click: the spreads of the earlier clicks kept, as the viewer keeps them
+    earlier = replace(clicks, jacobians=clicks.jacobians[:-1], class_ids=clicks.class_ids[:-1],
+                      surfaces=clicks.surfaces[:-1])  # fmt: skip
+    columns: dict = {}
+    SurfaceLabelling.spread(graph, earlier, columns)
+    click = seconds(lambda: SurfaceLabelling.spread(graph, clicks, columns))
+
+    camera = train[0].camera.to("cpu")
+    camera.rescale_output_resolution(args.width / int(camera.width))
+    renders = {}
+    for propagation in ("nearest", "surface"):
+        session.set_propagation(propagation)
+        times = []
+        for _ in range(args.repeats):
+            times.append(seconds(lambda: model.get_outputs_for_camera(camera)[LABELS]))
+        renders[propagation] = sorted(times)[len(times) // 2]
+    graph = session.surface.current().graph
+    rows = [
+        f"Surface labelling in the viewer: {args.config}, {len(session.labels.clicks)} clicks, {len(train)} training "
+        f"frames, {len(graph)} graph nodes; {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads.",
+        "",
+        "| step | seconds |",
+        "|---|---|",
+        f"| the graph of the training frames and the spread of every click (once) | {once:.1f} |",
+        f"| of which the spread of every click | {all_clicks:.1f} |",
+        f"| a new click: its seed's spread, the labels' sum | {click:.1f} |",
+        f"| a frame {int(camera.width)}×{int(camera.height)}, nearest labels | {renders['nearest']:.1f} |",
+        f"| a frame {int(camera.width)}×{int(camera.height)}, surface labels | {renders['surface']:.1f} |",
+    ]
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
