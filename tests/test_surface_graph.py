@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jacobinerf_ns.propagation.surface_graph import ALPHA, build_surface_graph, kernel, unit_rows
+from jacobinerf_ns.propagation.surface_graph import ALPHA, build_surface_graph, class_scores, kernel, unit_rows
 
 
 def dense_spread(graph, seeds: np.ndarray, num_classes: int, steps: int) -> np.ndarray:
@@ -101,8 +101,33 @@ def test_a_click_on_one_colour_of_an_object_labels_the_whole_object():
     spread = graph.spread(seeds, 2).argmax(axis=1)
     assert np.mean(spread[: len(ball)] == 0) > 0.99, "the whole ball"
     assert np.mean(spread[len(ball) :] == 1) > 0.99, "the box stays the box"
+    # the product's scores (the spread's share × the class's resemblance⁴) keep both
+    labels = class_scores(graph.spread(seeds, 2), np.abs(unit @ unit[clicks].T)).argmax(axis=1)
+    assert np.mean(labels[: len(ball)] == 0) > 0.99 and np.mean(labels[len(ball) :] == 1) > 0.99
     # points read from the graph (a frame's pixels) take the spread of the nodes around them
     queries = sphere((0.0, 0.0, 0.3), 0.3, 500, rng)
     query_looks = np.where(queries[:, 2:3] > 0.3, upper, lower)
     read = graph.read(graph.spread(seeds, 2), queries, unit_rows(query_looks)).argmax(axis=1)
     assert np.mean(read == truth[0]) > 0.99
+
+
+def test_a_selection_keeps_to_the_clicked_object_and_leaves_its_look_alike():
+    """Two balls that look alike (same Jacobians) on a floor that does not, two metres apart; one click on the first.
+    Selecting by the Jacobians alone (``|cos| > 0.8``, the viewer's rule) takes both balls; the selection spread over
+    the surfaces takes the clicked ball only: the look-alike is reached across the floor by the rest, not the click."""
+    rng = np.random.default_rng(2)
+    ball_look, floor_look = np.array([1.0, 0.1, 0.0]), np.array([0.0, 0.2, 1.0])
+    first, second = sphere((0.0, 0.0, 0.3), 0.3, 1500, rng), sphere((2.0, 0.0, 0.3), 0.3, 1500, rng)
+    floor = np.column_stack([rng.uniform(-1.0, 3.0, 6000), rng.uniform(-1.0, 1.0, 6000), np.zeros(6000)])
+    points = np.concatenate([first, second, floor])
+    looks = np.concatenate([np.repeat(ball_look[None], 3000, 0), np.repeat(floor_look[None], 6000, 0)])
+    jacobians = np.abs(looks + 0.03 * rng.normal(size=looks.shape))
+    click = int(first[:, 2].argmax())  # the top of the first ball
+
+    unit = unit_rows(jacobians)
+    by_cosine = np.abs(unit @ unit[click]) > 0.8
+    assert by_cosine[:1500].mean() > 0.99 and by_cosine[1500:3000].mean() > 0.99, "the look-alike is selected too"
+
+    selected = build_surface_graph(points, jacobians).selection_share(click) > 0.5
+    assert selected[:1500].mean() > 0.99, "the clicked ball"
+    assert selected[1500:].mean() < 0.01, "neither the look-alike nor the floor"
