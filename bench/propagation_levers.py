@@ -5,7 +5,8 @@ labels, a classifier learnt from the clicks, and labels spread over the scene's 
 
 1. **Bank** (cached in ``--out``): every ``--stride``-th pixel row and column of every frame (training and eval):
    ray Jacobians, opacity, the rendered surface point (origin + depth · direction, nerfstudio's frame) and the
-   ground-truth semantic class (used only to score and to answer clicks).
+   ground-truth semantic class and instance (used only to score and to answer clicks); every frame's grid is
+   ``grid_shape`` (rows, columns).
 2. **Clicks**, on pixels whose ray hits a surface: first one per class the training frames show, at a random bank
    pixel of a random training frame showing it (what a person labelling a room does), then uniformly random labelled
    pixels of any frame, up to 60; the same clicks for every method.
@@ -53,16 +54,17 @@ def build_bank(config: Path, stride: int) -> Dict[str, Tensor]:
     _, pipeline, _ = open_run(config)
     model = pipeline.model
     splits = {"train": pipeline.datamanager.train_dataparser_outputs, "eval": eval_outputs(pipeline)}
-    jacobians, opacity, points, labels, views = [], [], [], [], []
-    seen, train_frames = set(), 0
+    jacobians, opacity, points, labels, instances, views = [], [], [], [], [], []
+    seen, train_frames, grid_shapes = set(), 0, set()
     for split, outputs in splits.items():
-        maps = label_maps(outputs, "semantics")
+        maps, instance_maps = label_maps(outputs, "semantics"), label_maps(outputs, "instances")
         for index, image in enumerate(outputs.image_filenames):
             if Path(image).resolve() in seen:
                 continue
             seen.add(Path(image).resolve())
             camera = outputs.cameras[index : index + 1]
             grid = grid_pixels(int(camera.height), int(camera.width), stride)
+            grid_shapes.add((len(grid[:, 0].unique()), len(grid[:, 1].unique())))
             rays = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
             for start in range(0, len(rays), model.config.eval_num_rays_per_chunk):
                 chunk = rays[start : start + model.config.eval_num_rays_per_chunk]
@@ -71,14 +73,18 @@ def build_bank(config: Path, stride: int) -> Dict[str, Tensor]:
                 opacity.append(rendered["accumulation"].reshape(-1).float())
                 points.append(chunk.origins + chunk.directions * rendered["depth"].reshape(-1, 1))
             labels.append(maps[index][grid[:, 0], grid[:, 1]].long())
+            instances.append(instance_maps[index][grid[:, 0], grid[:, 1]].long())
             views.append(torch.full((len(grid),), len(views)))
             train_frames += split == "train"
+    assert len(grid_shapes) == 1, "frames of one size"
     return {
         "jacobians": torch.cat(jacobians),
         "accumulation": torch.cat(opacity),
         "points": torch.cat(points),
         "labels": torch.cat(labels),
+        "instances": torch.cat(instances),
         "view": torch.cat(views),
+        "grid_shape": torch.tensor(grid_shapes.pop()),
         "train_frames": torch.tensor(train_frames),
     }
 

@@ -36,6 +36,8 @@ ALPHA = 0.99
 SPREAD_STEPS = 200
 READ_NEIGHBOURS = 8
 """Nodes a read point takes its scores from."""
+SELECT_REST = 0.7
+"""A surface selection's rest: the nodes whose ``|cos|`` to the click is below this (docs/propagation_levers.md)."""
 RESEMBLANCE_POWER = 4
 """``γ`` of :func:`class_scores` (docs/propagation_levers.md compares 1, 4 and 16)."""
 
@@ -98,6 +100,19 @@ class SurfaceGraph:
         for node, label in zip(nodes, classes):
             scores[:, label] += columns[int(node)]
         return scores
+
+    def selection_share(self, node: int, rest: float = SELECT_REST) -> np.ndarray:
+        """``(N,)`` one click's entity share ``F_0 / (F_0 + F_1)`` at every node: ``node`` seeds the entity, every
+        node whose ``|cos|`` to it is below ``rest`` seeds the rest, each side with total mass 1 (class mass
+        normalisation: one click against thousands of rest nodes). A look-alike elsewhere, cut off by unlike
+        surfaces, is reached by the rest only."""
+        initial = np.zeros((len(self), 2), np.float32)
+        others = np.abs(self.unit @ self.unit[node]) < rest
+        others[node] = False
+        initial[node, 0] = 1.0
+        initial[others, 1] = 1.0 / max(int(others.sum()), 1)
+        spread = self.spread_columns(initial)
+        return spread[:, 0] / np.maximum(spread.sum(axis=1), 1e-30)
 
     def seed_nodes(self, points: np.ndarray, unit: np.ndarray) -> np.ndarray:
         """``(K,)`` the node each click seeds: of the :data:`READ_NEIGHBOURS` nodes nearest its point ``(K, 3)``, the
