@@ -7,6 +7,7 @@ import html
 import json
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -165,7 +166,7 @@ def test_the_status_of_a_selection_or_label_click_says_when_its_surface_may_be_a
         checked.append(click.surface)
         return " Warning: a floater."
 
-    selection = Selection(session.model, session.settings, lambda: None, check)
+    selection = Selection(session.model, session.settings, lambda: None, check, session.surface.nodes)
     assert selection.select(ray_at(camera, 34, 24)).endswith("outputs. Warning: a floater.")
     labels = LabelClicks(session.model, lambda: session.scene, lambda: None, check)
     assert labels.add(ray_at(camera, 34, 24), "floor").endswith("outputs. Warning: a floater.")
@@ -308,6 +309,117 @@ def test_labels_spread_over_the_surfaces_are_what_jacobinerf_label_writes(sessio
     nearest = label_frame(session.model, camera, session.labels.resolved(), "3d", sigma=session.settings.sigma)
     shown = session.model.get_outputs_for_camera(camera)
     torch.testing.assert_close(shown[LABELS], label_overlay(shown["rgb"], nearest.ids, colors))
+
+
+def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(trained_run):
+    """With 'Label propagation: surface' the selection is the click's entity spread over the training frames' graph
+    (``SurfaceSelection``): on the trained run, the viewer highlights, and the export masks, exactly the pixels whose
+    share of the spread is above ½ and that resemble the click; back to nearest, the cosine threshold again."""
+    from scipy.ndimage import distance_transform_edt
+
+    from jacobinerf_ns.propagation.surface_labelling import (
+        SurfaceSelection,
+        spread_selected,
+        surface_graph,
+        surface_passes,
+    )
+    from jacobinerf_ns.runs import instance_names, label_maps, open_run
+    from jacobinerf_ns.scene import dataset_scene
+    from jacobinerf_ns.visualization import highlight
+
+    _, pipeline, _ = open_run(trained_run / "config.yml")
+    scene = dataset_scene(pipeline.datamanager)
+    session = ViewerSession(pipeline.model, scene=lambda: scene)
+    camera = scene.frames[0].camera
+    names = instance_names(Path(scene.data_dir))
+    box = label_maps(pipeline.datamanager.train_dataparser_outputs, "instances")[0] == names.index("box_green")
+    y, x = np.unravel_index(int(distance_transform_edt(box.numpy()).argmax()), box.shape)  # inside the green box
+    session.set_propagation("surface")
+    session.selection.select(ray_at(camera, y, x))
+    clicked = session.selection.clicked
+    shown = session.model.get_outputs_for_camera(camera)
+
+    train = [frame.camera for frame in scene.frames if frame.split == "train"]
+    spread = SurfaceSelection.of_click(surface_graph(session.model, train), torch.tensor(clicked.surface),
+                                       clicked.jacobian)  # fmt: skip
+    bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
+    passes = list(surface_passes(session.model, bundle))
+    jacobians, points = torch.cat([j for j, *_ in passes]), torch.cat([p for _, p, *_ in passes])
+    click = clicked.jacobian.flatten().float().cpu()
+    likeness = (jacobians @ click).abs() / (jacobians.norm(dim=-1) * click.norm()).clamp_min(1e-12)
+    expected = spread_selected(spread.read_rays(jacobians, points)[:, 0], likeness).view(shown["rgb"].shape[:2])
+    assert 0 < expected.float().mean() < 0.5 and expected[y, x], "the clicked object, not the whole view"
+    agree = torch.all(shown[SELECTION].cpu() == highlight(shown["rgb"].cpu(), expected), dim=-1).float().mean()
+    assert agree > 0.999
+    mask, _ = session.selection.mask(camera)
+    assert torch.mean((mask.cpu() == expected).float()) > 0.999, "the export masks what the viewer highlights"
+
+    session.set_propagation("nearest")
+    shown = session.model.get_outputs_for_camera(camera)
+    by_threshold = (likeness > session.settings.threshold).view(expected.shape)
+    agree = torch.all(shown[SELECTION].cpu() == highlight(shown["rgb"].cpu(), by_threshold), dim=-1).float().mean()
+    assert agree > 0.999
+
+
+LARGE_SURFACE = (
+    "One click's spread decays across a large surface while the rest reaches it over its edges: the floor and walls "
+    "are selected less fully than by the cosine (floor 0.46 and 0.79 against 0.95 and 0.88 on machine seeds 1 and 2, "
+    "walls 0.51-0.93 against 0.62-0.97 on 1, 2, 42); on seed 42 the floor's most interior pixel of view 0 hits no "
+    "surface (docs/labelling.md)."
+)
+SPREAD_SELECTION_GAPS = {
+    "floor": LARGE_SURFACE,
+    "walls": LARGE_SURFACE,
+    "box_yellow": "Its dark squares look like the floor it stands on: 0.25 and 0.82 on two draws of machine seed 42, "
+    "0.93 and 0.87 on seeds 1 and 2.",
+}
+
+
+@pytest.fixture(scope="module")
+def spread_selection_ious(trained_run):
+    """IoU over the training frames of what *Select entity* exports with 'Label propagation: surface' for one click
+    inside each object of training view 0 (its most interior pixel), on the trained run."""
+    from scipy.ndimage import distance_transform_edt
+
+    from jacobinerf_ns.runs import instance_names, label_maps, open_run
+    from jacobinerf_ns.scene import dataset_scene
+
+    _, pipeline, _ = open_run(trained_run / "config.yml")
+    scene = dataset_scene(pipeline.datamanager)
+    session = ViewerSession(pipeline.model, scene=lambda: scene)
+    session.set_propagation("surface")
+    train = [frame for frame in scene.frames if frame.split == "train"]
+    truth = label_maps(pipeline.datamanager.train_dataparser_outputs, "instances")
+    ious = {}
+    for instance, name in enumerate(instance_names(Path(scene.data_dir))):
+        inside = (truth[0] == instance).numpy()
+        if instance == 0 or not inside.any():
+            continue
+        y, x = np.unravel_index(int(distance_transform_edt(inside).argmax()), inside.shape)
+        if session.selection.select(ray_at(train[0].camera, y, x)).startswith("No surface"):
+            ious[name] = 0.0  # the click cannot select it
+            continue
+        overlap = union = 0
+        for frame in train:
+            selected, target = session.selection.mask(frame.camera)[0].cpu(), truth[frame.index] == instance
+            overlap, union = overlap + int((selected & target).sum()), union + int((selected | target).sum())
+        ious[name] = overlap / max(union, 1)
+    return ious
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.xfail(reason=SPREAD_SELECTION_GAPS[name], strict=False)])
+        if name in SPREAD_SELECTION_GAPS
+        else name
+        for name in ("ball_red", "ball_blue", "box_green", "vase", *SPREAD_SELECTION_GAPS)
+    ],
+)
+def test_one_click_spread_over_the_surfaces_selects_its_whole_object_in_every_frame(spread_selection_ious, name):
+    """By the cosine alone the blue ball and the vase were selected at 0.48-0.97 and 0.51-0.94 (machine seeds 1, 2,
+    42); spread over the surfaces, 0.93-0.98 for every object but the yellow box."""
+    assert spread_selection_ious[name] > 0.85, spread_selection_ious
 
 
 def test_saved_clicks_load_into_a_new_session_with_identical_label_maps(session_and_camera, tmp_path):

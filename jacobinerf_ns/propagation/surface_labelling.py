@@ -27,6 +27,7 @@ from jacobinerf_ns.propagation.bank import grid_pixels
 from jacobinerf_ns.propagation.jacobian import abs_dot
 from jacobinerf_ns.propagation.labelling import (
     MIN_ACCUMULATION,
+    MIN_EXPLAINED,
     ClickSurface,
     FrameLabels,
     ResolvedClicks,
@@ -137,6 +138,38 @@ class SurfaceLabelling:
             depth=depth,
             accumulation=accumulation,
         )
+
+
+SELECT_SHARE = 0.5
+"""A pixel belongs to a spread selection where the entity's share of the spread is above this (and the pixel
+resembles the click: ``|cos| >`` :data:`~.labelling.MIN_EXPLAINED`)."""
+
+
+@dataclass
+class SurfaceSelection:
+    """One click's entity spread over a graph of the frames' surfaces: ``node_share`` ``(N,)``
+    (:meth:`.surface_graph.SurfaceGraph.selection_share` from the node the click seeds)."""
+
+    graph: SurfaceGraph
+    node_share: np.ndarray
+
+    @classmethod
+    def of_click(cls, graph: SurfaceGraph, point: Tensor, jacobian: Tensor) -> "SurfaceSelection":
+        """The selection of a click whose surface point is ``point`` ``(3,)`` and Jacobian ``jacobian`` (any shape)."""
+        unit = unit_rows(jacobian.reshape(1, -1).float().cpu().numpy())
+        node = int(graph.seed_nodes(point.reshape(1, 3).float().cpu().numpy(), unit)[0])
+        return cls(graph, graph.selection_share(node))
+
+    def read_rays(self, jacobians: Tensor, points: Tensor) -> Tensor:
+        """``(R, 1)`` the entity's share at rays with flat Jacobians ``(R, D)`` and surface points ``(R, 3)`` (CPU)."""
+        unit = unit_rows(jacobians.float().cpu().numpy())
+        return torch.from_numpy(self.graph.read(self.node_share[:, None], points.float().cpu().numpy(), unit))
+
+
+def spread_selected(share: Tensor, likeness: Tensor) -> Tensor:
+    """Pixels of a spread selection: the entity's share above :data:`SELECT_SHARE` and ``|cos|`` to the click
+    ``likeness`` above :data:`~.labelling.MIN_EXPLAINED`."""
+    return (share > SELECT_SHARE) & (likeness > MIN_EXPLAINED)
 
 
 def surface_graph(

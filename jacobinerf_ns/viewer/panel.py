@@ -147,7 +147,8 @@ class JacobiNerfPanel(nn.Module):
                 lambda: self.session.set_propagation(self.labels.classes_propagation.value), rerender=True
             ),
             hint="nearest: each pixel takes the class of the click it looks most like; surface: the clicks' classes "
-            "spread over the surfaces of the training frames (as jacobinerf-label --propagation surface)",
+            "spread over the surfaces of the training frames (as jacobinerf-label --propagation surface), and so "
+            "does the selected entity",
         )
         folder.click_choice = ViewerDropdown(
             "Label clicks", NO_CLICKS, [NO_CLICKS], hint="The click 'Delete click' removes"

@@ -1,17 +1,24 @@
 """The viewer's selection: one clicked entity, and the pixels of any view whose Jacobian points the clicked pixel's
 way: ``|cos(J_p, J_k)| > threshold`` (:func:`~jacobinerf_ns.propagation.labelling.explained` of the click alone, the
 measure labelling leaves pixels unlabelled by). Unlike the response relative to the click's own,
-``⟨J_p, J_k⟩ / ‖J_k‖²``, it does not grow with ``‖J_p‖``: pixels of another entity with long Jacobians stay out."""
+``⟨J_p, J_k⟩ / ‖J_k‖²``, it does not grow with ``‖J_p‖``: pixels of another entity with long Jacobians stay out.
+
+With *Label propagation: surface* the selection is what the click spreads over instead
+(:class:`~jacobinerf_ns.propagation.surface_labelling.SurfaceSelection` on the run's surface graph, the labels' graph):
+look-alikes elsewhere, cut off by unlike surfaces, stay out."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
+import torch
 from torch import Tensor
 
-from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, Probe
+from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, SURFACE_SCORES, Probe
 from jacobinerf_ns.propagation.labelling import explained
 from jacobinerf_ns.propagation.rendering import render_responses
+from jacobinerf_ns.propagation.surface_graph import SurfaceGraph
+from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection, spread_selected
 from jacobinerf_ns.viewer.click_evaluation import EvaluatedClick, surface_click
 from jacobinerf_ns.viewer.settings import ViewerSettings
 
@@ -24,7 +31,7 @@ if TYPE_CHECKING:
 
 class Selection:
     """The selected click of one model; ``changed()`` runs after every selection, ``check(click)`` says whether its
-    surface may be a floater (``""``: no)."""
+    surface may be a floater (``""``: no), ``graph()`` gives the run's surface graph."""
 
     def __init__(
         self,
@@ -32,9 +39,20 @@ class Selection:
         settings: ViewerSettings,
         changed: Callable[[], None],
         check: Callable[[EvaluatedClick], str],
+        graph: Callable[[], SurfaceGraph],
     ) -> None:
-        self.model, self.settings, self.changed, self.check = model, settings, changed, check
+        self.model, self.settings, self.changed, self.check, self.graph = model, settings, changed, check, graph
         self.clicked: Optional[EvaluatedClick] = None
+        self._spread: Optional[Tuple[EvaluatedClick, SurfaceSelection]] = None
+
+    def spread(self) -> Optional[SurfaceSelection]:
+        """The selected entity spread over the surfaces (``None``: nothing selected, or propagation ``nearest``)."""
+        if self.clicked is None or self.settings.propagation != "surface":
+            return None
+        if self._spread is None or self._spread[0] is not self.clicked:
+            surface = torch.tensor(self.clicked.surface)
+            self._spread = (self.clicked, SurfaceSelection.of_click(self.graph(), surface, self.clicked.jacobian))
+        return self._spread[1]
 
     def select(self, bundle: RayBundle) -> str:
         """Selects the surface a one-ray bundle hits (nothing when it hits none)."""
@@ -52,11 +70,17 @@ class Selection:
         return self.clicked.jacobian.flatten().norm().reshape(1)
 
     def mask(self, camera: Cameras) -> Tuple[Tensor, dict]:
-        """``(H, W)`` bool mask of the selected entity in ``camera``, and that render's outputs."""
+        """``(H, W)`` bool mask of the selected entity in ``camera`` (as the viewer draws it), and that render's
+        outputs."""
         if self.clicked is None:
             raise ValueError("Nothing is selected.")
-        outputs = render_responses(self.model, camera, Probe(self.clicked.jacobian, sigma=self.settings.sigma))
+        spread = self.spread()
+        read_spread = None if spread is None else spread.read_rays
+        probe = Probe(self.clicked.jacobian, sigma=self.settings.sigma, surface=read_spread)
+        outputs = render_responses(self.model, camera, probe)
         responses = outputs[RESPONSES[self.settings.space]]
         norm = self.jacobian_norm().to(responses)
         cosines = explained(responses, norm, outputs[JACOBIAN_NORM][..., 0], self.settings.sigma)
-        return cosines > self.settings.threshold, outputs
+        if spread is None:
+            return cosines > self.settings.threshold, outputs
+        return spread_selected(outputs.pop(SURFACE_SCORES)[..., 0], cosines), outputs

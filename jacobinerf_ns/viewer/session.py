@@ -12,7 +12,7 @@ model's renders read it once per frame. The head's parameters are never edited.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -48,11 +48,11 @@ class ViewerSession:
         self.model = model
         self.settings = ViewerSettings()
         self.surface_check = SurfaceCheck(model, lambda: self.scene)
-        self.selection = Selection(model, self.settings, self.publish, self.surface_check.warning)
         self.labels = LabelClicks(model, lambda: self.scene, self.publish, self.surface_check.warning)
+        self.surface = SurfaceSpread(model, lambda: self.scene, self.labels)
+        self.selection = Selection(model, self.settings, self.publish, self.surface_check.warning, self.surface.nodes)
         self.suggestions = Suggestions(model, self.settings, self.labels)
         self.files = ClickFiles(model, self.labels, lambda: self.scene)
-        self.surface = SurfaceSpread(model, lambda: self.scene, self.labels)
         self.recolor_delta: Optional[Tensor] = None
         self._scene_of = scene
         self._scene: Optional[Scene] = None
@@ -87,8 +87,9 @@ class ViewerSession:
 
     def probe(self) -> Optional[Probe]:
         """The probe of the current state: sources = [selection] + label clicks (their
-        :func:`~jacobinerf_ns.propagation.labelling.unit_perturbations`, as ``jacobinerf-label`` perturbs); ``None``
-        when there is nothing."""
+        :func:`~jacobinerf_ns.propagation.labelling.unit_perturbations`, as ``jacobinerf-label`` perturbs), and with
+        propagation ``surface`` the surface scores [selection's share] + the labels' class scores, in that order;
+        ``None`` when there is nothing."""
         settings, selected = self.settings, self.selection.clicked
         sources = ([selected.jacobian] if selected is not None else []) + [
             unit_perturbations(click.evaluated.jacobian) for click in self.labels.clicks
@@ -96,6 +97,10 @@ class ViewerSession:
         recolor = None if self.recolor_delta is None else settings.recolor_strength * self.recolor_delta
         if not sources and recolor is None:
             return None
+        selection_spread = self.selection.spread()
+        readers = [] if selection_spread is None else [selection_spread.read_rays]
+        if settings.propagation == "surface" and self.labels.clicks:
+            readers.append(self.surface.current().read_rays)
         decoration = Decoration(
             space=settings.space,
             threshold=settings.threshold,
@@ -103,24 +108,25 @@ class ViewerSession:
             label_ids=self.labels.class_ids(),
             colors=self.labels.colors(),
             sigma=settings.sigma,
+            selection_spread=selection_spread is not None,
         )
-        spread = settings.propagation == "surface" and bool(self.labels.clicks)
         return Probe(
             torch.cat(sources) if sources else None,
             sigma=settings.sigma,
             recolor=recolor,
             decorate=partial(decorate, decoration=decoration),
-            surface=self.surface.current().read_rays if spread else None,
+            surface=partial(read_all, readers) if readers else None,
         )
 
     def set_propagation(self, propagation: str) -> str:
-        """Labels by the nearest click or spread over the surfaces (the training frames are rendered on first use)."""
+        """Labels and selection by the nearest click or spread over the surfaces (the training frames are rendered on
+        first use)."""
         self.settings.propagation = propagation  # type: ignore[assignment]
         self.publish()
         if propagation == "nearest":
-            return "Labels: each pixel takes the class of the click it looks most like."
+            return "Labels: each pixel takes the class of the click it looks most like (selection: by the threshold)."
         if not self.labels.clicks:
-            return "Labels will spread over the surfaces once you paint a label."
+            return "Labels will spread over the surfaces once you paint a label (a selection spreads too)."
         return (
             f"Labels spread over the surfaces of the training frames ({self.surface.seconds:.1f} s): a click labels "
             "the whole surface it lies on, as jacobinerf-label --propagation surface."
@@ -129,3 +135,8 @@ class ViewerSession:
     def publish(self) -> None:
         """Makes the current state what the model's next renders show (:attr:`JacobiNerfModel.probe`)."""
         self.model.probe = self.probe()
+
+
+def read_all(readers: List[Callable[[Tensor, Tensor], Tensor]], jacobians: Tensor, points: Tensor) -> Tensor:
+    """The readers' ``(R, C_i)`` surface scores side by side: ``(R, Σ C_i)``."""
+    return torch.cat([read(jacobians, points) for read in readers], dim=-1)

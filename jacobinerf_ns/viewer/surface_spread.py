@@ -31,17 +31,22 @@ class SurfaceSpread:
         self.seconds = 0.0
         """How long the last :meth:`current` that computed something took."""
 
-    def current(self) -> SurfaceLabelling:
-        """The spread of the current label clicks (the nodes are rendered on first use)."""
-        began = time.perf_counter()
+    def nodes(self) -> SurfaceGraph:
+        """The graph of the run's training frames, rendered on first use (the selection spreads over it too)."""
         if self.graph is None:
             scene = self.scene()
             if scene is None:
-                raise JacobiNerfError("Labels spread over the surfaces need the run's training frames: no dataset.")
+                raise JacobiNerfError("Spreading over the surfaces needs the run's training frames: no dataset.")
             frames = [frame for frame in scene.frames if frame.split == "train"] or list(scene.frames)
             self.graph = surface_graph(self.model, (frame.camera for frame in frames))
+        return self.graph
+
+    def current(self) -> SurfaceLabelling:
+        """The spread of the current label clicks (the nodes are rendered on first use)."""
+        began = time.perf_counter()
+        graph = self.nodes()
         key = (tuple(self.labels.classes), tuple(id(click) for click in self.labels.clicks))
         if self._spread is None or self._spread[0] != key:
-            self._spread = (key, SurfaceLabelling.spread(self.graph, self.labels.resolved(), self.columns))
+            self._spread = (key, SurfaceLabelling.spread(graph, self.labels.resolved(), self.columns))
             self.seconds = time.perf_counter() - began
         return self._spread[1]
