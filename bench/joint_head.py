@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import runpy
 import time
 from pathlib import Path
 from typing import Dict, List
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -150,20 +148,11 @@ def main() -> None:
             record("joint", count, levers.miou(bank_scores(pipeline.model, head, rays, levers.classes) + allowed),
                    fitted - began, seed)  # fmt: skip
             print(f"  joint: the clicks' cross-entropy after {args.steps} steps {loss:.3f}", flush=True)
-    lines = [
+    title = (
         f"Semantic head on the levers' clicks: {args.config}, {args.steps} steps, seeds {args.seeds}; semantic mIoU "
-        f"over the bank's labelled pixels (stride {args.stride}).",
-        "",
-        "| head | " + " | ".join(f"mIoU @{count} clicks" for count in args.counts) + " | minutes per fit |",
-        "|---|" + "---|" * (len(args.counts) + 1),
-    ]
-    for name, by_count in results.items():
-        cells = [f"{np.mean(by_count[c]):.3f} ± {np.std(by_count[c]):.3f}" for c in args.counts]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(minutes[name]):.1f} |")
-    report = "\n".join(lines)
-    print(report)
-    (args.out / "joint_head.md").write_text(report + "\n")
-    (args.out / "joint_head.json").write_text(json.dumps({"results": results, "minutes": minutes}))
+        f"over the bank's labelled pixels (stride {args.stride})."
+    )
+    LEVERS["write_report"](args.out / "joint_head", title, "head", args.counts, results, ("minutes per fit", minutes))
 
 
 if __name__ == "__main__":

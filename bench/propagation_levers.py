@@ -35,7 +35,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -238,21 +238,33 @@ def main() -> None:
                 results.setdefault(name, {}).setdefault(count, []).append(value)
                 print(f"seed {seed}, {count} clicks, {name}: mIoU {value:.3f}", flush=True)
     first = len(levers.clicks(0, 0))
-    lines = [
+    title = (
         f"Label propagation levers: {args.config}, semantic mIoU over {int((levers.truth > 0).sum())} labelled bank "
         f"pixels of all {int(levers.view.max()) + 1} frames (stride {args.stride}); mean ± std over seeds "
-        f"{args.seeds}; first clicks: one per class the training frames show ({first}), then random.",
+        f"{args.seeds}; first clicks: one per class the training frames show ({first}), then random."
+    )
+    write_report(args.out / "levers", title, "method", args.counts, results, ("seconds per labelling", seconds))
+
+
+def write_report(
+    path: Path, title: str, row_name: str, counts: List[int], results: Dict, cost: Tuple[str, Dict[str, List[float]]]
+) -> None:
+    """A markdown table of ``results`` (row → click count → one mIoU per seed: mean ± std) and each row's mean
+    ``cost`` (its header, row → values), printed and written to ``path.md``; the figures to ``path.json``."""
+    header, costs = cost
+    lines = [
+        title,
         "",
-        "| method | " + " | ".join(f"mIoU @{count} clicks" for count in args.counts) + " | seconds per labelling |",
-        "|---|" + "---|" * (len(args.counts) + 1),
+        f"| {row_name} | " + " | ".join(f"mIoU @{count} clicks" for count in counts) + f" | {header} |",
+        "|---|" + "---|" * (len(counts) + 1),
     ]
     for name, by_count in results.items():
-        cells = [f"{np.mean(by_count[c]):.3f} ± {np.std(by_count[c]):.3f}" for c in args.counts]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(seconds[name]):.1f} |")
+        cells = [f"{np.mean(by_count[c]):.3f} ± {np.std(by_count[c]):.3f}" for c in counts]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(costs[name]):.1f} |")
     report = "\n".join(lines)
     print(report)
-    (args.out / "levers.md").write_text(report + "\n")
-    (args.out / "levers.json").write_text(json.dumps({"results": results, "seconds": seconds}))
+    path.with_suffix(".md").write_text(report + "\n")
+    path.with_suffix(".json").write_text(json.dumps({"results": results, header: costs}))
 
 
 if __name__ == "__main__":
