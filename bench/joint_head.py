@@ -39,20 +39,15 @@ def bank_rays(pipeline, stride: int):
     from nerfstudio.cameras.rays import RayBundle
 
     from jacobinerf_ns.propagation.bank import grid_pixels
-    from jacobinerf_ns.runs import eval_outputs
 
-    fields, seen = {"origins": [], "directions": [], "pixel_area": [], "camera_indices": []}, set()
-    for split, outputs in (("train", pipeline.datamanager.train_dataparser_outputs), ("eval", eval_outputs(pipeline))):
-        for index, image in enumerate(outputs.image_filenames):
-            if Path(image).resolve() in seen:
-                continue
-            seen.add(Path(image).resolve())
-            camera = outputs.cameras[index : index + 1]
-            grid = grid_pixels(int(camera.height), int(camera.width), stride)
-            rays = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
-            for name in ("origins", "directions", "pixel_area"):
-                fields[name].append(getattr(rays, name))
-            fields["camera_indices"].append(torch.full((len(grid), 1), index if split == "train" else 0))
+    fields = {"origins": [], "directions": [], "pixel_area": [], "camera_indices": []}
+    for split, outputs, index in LEVERS["bank_frames"](pipeline):
+        camera = outputs.cameras[index : index + 1]
+        grid = grid_pixels(int(camera.height), int(camera.width), stride)
+        rays = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
+        for name in ("origins", "directions", "pixel_area"):
+            fields[name].append(getattr(rays, name))
+        fields["camera_indices"].append(torch.full((len(grid), 1), index if split == "train" else 0))
     return RayBundle(**{name: torch.cat(values) for name, values in fields.items()})
 
 

@@ -49,33 +49,30 @@ def build_bank(config: Path, stride: int) -> Dict[str, Tensor]:
     """Every ``stride``-th pixel of every frame (training then eval; a frame listed in both counts once)."""
     from jacobinerf_ns.propagation.bank import grid_pixels
     from jacobinerf_ns.propagation.rendering import ray_jacobians
-    from jacobinerf_ns.runs import eval_outputs, label_maps, open_run
+    from jacobinerf_ns.runs import label_maps, open_run
 
     _, pipeline, _ = open_run(config)
     model = pipeline.model
-    splits = {"train": pipeline.datamanager.train_dataparser_outputs, "eval": eval_outputs(pipeline)}
     jacobians, opacity, points, labels, instances, views = [], [], [], [], [], []
-    seen, train_frames, grid_shapes = set(), 0, set()
-    for split, outputs in splits.items():
-        maps, instance_maps = label_maps(outputs, "semantics"), label_maps(outputs, "instances")
-        for index, image in enumerate(outputs.image_filenames):
-            if Path(image).resolve() in seen:
-                continue
-            seen.add(Path(image).resolve())
-            camera = outputs.cameras[index : index + 1]
-            grid = grid_pixels(int(camera.height), int(camera.width), stride)
-            grid_shapes.add((len(grid[:, 0].unique()), len(grid[:, 1].unique())))
-            rays = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
-            for start in range(0, len(rays), model.config.eval_num_rays_per_chunk):
-                chunk = rays[start : start + model.config.eval_num_rays_per_chunk]
-                jacobian, rendered, _ = ray_jacobians(model, chunk)
-                jacobians.append(jacobian.flatten(1).half())
-                opacity.append(rendered["accumulation"].reshape(-1).float())
-                points.append(chunk.origins + chunk.directions * rendered["depth"].reshape(-1, 1))
-            labels.append(maps[index][grid[:, 0], grid[:, 1]].long())
-            instances.append(instance_maps[index][grid[:, 0], grid[:, 1]].long())
-            views.append(torch.full((len(grid),), len(views)))
-            train_frames += split == "train"
+    train_frames, grid_shapes, maps = 0, set(), {}
+    for split, outputs, index in bank_frames(pipeline):
+        if split not in maps:
+            maps[split] = (label_maps(outputs, "semantics"), label_maps(outputs, "instances"))
+        semantic_maps, instance_maps = maps[split]
+        camera = outputs.cameras[index : index + 1]
+        grid = grid_pixels(int(camera.height), int(camera.width), stride)
+        grid_shapes.add((len(grid[:, 0].unique()), len(grid[:, 1].unique())))
+        rays = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
+        for start in range(0, len(rays), model.config.eval_num_rays_per_chunk):
+            chunk = rays[start : start + model.config.eval_num_rays_per_chunk]
+            jacobian, rendered, _ = ray_jacobians(model, chunk)
+            jacobians.append(jacobian.flatten(1).half())
+            opacity.append(rendered["accumulation"].reshape(-1).float())
+            points.append(chunk.origins + chunk.directions * rendered["depth"].reshape(-1, 1))
+        labels.append(semantic_maps[index][grid[:, 0], grid[:, 1]].long())
+        instances.append(instance_maps[index][grid[:, 0], grid[:, 1]].long())
+        views.append(torch.full((len(grid),), len(views)))
+        train_frames += split == "train"
     assert len(grid_shapes) == 1, "frames of one size"
     return {
         "jacobians": torch.cat(jacobians),
@@ -87,6 +84,19 @@ def build_bank(config: Path, stride: int) -> Dict[str, Tensor]:
         "grid_shape": torch.tensor(grid_shapes.pop()),
         "train_frames": torch.tensor(train_frames),
     }
+
+
+def bank_frames(pipeline):
+    """``(split, dataparser outputs, index)`` of every frame in the bank's order: training frames, then eval frames
+    (a frame listed in both counts once)."""
+    from jacobinerf_ns.runs import eval_outputs
+
+    seen = set()
+    for split, outputs in (("train", pipeline.datamanager.train_dataparser_outputs), ("eval", eval_outputs(pipeline))):
+        for index, image in enumerate(outputs.image_filenames):
+            if Path(image).resolve() not in seen:
+                seen.add(Path(image).resolve())
+                yield split, outputs, index
 
 
 def cached_bank(config: Path, stride: int, out: Path) -> Dict[str, Tensor]:
