@@ -29,6 +29,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
+from jacobinerf_ns.propagation.surface_graph import ALPHA, SPREAD_STEPS
+
 LEVERS = runpy.run_path(str(Path(__file__).with_name("propagation_levers.py")))
 SHAPING_STUDY = runpy.run_path(str(Path(__file__).with_name("shaping_study.py")))
 INTERIOR_PIXEL, MIN_OBJECT_SHARE = SHAPING_STUDY["interior_pixel"], SHAPING_STUDY["MIN_OBJECT_SHARE"]
@@ -54,11 +56,11 @@ def objects(bank: Dict, hit: torch.Tensor) -> List[Tuple[int, int]]:
     return chosen
 
 
-def surface_selection(levers, click: int, rest: float) -> torch.Tensor:
+def surface_selection(levers, click: int, rest: float, alpha: float, steps: int) -> torch.Tensor:
     """The entity's share of the spread > ½ (``SurfaceGraph.selection_share`` of the click's node, rest below
-    ``rest``)."""
+    ``rest``, ``steps`` steps at ``alpha``)."""
     nodes, graph = levers.graph(LEVERS["TAU"])
-    share = graph.selection_share(int(np.flatnonzero(nodes == click)[0]), rest)
+    share = graph.selection_share(int(np.flatnonzero(nodes == click)[0]), rest, alpha, steps)
     selected = torch.zeros(len(levers.truth), dtype=torch.bool)
     selected[torch.from_numpy(nodes)] = torch.from_numpy(share > 0.5)
     return selected
@@ -69,6 +71,8 @@ def main() -> None:
     parser.add_argument("--bank", type=Path, required=True, help="propagation_levers.py's bank of a run")
     parser.add_argument("--out", type=Path, default=Path("outputs/selection"))
     parser.add_argument("--rest", type=float, nargs="+", default=[0.5, 0.7, 0.8], help="|cos| of the rest's seeds")
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="the spread's α (the labels' by default)")
+    parser.add_argument("--steps", type=int, default=SPREAD_STEPS, help="the spread's steps (the labels' by default)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     bank = torch.load(args.bank, map_location="cpu", weights_only=False)
@@ -80,7 +84,7 @@ def main() -> None:
         cosines = (levers.unit @ levers.unit[click]).abs()
         selections = {"cosine": levers.hit & (cosines > SELECT_COSINE)}
         for rest in args.rest:
-            spread = surface_selection(levers, click, rest)
+            spread = surface_selection(levers, click, rest, args.alpha, args.steps)
             selections[f"surface_rest_{rest:g}"] = spread
             selections[f"surface_rest_{rest:g}_and_cosine"] = spread & (cosines > 0.5)
         for name, selected in selections.items():
@@ -88,7 +92,8 @@ def main() -> None:
             ious.setdefault(name, []).append(iou)
         print(f"instance {instance}: " + ", ".join(f"{n} {v[-1]:.2f}" for n, v in ious.items()), flush=True)
     lines = [
-        f"One-click selection: {args.bank}, {len(clicked)} objects (≥ {MIN_OBJECT_SHARE:.1%} of a training frame), "
+        f"One-click selection: {args.bank}, spread α {args.alpha}, {args.steps} steps; {len(clicked)} objects "
+        f"(≥ {MIN_OBJECT_SHARE:.1%} of a training frame), "
         "IoU with the instance over all frames' bank pixels.",
         "",
         "| selection | mean IoU | share of objects above 0.5 |",

@@ -101,7 +101,9 @@ class SurfaceGraph:
             scores[:, label] += columns[int(node)]
         return scores
 
-    def selection_share(self, node: int, rest: float = SELECT_REST) -> np.ndarray:
+    def selection_share(
+        self, node: int, rest: float = SELECT_REST, alpha: float = ALPHA, steps: int = SPREAD_STEPS
+    ) -> np.ndarray:
         """``(N,)`` one click's entity share ``F_0 / (F_0 + F_1)`` at every node: ``node`` seeds the entity, every
         node whose ``|cos|`` to it is below ``rest`` seeds the rest, each side with total mass 1 (class mass
         normalisation: one click against thousands of rest nodes). A look-alike elsewhere, cut off by unlike
@@ -111,7 +113,7 @@ class SurfaceGraph:
         others[node] = False
         initial[node, 0] = 1.0
         initial[others, 1] = 1.0 / max(int(others.sum()), 1)
-        spread = self.spread_columns(initial)
+        spread = self.spread_columns(initial, alpha, steps)
         return spread[:, 0] / np.maximum(spread.sum(axis=1), 1e-30)
 
     def seed_nodes(self, points: np.ndarray, unit: np.ndarray) -> np.ndarray:
