@@ -335,7 +335,7 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
     box = label_maps(pipeline.datamanager.train_dataparser_outputs, "instances")[0] == names.index("box_green")
     y, x = np.unravel_index(int(distance_transform_edt(box.numpy()).argmax()), box.shape)  # inside the green box
     session.set_propagation("surface")
-    session.selection.select(ray_at(camera, y, x))
+    assert "spread over the surfaces (" in session.selection.select(ray_at(camera, y, x))
     clicked = session.selection.clicked
     shown = session.model.get_outputs_for_camera(camera)
 

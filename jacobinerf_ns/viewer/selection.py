@@ -9,6 +9,7 @@ look-alikes elsewhere, cut off by unlike surfaces, stay out."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 import torch
@@ -57,11 +58,14 @@ class Selection:
     def select(self, bundle: RayBundle) -> str:
         """Selects the surface a one-ray bundle hits (nothing when it hits none)."""
         self.clicked, message = surface_click(self.model, bundle)
+        began = time.perf_counter()
+        spread = self.spread()  # None unless propagation surface (the graph is rendered on first use)
+        how = "" if spread is None else f", spread over the surfaces ({time.perf_counter() - began:.1f} s)"
         self.changed()
         if self.clicked is None:
             return message
         return (
-            f"Selected (clicked colour {self.clicked.color}): "
+            f"Selected (clicked colour {self.clicked.color}){how}: "
             "see the jacobinerf_selection and jacobinerf_response outputs." + self.check(self.clicked)
         )
 
