@@ -25,8 +25,9 @@ labels, a classifier learnt from the clicks, and labels spread over the scene's 
    * ``logistic_all``: the linear classifier fitted to 20000 labelled pixels of the bank, not to the clicks: how much
      of the classes a linear read-out of these Jacobians can separate at all (an upper bound for ``logistic``, not a
      method: it uses the ground truth).
-4. **Report**: mIoU over all frames (classes present in the ground truth) at 30 and 60 clicks, mean ± std over
-   ``--seeds``, and each method's seconds per labelling; markdown on stdout and in ``<out>/levers.md``.
+4. **Report**: mIoU over all frames (classes present in the ground truth) at ``--counts`` clicks (30 and 60), mean ±
+   std over ``--seeds``, and each method's seconds per labelling; markdown on stdout and in ``<out>/levers.md``;
+   with ``--figure``, mIoU against clicks for each method (``--methods``: only those).
 """
 
 from __future__ import annotations
@@ -233,6 +234,8 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--counts", type=int, nargs="+", default=[30, 60], help="click counts to score")
+    parser.add_argument("--methods", nargs="+", help="only these methods (default: all)")
+    parser.add_argument("--figure", type=Path, help="also plot mIoU against clicks, one line per method, to this PNG")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     levers = Levers(cached_bank(args.config, args.stride, args.out))
@@ -242,6 +245,8 @@ def main() -> None:
         clicks = levers.clicks(seed, max(args.counts))
         for count in args.counts:
             for name, method in levers.methods().items():
+                if args.methods and name not in args.methods:
+                    continue
                 began = time.perf_counter()
                 value = levers.miou(method(clicks[:count]))
                 seconds.setdefault(name, []).append(time.perf_counter() - began)
@@ -254,6 +259,36 @@ def main() -> None:
         f"{args.seeds}; first clicks: one per class the training frames show ({first}), then random."
     )
     write_report(args.out / "levers", title, "method", args.counts, results, ("seconds per labelling", seconds))
+    if args.figure:
+        plot_curves(args.figure, results, args.counts, title.split(": ", 1)[1])
+
+
+def plot_curves(path: Path, results: Dict, counts: List[int], caption: str) -> None:
+    """mIoU against clicks, one line per method (mean, ± std band over seeds), to the PNG ``path``."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5.5))
+    for name, by_count in results.items():
+        values = np.array([by_count[count] for count in counts])
+        mean, std = values.mean(axis=1), values.std(axis=1)
+        axis.plot(counts, mean, marker="o", markersize=3, label=name)
+        axis.fill_between(counts, mean - std, mean + std, alpha=0.15)
+    axis.set_xlabel("clicks (the first: one per class the training frames show, then random labelled pixels)")
+    axis.set_ylabel("semantic mIoU over every frame")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title("How far N clicks label the scene, by propagation\n" + "\n".join(textwrap.wrap(caption, 100)),
+                   fontsize=8)  # fmt: skip
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def write_report(
