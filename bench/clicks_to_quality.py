@@ -14,10 +14,13 @@ click* points.
    also keeps the head inputs (every sample's weight and colour features, float16: pixels × samples × 129 × 2 bytes,
    ~600 MB for the sample scene at stride 1, ~1 GB for office_0 at stride 6). A click's responses are a matmul with
    the bank (linear responses; 2D = 3D in this architecture, :mod:`jacobinerf_ns.propagation.bank`).
-3. **Clicks**, only on pixels whose ray hits a surface of the run (``jacobinerf-label`` skips the others). Per seed:
-   one uniformly random pixel per class of training view ``--source-view``
-   (:func:`~jacobinerf_ns.propagation.protocol.sample_clicks` on the bank's grid of that view), then one click at a
-   time up to ``--max-clicks`` in total: *random* = a uniformly random labelled (non-void) bank pixel of any frame;
+3. **Clicks**, only on pixels whose ray hits a surface of the run (``jacobinerf-label`` skips the others). Per seed,
+   first clicks by ``--first-clicks``: ``classes`` (default), what a person labelling a room does — one click per
+   class the training frames show, at a random pixel of a random training frame showing it (``propagation_levers.py``'s
+   rule, :func:`per_class_clicks`); ``source-view`` (the figures before that rule): one uniformly random pixel per
+   class of training view ``--source-view`` (:func:`~jacobinerf_ns.propagation.protocol.sample_clicks` on the bank's
+   grid of that view). Then one click at a time up to ``--max-clicks`` in total: *random* = a uniformly random
+   labelled (non-void) bank pixel of any frame;
    *suggested* = the bank pixel *Suggest next click* points at
    (:func:`~jacobinerf_ns.propagation.bank.suggested_bank_pixel`: ``labelling.weakest_region`` of
    ``labelling.explained`` — the best cosine ``max_k cos(J_p, J_k)`` to a click — on each frame's grid, the frame of
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import runpy
 import time
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -54,6 +58,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 from torch import Tensor
+
+LEVERS = runpy.run_path(str(Path(__file__).with_name("propagation_levers.py")))
 
 RUNS = ("shaped", "unshaped")
 STRATEGIES = {
@@ -73,6 +79,7 @@ HEAD_POINTS = (1, 2, 4, 8, 10, 16, 30, 32, 60)
 REPORT_POINTS = (10, 30, 60)
 THRESHOLDS = (0.5, 0.7)
 KINDS = ("semantics", "instances")
+FIRST_CLICKS = ("classes", "source-view")
 
 
 # ---- runs and banks -----------------------------------------------------------------------------------------------
@@ -172,7 +179,16 @@ def frame_start(grids: Sequence, frame: int) -> int:
     return sum(rows * columns for rows, columns in grids[:frame])
 
 
-def first_clicks(truth: Tensor, grids: Sequence, view: int, seed: int) -> List[int]:
+def first_clicks(truth: Tensor, data: Dict, seed: int, args) -> List[int]:
+    """The first clicks by ``--first-clicks`` on ``truth`` (0 where a pixel cannot be clicked)."""
+    grids = data["grids"]
+    if args.first_clicks == "classes":
+        view = torch.repeat_interleave(torch.arange(len(grids)), torch.tensor([rows * cols for rows, cols in grids]))
+        return LEVERS["per_class_clicks"](truth, view, data["train_frames"], np.random.default_rng(seed))
+    return source_view_clicks(truth, grids, args.source_view, seed)
+
+
+def source_view_clicks(truth: Tensor, grids: Sequence, view: int, seed: int) -> List[int]:
     """One uniformly random bank pixel per class present in training view ``view`` (the protocol's sparse clicks)."""
     from jacobinerf_ns.propagation.protocol import sample_clicks
 
@@ -319,13 +335,17 @@ def curves(banks: Dict[str, Dict], args) -> Dict[Tuple[str, str], Dict[int, Dict
     from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION
 
     truth = banks["shaped"]["labels"][args.kind]
-    grids = banks["shaped"]["grids"]
     results: Dict[Tuple[str, str], Dict[int, Dict]] = {}
     for seed in args.seeds:
-        base = {"kind": args.kind, "seed": seed, "source_view": args.source_view, "max_clicks": args.max_clicks}
+        base = {
+            "kind": args.kind,
+            "seed": seed,
+            "max_clicks": args.max_clicks,
+            **({"source_view": args.source_view} if args.first_clicks == "source-view" else {"first": "classes"}),
+        }
         for name in RUNS:
             clickable = torch.where(banks[name]["accumulation"] >= MIN_ACCUMULATION, truth, torch.zeros_like(truth))
-            first = first_clicks(clickable, grids, args.source_view, seed)
+            first = first_clicks(clickable, banks[name], seed, args)
             sequence = random_clicks(clickable, first, args.max_clicks, seed)
             for strategy in STRATEGIES:
                 identity = {**base, **banks[name]["identity"], "strategy": strategy, "rule": STRATEGIES[strategy],
@@ -406,8 +426,7 @@ def report(results: Dict[Tuple[str, str], Dict[int, Dict]], banks: Dict[str, Dic
     for threshold in THRESHOLDS:
         axis.axhline(threshold, color="grey", linewidth=0.6)
         axis.text(args.max_clicks, threshold, f" {threshold}", va="center", fontsize=8, color="grey")
-    axis.set_xlabel(f"total clicks (the first: one random click per class on training view {args.source_view}; "
-                    "then one at a time)")  # fmt: skip
+    axis.set_xlabel(f"total clicks (the first: {first_clicks_text(args)}; then one at a time)")
     axis.set_ylabel(f"{args.kind} mIoU over all {frames} frames (train + eval)")
     axis.set_ylim(0, 1)
     axis.grid(alpha=0.3)
@@ -429,7 +448,7 @@ def report(results: Dict[Tuple[str, str], Dict[int, Dict]], banks: Dict[str, Dic
     lines = [
         f"Clicks-to-quality, {scene}, {args.kind}: mIoU over {pixels} pixels of all {frames} frames (stride "
         f"{args.stride}), classes present in the ground truth; mean ± std over seeds {list(args.seeds)}; first clicks: "
-        f"one per class of training view {args.source_view}. Figure: {figure_path}",
+        f"{first_clicks_text(args)}. Figure: {figure_path}",
         "",
         "Pixels whose ray hits a surface (the others stay unlabelled, as in jacobinerf-label): "
         + ", ".join(f"{name} run {hit_share(banks[name]):.1%}" for name in RUNS)
@@ -473,6 +492,12 @@ def report(results: Dict[Tuple[str, str], Dict[int, Dict]], banks: Dict[str, Dic
     return "\n".join(lines)
 
 
+def first_clicks_text(args) -> str:
+    if args.first_clicks == "classes":
+        return "one per class the training frames show, at a random pixel of a random training frame showing it"
+    return f"one random click per class of training view {args.source_view}"
+
+
 def scene_name(data: Path) -> str:
     """``sample_scene`` for the embedded demo scene, else the data folder's name (it names the figure)."""
     transforms = data / "transforms.json"
@@ -490,7 +515,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-clicks", type=int, default=60)
     parser.add_argument("--stride", type=int, default=1, help="bank: every stride-th pixel row and column")
-    parser.add_argument("--source-view", type=int, default=0, help="training view of the first clicks")
+    parser.add_argument(
+        "--first-clicks",
+        choices=FIRST_CLICKS,
+        default="classes",
+        help="classes: one per class the training frames show; source-view: per class of one view",
+    )
+    parser.add_argument("--source-view", type=int, default=0, help="training view of the first clicks (source-view)")
     parser.add_argument("--head-steps", type=int, default=1000, help="Adam steps of each head fit")
     parser.add_argument("--steps", type=int, default=800, help="training steps of a run trained here")
     parser.add_argument("--shaping-start", type=int, default=400, help="first shaping step of a run trained here")

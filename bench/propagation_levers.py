@@ -117,6 +117,20 @@ def cached_bank(config: Path, stride: int, out: Path) -> Dict[str, Tensor]:
     return bank
 
 
+def per_class_clicks(truth: Tensor, view: Tensor, train_frames: int, generator: np.random.Generator) -> List[int]:
+    """What a person labelling a room clicks first: one bank pixel per class the training frames show (``truth`` > 0;
+    void, and pixels that cannot be clicked, 0), at a random pixel of a random training frame (``view`` <
+    ``train_frames``) showing it; classes in increasing order."""
+    train = (truth > 0) & (view < train_frames)
+    sequence = []
+    for label in sorted(set(truth[train].tolist())):
+        frames = sorted(set(view[train & (truth == label)].tolist()))
+        frame = frames[generator.integers(len(frames))]
+        candidates = torch.nonzero(train & (truth == label) & (view == frame)).flatten().numpy()
+        sequence.append(int(candidates[generator.integers(len(candidates))]))
+    return sequence
+
+
 class Levers:
     """The methods on one bank (the graph is built once)."""
 
@@ -131,17 +145,11 @@ class Levers:
         self._graphs: Dict[float, tuple] = {}
 
     def clicks(self, seed: int, count: int) -> List[int]:
-        """One click per class the training frames show (a random training frame showing it, a random pixel of it),
-        then random labelled pixels of any frame; only pixels whose ray hits a surface."""
+        """:func:`per_class_clicks`, then random labelled pixels of any frame; only pixels whose ray hits a
+        surface."""
         generator = np.random.default_rng(seed)
         clickable = self.hit & (self.truth > 0)
-        train = clickable & (self.view < self.train_frames)
-        sequence = []
-        for label in sorted(set(self.truth[train].tolist())):
-            frames = sorted(set(self.view[train & (self.truth == label)].tolist()))
-            frame = frames[generator.integers(len(frames))]
-            candidates = torch.nonzero(train & (self.truth == label) & (self.view == frame)).flatten().numpy()
-            sequence.append(int(candidates[generator.integers(len(candidates))]))
+        sequence = per_class_clicks(torch.where(clickable, self.truth, 0), self.view, self.train_frames, generator)
         for index in generator.permutation(torch.nonzero(clickable).flatten().numpy()):
             if len(sequence) >= count:
                 break
