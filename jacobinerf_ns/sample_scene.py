@@ -2,7 +2,10 @@
 
 A closed box room (floor, walls, ceiling) with two balls, two boxes and a vase
 standing on the floor is ray-traced analytically with numpy and written in the
-nerfstudio data layout used by the project's labelled datasets::
+nerfstudio data layout used by the project's labelled datasets. With
+``open_background`` the walls and ceiling go and the floor is a square patch
+around the objects: behind them is open sky (depth 0 = no surface, labels void),
+the case where a field grows floaters and labels what is not there::
 
     transforms.json   OPENCV pinhole (zero distortion), OpenGL camera-to-world poses
     images/           frame_XXXXX.png  RGB uint8 (2x2 supersampled)
@@ -48,6 +51,10 @@ ROOM_MIN = np.array([-2.4, -2.2, 0.0])
 ROOM_MAX = np.array([2.4, 2.2, 2.6])
 LOOK_AT = np.array([0.0, 0.0, 0.3])
 HORIZONTAL_FOV_DEGREES = 70.0
+OPEN_FLOOR_HALF_SIZE = 1.2
+"""Half the side of the floor patch of an open-background scene (metres)."""
+SKY_COLOURS = (np.array([200.0, 215.0, 235.0]), np.array([120.0, 160.0, 215.0]))
+"""Open background: the sky's colour at the horizon and straight up (linear in the ray's elevation)."""
 LIGHT_DIRECTION = np.array([0.45, 0.3, 0.85]) / np.linalg.norm([0.45, 0.3, 0.85])  # towards the light
 AMBIENT = 0.4
 SUBPIXEL_OFFSETS = ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))
@@ -68,16 +75,21 @@ def _planar_checker(points: np.ndarray, normal_axis: np.ndarray, frequency: floa
 class InteriorPlane:
     """One face of the room, seen from inside; `axis`/`offset` give the plane, normal points inwards."""
 
-    def __init__(self, instance: str, axis: int, offset: float, inward_sign: float) -> None:
+    def __init__(self, instance: str, axis: int, offset: float, inward_sign: float, half_size: float = np.inf) -> None:
         self.instance = _instance_index(instance)
         self.axis, self.offset, self.inward_sign = axis, offset, inward_sign
+        self.half_size = half_size
+        """The face ends where a coordinate in its plane leaves ``[-half_size, half_size]`` (default: unbounded)."""
 
     def intersect(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
         along_axis = directions[:, self.axis]
         facing = along_axis * self.inward_sign < -1e-12
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (self.offset - origins[:, self.axis]) / along_axis
-        return np.where(facing & (t > HIT_EPSILON), t, np.inf)
+            points = origins + np.where(np.isfinite(t), t, 0.0)[:, None] * directions
+        in_plane = np.arange(3) != self.axis
+        inside = (np.abs(points[:, in_plane]) <= self.half_size).all(axis=1)
+        return np.where(facing & (t > HIT_EPSILON) & inside, t, np.inf)
 
     def surface(self, points: np.ndarray, frequency: float) -> tuple[np.ndarray, np.ndarray]:
         normals = np.zeros_like(points)
@@ -169,6 +181,13 @@ class VerticalCylinder:
         return normals, np.where(on_top, top_pattern, side_cells.astype(np.int64) % 2)
 
 
+OBJECTS = (
+    Sphere("ball_red", (-0.55, 0.45, 0.32), 0.32),
+    Sphere("ball_blue", (0.6, -0.55, 0.22), 0.22),
+    Box("box_green", (0.15, 0.2, 0.0), (0.75, 0.7, 0.55)),
+    Box("box_yellow", (-0.85, -0.8, 0.0), (-0.35, -0.3, 0.35)),
+    VerticalCylinder("vase", (0.0, -0.05), 0.14, 0.75),
+)
 PRIMITIVES = (
     InteriorPlane("floor", 2, ROOM_MIN[2], 1.0),
     InteriorPlane("ceiling", 2, ROOM_MAX[2], -1.0),
@@ -176,25 +195,29 @@ PRIMITIVES = (
     InteriorPlane("walls", 0, ROOM_MAX[0], -1.0),
     InteriorPlane("walls", 1, ROOM_MIN[1], 1.0),
     InteriorPlane("walls", 1, ROOM_MAX[1], -1.0),
-    Sphere("ball_red", (-0.55, 0.45, 0.32), 0.32),
-    Sphere("ball_blue", (0.6, -0.55, 0.22), 0.22),
-    Box("box_green", (0.15, 0.2, 0.0), (0.75, 0.7, 0.55)),
-    Box("box_yellow", (-0.85, -0.8, 0.0), (-0.35, -0.3, 0.35)),
-    VerticalCylinder("vase", (0.0, -0.05), 0.14, 0.75),
+    *OBJECTS,
 )
+OPEN_PRIMITIVES = (InteriorPlane("floor", 2, ROOM_MIN[2], 1.0, OPEN_FLOOR_HALF_SIZE), *OBJECTS)
+"""The open-background scene: the objects on a floor patch, nothing else."""
 
 
-def _trace(origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest hit distance (in units of |direction|) and primitive index per ray."""
-    distances = np.stack([primitive.intersect(origins, directions) for primitive in PRIMITIVES])
+def _trace(origins: np.ndarray, directions: np.ndarray, primitives) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest hit distance (in units of |direction|; inf where the ray hits nothing) and primitive index per ray."""
+    distances = np.stack([primitive.intersect(origins, directions) for primitive in primitives])
     nearest = distances.argmin(axis=0)
     return distances[nearest, np.arange(len(origins))], nearest
 
 
-def _shade(points: np.ndarray, primitive_indices: np.ndarray) -> np.ndarray:
+def _sky(directions: np.ndarray) -> np.ndarray:
+    """The open background's colour along ``directions`` (:data:`SKY_COLOURS`)."""
+    elevation = np.clip(directions[:, 2] / np.linalg.norm(directions, axis=1), 0.0, 1.0)[:, None]
+    return (1.0 - elevation) * SKY_COLOURS[0] + elevation * SKY_COLOURS[1]
+
+
+def _shade(points: np.ndarray, primitive_indices: np.ndarray, primitives) -> np.ndarray:
     """Textured Lambertian colour in [0, 255] for surface points of the given primitives."""
     colours = np.zeros_like(points)
-    for primitive_index, primitive in enumerate(PRIMITIVES):
+    for primitive_index, primitive in enumerate(primitives):
         hit = primitive_indices == primitive_index
         _, _, base_colour, frequency = INSTANCES[primitive.instance - 1]
         normals, pattern = primitive.surface(points[hit], frequency)
@@ -238,20 +261,25 @@ def _pixel_rays(
     return np.broadcast_to(pose[:3, 3], directions.shape), directions
 
 
-def _render_view(pose: np.ndarray, focal: float, width: int, height: int) -> dict[str, np.ndarray]:
-    """RGB (supersampled), z-depth in mm, semantic and instance maps of one view."""
+def _render_view(pose: np.ndarray, focal: float, width: int, height: int, primitives) -> dict[str, np.ndarray]:
+    """RGB (supersampled), z-depth in mm, semantic and instance maps of one view (a ray that hits nothing: the sky,
+    depth 0, void)."""
     rgb = np.zeros((width * height, 3))
     for offset in SUBPIXEL_OFFSETS:
         origins, directions = _pixel_rays(pose, focal, width, height, offset)
-        depth, primitive_indices = _trace(origins, directions)
-        rgb += _shade(origins + depth[:, None] * directions, primitive_indices) / len(SUBPIXEL_OFFSETS)
-    depth, primitive_indices = _trace(*_pixel_rays(pose, focal, width, height, (0.5, 0.5)))
-    instance_of_primitive = np.array([primitive.instance for primitive in PRIMITIVES])
+        depth, primitive_indices = _trace(origins, directions, primitives)
+        hit = np.isfinite(depth)
+        colour = _sky(directions)
+        colour[hit] = _shade(origins[hit] + depth[hit, None] * directions[hit], primitive_indices[hit], primitives)
+        rgb += colour / len(SUBPIXEL_OFFSETS)
+    depth, primitive_indices = _trace(*_pixel_rays(pose, focal, width, height, (0.5, 0.5)), primitives)
+    hit = np.isfinite(depth)
+    instance_of_primitive = np.array([primitive.instance for primitive in primitives])
     class_of_instance = np.array([0] + [[c[0] for c in SEMANTIC_CLASSES].index(i[1]) for i in INSTANCES])
-    instances = instance_of_primitive[primitive_indices]
+    instances = np.where(hit, instance_of_primitive[primitive_indices], 0)
     return {
         "images": np.round(rgb).astype(np.uint8).reshape(height, width, 3),
-        "depth": np.round(depth * 1000.0).astype(np.uint16).reshape(height, width),
+        "depth": np.round(np.where(hit, depth, 0.0) * 1000.0).astype(np.uint16).reshape(height, width),
         "semantics": class_of_instance[instances].astype(np.uint8).reshape(height, width),
         "instances": instances.astype(np.uint8).reshape(height, width),
     }
@@ -282,8 +310,11 @@ def _stored_arguments(transforms_path: Path) -> dict | None:
     return marker if isinstance(marker, dict) else None
 
 
-def make_sample_scene(out_dir: Path, num_views: int = 24, width: int = 64, height: int = 48, seed: int = 0) -> Path:
-    """Render the demo scene into `out_dir` (created if needed) and return `out_dir`.
+def make_sample_scene(
+    out_dir: Path, num_views: int = 24, width: int = 64, height: int = 48, seed: int = 0, open_background: bool = False
+) -> Path:
+    """Render the demo scene into `out_dir` (created if needed) and return `out_dir` (`open_background`: the objects
+    on a floor patch under open sky, no room around them).
 
     Deterministic in its arguments. If `out_dir` already holds this scene rendered with
     the same arguments, nothing is re-rendered; a scene written by this function with
@@ -295,6 +326,9 @@ def make_sample_scene(out_dir: Path, num_views: int = 24, width: int = 64, heigh
         raise JacobiNerfError(f"num_views, width and height must be positive, got {num_views}, {width}, {height}")
     out_dir = Path(out_dir)
     arguments = {"num_views": num_views, "width": width, "height": height, "seed": seed}
+    if open_background:  # only then, so that the rooms written before the option keep their marker
+        arguments["open_background"] = True
+    primitives = OPEN_PRIMITIVES if open_background else PRIMITIVES
     transforms_path = out_dir / "transforms.json"
     stored_arguments = _stored_arguments(transforms_path) if transforms_path.is_file() else None
     if stored_arguments == arguments:
@@ -309,7 +343,7 @@ def make_sample_scene(out_dir: Path, num_views: int = 24, width: int = 64, heigh
         frames = []
         for view_index, pose in enumerate(_camera_to_world_poses(num_views, seed)):
             file_name = f"frame_{view_index:05d}.png"
-            for kind, array in _render_view(pose, focal, width, height).items():
+            for kind, array in _render_view(pose, focal, width, height, primitives).items():
                 files.save_image(folder / kind / file_name, array)
             frames.append(
                 {
@@ -349,5 +383,6 @@ if __name__ == "__main__":
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--open-background", action="store_true", help="objects on a floor patch under open sky")
     cli = parser.parse_args()
-    print(make_sample_scene(cli.out_dir, cli.num_views, cli.width, cli.height, cli.seed))
+    print(make_sample_scene(cli.out_dir, cli.num_views, cli.width, cli.height, cli.seed, cli.open_background))

@@ -172,6 +172,28 @@ def test_deterministic_and_rerendered_for_new_arguments(tmp_path: Path) -> None:
     assert len(list((first / "images").glob("*.png"))) == 2
 
 
+def test_open_background_shows_sky_behind_the_objects_with_no_depth_and_no_label(tmp_path: Path) -> None:
+    scene = make_sample_scene(tmp_path / "open", num_views=6, width=32, height=24, open_background=True)
+    transforms = json.loads((scene / "transforms.json").read_text())
+    assert transforms["sample_scene"]["open_background"] is True
+    for frame in transforms["frames"]:
+        depth = load(scene, frame["depth_file_path"])
+        sky = depth == 0
+        assert 0.1 < sky.mean() < 0.8, "each view shows both sky and the objects"
+        assert (load(scene, frame["semantics_file_path"])[sky] == 0).all()
+        assert (load(scene, frame["instance_file_path"])[sky] == 0).all()
+        assert (load(scene, frame["instance_file_path"])[~sky] > 0).all(), "every other pixel is a labelled surface"
+        image = load(scene, frame["file_path"]).astype(int)
+        red, _, blue = image[sky].mean(axis=0)  # its border pixels average in the objects' colours (supersampling)
+        assert blue > red + 20, "the sky is blue"
+        points = backproject_to_world(depth, np.array(frame["transform_matrix"]), transforms)[~sky.ravel()]
+        assert np.abs(points[:, :2]).max() <= 1.2 + 1e-3, "the floor is a patch around the objects"
+    room = make_sample_scene(tmp_path / "room", num_views=6, width=32, height=24)
+    assert json.loads((room / "transforms.json").read_text())["sample_scene"] == {
+        "num_views": 6, "width": 32, "height": 24, "seed": 0}  # fmt: skip
+    assert (load(room, "depth/frame_00000.png") > 0).all(), "the room has a surface behind every pixel"
+
+
 def test_foreign_non_empty_folder_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a sample scene")
     with pytest.raises(ValueError, match="empty"):
