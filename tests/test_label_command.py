@@ -149,7 +149,7 @@ def aimed_ray(meta: dict, name: str, target) -> Tuple[np.ndarray, np.ndarray, np
         x = meta["cx"] + meta["fl_x"] * camera[0] / -camera[2]
         y = meta["cy"] - meta["fl_y"] * camera[1] / -camera[2]
         if camera[2] < 0 and 2 <= x < meta["w"] - 2 and 2 <= y < meta["h"] - 2:
-            distance, primitive = _trace(origin[None], direction[None])
+            distance, primitive = _trace(origin[None], direction[None], PRIMITIVES)
             if NAMES[PRIMITIVES[int(primitive[0])].instance - 1] == name:
                 return origin, direction, origin + distance[0] * direction
     raise AssertionError(f"no camera sees {name} at {target}")
