@@ -538,6 +538,36 @@ def test_a_skipped_suggestion_counts_as_explained_labels_nothing_and_moves_the_n
     assert session.suggestions.dismissed == []
 
 
+def test_spread_over_the_surfaces_the_suggestion_follows_the_best_class_score(session_and_camera):
+    """Under *Label propagation: surface* the suggested region is the weakest of the best class score the spread gives
+    each pixel (not of the clicks' cosine, which no longer says what is labelled), and a skipped suggestion's
+    look-alikes count as covered."""
+    session, camera = session_and_camera
+    painted(session, camera)
+    session.set_propagation("surface")
+    suggestion = session.suggestions.suggest(camera)
+    frame = session.surface.current().frame_scores(session.model, camera)
+    covered, hit = frame.covered(), frame.hit
+    assert suggestion.guide == "best class score"
+    assert suggestion.pixel == weakest_region(covered, hit)
+    y, x = suggestion.pixel
+    assert suggestion.explained == pytest.approx(float(covered[y, x]))
+    assert suggestion.view_explained == pytest.approx(mean_over_hits(covered, hit))
+    assert torch.all(covered[hit] <= frame.explained[hit] + 1e-6), "a class score never exceeds the resemblance"
+    assert torch.all(covered[~hit] == 1)
+    cosine = label_frame(session.model, camera, session.labels.resolved(), "3d", sigma=session.settings.sigma)
+    assert not torch.allclose(covered[hit], cosine.explained[hit]), "a different guide from nearest-click labels'"
+
+    session.suggestions.dismiss(suggestion)
+    after = session.surface.current().frame_scores(session.model, camera, torch.cat(session.suggestions.dismissed))
+    assert float(after.like_dismissed[y, x]) > 0.999 and float(after.covered()[y, x]) > 0.999, "it covers itself"
+    assert torch.all(after.covered() >= covered - 1e-6)
+    torch.testing.assert_close(after.scores, frame.scores)
+    assert session.suggestions.suggest(camera).pixel != suggestion.pixel
+    session.set_propagation("nearest")
+    assert session.suggestions.suggest(camera).guide == "best cosine"
+
+
 def test_the_least_explained_training_view_is_chosen_from_low_resolution_renders(session_and_camera, scene_outputs):
     session, camera = session_and_camera
     painted(session, camera)

@@ -8,8 +8,9 @@ alike Jacobians it lies on; a pixel's score also weighs how much it resembles th
 (:func:`.surface_graph.class_scores`).
 
 Unlike :func:`.labelling.label_frame`, no pixel that hits a surface is left unlabelled for resembling no click (the
-spread reaches it through its neighbours); ``explained`` is still the clicks' own resemblance, which *Suggest next
-click* follows.
+spread reaches it through its neighbours); ``explained`` is still the clicks' own resemblance. *Suggest next click*
+follows :meth:`SurfaceFrame.covered`, the best class score, instead: under the spread a pixel no click resembles may
+be well labelled already.
 """
 
 from __future__ import annotations
@@ -72,6 +73,34 @@ def surface_passes(model: JacobiNerfModel, bundle: RayBundle) -> Iterable[Tuple[
         yield jacobian.flatten(1).float().cpu(), points, depth, outputs["accumulation"].reshape(-1).float().cpu()
 
 
+@dataclass(frozen=True)
+class SurfaceFrame:
+    """One camera's pixels read from a spread (:meth:`SurfaceLabelling.frame_scores`); all ``(H, W)`` but ``scores``."""
+
+    scores: Tensor
+    """``(H, W, C)`` class scores (:func:`.surface_graph.class_scores` of the spread read from the nodes around the
+    pixels' surface points)."""
+    explained: Tensor
+    """The clicks' own resemblance (:func:`.labelling.explained`: best ``|cos|`` to a click)."""
+    depth: Tensor
+    accumulation: Tensor
+    like_dismissed: Optional[Tensor]
+    """Best ``|cos|`` to a dismissed suggestion (``None`` without any)."""
+
+    @property
+    def hit(self) -> Tensor:
+        return self.accumulation >= MIN_ACCUMULATION
+
+    def covered(self) -> Tensor:
+        """How well the labels cover each pixel, where *Suggest next click* looks for the lowest: its best class score
+        ``max_c F_c / ΣF · r_c^γ`` (low where no class both spreads to the pixel and resembles it), or its likeness to
+        a dismissed suggestion where higher; 1 where the ray hits nothing."""
+        best = self.scores.amax(dim=-1).clamp(0.0, 1.0) if self.scores.shape[-1] else torch.zeros_like(self.depth)
+        if self.like_dismissed is not None:
+            best = torch.maximum(best, self.like_dismissed)
+        return torch.where(self.hit, best, torch.ones_like(best))
+
+
 @dataclass
 class SurfaceLabelling:
     """The clicks' classes spread over a graph of the frames' surfaces (``node_scores`` ``(N, C)``)."""
@@ -107,36 +136,40 @@ class SurfaceLabelling:
         spread = self.graph.read(self.node_scores, points.float().cpu().numpy(), unit)
         return torch.from_numpy(class_scores(spread, resemblance.numpy()))
 
-    def frame_scores(self, model: JacobiNerfModel, camera: Cameras) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(H, W, C)`` class scores of one camera's pixels (:func:`.surface_graph.class_scores` of the spread read
-        from the nodes around their surface points), and ``(H, W)`` the clicks' own resemblance
-        (:func:`.labelling.explained`), depth and accumulation."""
+    def frame_scores(self, model: JacobiNerfModel, camera: Cameras, dismissed: Optional[Tensor] = None) -> SurfaceFrame:
+        """One camera's pixels read from the spread (:class:`SurfaceFrame`); ``dismissed`` ``(D, 3, F[+1])``:
+        Jacobians of suggestions the user had nothing to label at."""
         height, width = int(camera.height), int(camera.width)
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
-        scores, explained, depths, accumulations = [], [], [], []
+        dismissed_units = None if dismissed is None else unit_rows(dismissed.flatten(1).float().cpu().numpy())
+        scores, explained, like_dismissed, depths, accumulations = [], [], [], [], []
         for jacobian, point, depth, accumulation in surface_passes(model, bundle):
             scores.append(self.read_rays(jacobian, point))
             explained.append(self.cosines(jacobian).amax(dim=-1).clamp(0.0, 1.0))
+            if dismissed_units is not None:
+                units = unit_rows(jacobian.float().cpu().numpy())
+                like_dismissed.append(torch.from_numpy(np.abs(units @ dismissed_units.T).max(axis=-1)).clamp(0.0, 1.0))
             depths.append(depth)
             accumulations.append(accumulation)
-        return (
-            torch.cat(scores).view(height, width, -1),
-            torch.cat(explained).view(height, width),
-            torch.cat(depths).view(height, width),
-            torch.cat(accumulations).view(height, width),
+        return SurfaceFrame(
+            scores=torch.cat(scores).view(height, width, -1),
+            explained=torch.cat(explained).view(height, width),
+            depth=torch.cat(depths).view(height, width),
+            accumulation=torch.cat(accumulations).view(height, width),
+            like_dismissed=torch.cat(like_dismissed).view(height, width) if like_dismissed else None,
         )
 
     def label_frame(self, model: JacobiNerfModel, camera: Cameras, min_confidence: float = 0.0) -> FrameLabels:
         """Labels of one camera: each pixel that hits a surface takes the best class of :meth:`frame_scores`."""
-        score, how_well, depth, accumulation = self.frame_scores(model, camera)
-        hit = accumulation >= MIN_ACCUMULATION
-        margin = torch.where(hit, confidence(score), torch.zeros_like(accumulation))
+        frame = self.frame_scores(model, camera)
+        hit = frame.hit
+        margin = torch.where(hit, confidence(frame.scores), torch.zeros_like(frame.accumulation))
         return FrameLabels(
-            ids=label_ids(score, margin, min_confidence, hit),
+            ids=label_ids(frame.scores, margin, min_confidence, hit),
             confidence=margin,
-            explained=torch.where(hit, how_well, torch.ones_like(how_well)),
-            depth=depth,
-            accumulation=accumulation,
+            explained=torch.where(hit, frame.explained, torch.ones_like(frame.explained)),
+            depth=frame.depth,
+            accumulation=frame.accumulation,
         )
 
 
@@ -256,6 +289,6 @@ class SurfacePropagation:
         return FittedPropagation(
             pixels,
             click_labels,
-            lambda target: {"3d": spread.frame_scores(self.model, views.target_cameras[target])[0]},
+            lambda target: {"3d": spread.frame_scores(self.model, views.target_cameras[target]).scores},
             lambda: {"3d": lambda scores: label_of_class[scores.argmax(dim=-1)]},
         )

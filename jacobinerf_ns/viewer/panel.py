@@ -332,7 +332,7 @@ class JacobiNerfPanel(nn.Module):
             return "Nothing in this view hits a surface: turn the camera towards the scene."
         self.mark(suggestion)
         return (
-            f"The clicks explain the magenta marker least (best cosine {suggestion.explained:.2f}, view mean "
+            f"The clicks explain the magenta marker least ({suggestion.guide} {suggestion.explained:.2f}, view mean "
             f"{suggestion.view_explained:.2f}): paint a label there."
         )
 

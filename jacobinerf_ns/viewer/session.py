@@ -51,7 +51,7 @@ class ViewerSession:
         self.labels = LabelClicks(model, lambda: self.scene, self.publish, self.surface_check.warning)
         self.surface = SurfaceSpread(model, lambda: self.scene, self.labels)
         self.selection = Selection(model, self.settings, self.publish, self.surface_check.warning, self.surface.nodes)
-        self.suggestions = Suggestions(model, self.settings, self.labels)
+        self.suggestions = Suggestions(model, self.settings, self.labels, self.surface.current)
         self.files = ClickFiles(model, self.labels, lambda: self.scene)
         self.recolor_delta: Optional[Tensor] = None
         self._scene_of = scene

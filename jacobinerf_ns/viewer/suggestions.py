@@ -1,7 +1,9 @@
-"""*Suggest next click*: where in a view the label clicks explain the pixels least
-(:func:`~jacobinerf_ns.propagation.labelling.weakest_region` of
-:func:`~jacobinerf_ns.propagation.labelling.explained`), which training view they explain least, and suggestions the
-user had nothing to label at (*Skip suggestion*).
+"""*Suggest next click*: where in a view the labels cover the pixels least
+(:func:`~jacobinerf_ns.propagation.labelling.weakest_region` of a guide: with nearest-click labels the clicks' own
+resemblance, :func:`~jacobinerf_ns.propagation.labelling.explained`; with labels spread over the surfaces the best
+class score, :meth:`~jacobinerf_ns.propagation.surface_labelling.SurfaceFrame.covered`, which places better clicks
+under that spread: ``docs/propagation_levers.md``), which training view they cover least, and suggestions the user
+had nothing to label at (*Skip suggestion*).
 """
 
 from __future__ import annotations
@@ -30,19 +32,22 @@ if TYPE_CHECKING:
     from nerfstudio.cameras.rays import RayBundle
 
     from jacobinerf_ns.model import JacobiNerfModel
+    from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling
 
 
 @dataclass(frozen=True)
 class Suggestion:
-    """Where in one view the next label click helps most: the region the clicks explain least
-    (:func:`~.labelling.weakest_region` of :func:`~.labelling.explained`)."""
+    """Where in one view the next label click helps most: the region the labels cover least
+    (:func:`~.labelling.weakest_region` of the guide, :data:`GUIDES`)."""
 
     pixel: Tuple[int, int]
     """``(y, x)`` in the render it was found in."""
     explained: float
-    """How well the clicks explain that pixel (best |cos| to a click's Jacobian)."""
+    """The guide at that pixel: how well the labels cover it."""
     view_explained: float
     """The same, averaged over the view's pixels that hit a surface."""
+    guide: str
+    """What ``explained`` is, in words (:data:`GUIDES`)."""
     marker: Vector
     """Where its marker is drawn (nerfstudio's frame): on the pixel's ray, in front of every surface the marker
     covers on screen (the render's depth hides scene objects behind it; suggestions lie on object borders)."""
@@ -72,11 +77,23 @@ def low_resolution(camera: Cameras, max_side: int) -> Cameras:
     return camera
 
 
-class Suggestions:
-    """Suggestions for the label clicks of one model, judged with the settings' σ and space."""
+GUIDES = {"nearest": "best cosine", "surface": "best class score"}
+"""The settings' propagation → the guide *Suggest next click* follows: the best ``|cos|`` to a click, or the best
+class score of the labels spread over the surfaces."""
 
-    def __init__(self, model: JacobiNerfModel, settings: ViewerSettings, labels: LabelClicks) -> None:
-        self.model, self.settings, self.labels = model, settings, labels
+
+class Suggestions:
+    """Suggestions for the label clicks of one model, judged with the settings' σ, space and propagation
+    (``spread``: the current clicks spread over the surfaces)."""
+
+    def __init__(
+        self,
+        model: JacobiNerfModel,
+        settings: ViewerSettings,
+        labels: LabelClicks,
+        spread: Callable[[], SurfaceLabelling],
+    ) -> None:
+        self.model, self.settings, self.labels, self.spread = model, settings, labels, spread
         self.dismissed: List[Tensor] = []
         """Jacobians ``(1, 3, F[+1])`` of suggestions the user had nothing to label at (kept until *Clear labels*)."""
 
@@ -106,25 +123,39 @@ class Suggestions:
         return ViewRanking(index=worst, mean_explained=tuple(means), suggestion=suggestions[worst])
 
     def _judge(self, camera: Cameras, clicks: ResolvedClicks) -> Tuple[float, Optional[Suggestion]]:
-        """How well the clicks explain ``camera``'s render on average, and its least-explained region."""
-        dismissed = torch.cat(self.dismissed) if self.dismissed else None
-        sigma, space = self.settings.sigma, self.settings.space
-        labels = label_frame(self.model, camera, clicks, space, sigma=sigma, dismissed=dismissed)
-        view_explained = mean_over_hits(labels.explained, labels.hit)
-        pixel = weakest_region(labels.explained, labels.hit)
+        """How well the labels cover ``camera``'s render on average, and its least-covered region."""
+        guide, hit, depth = self.guide(camera, clicks)
+        view_explained = mean_over_hits(guide, hit)
+        pixel = weakest_region(guide, hit)
         if pixel is None:
             return view_explained, None
         y, x = pixel
         ray = camera.generate_rays(camera_indices=0, keep_shape=True)[y, x]
         reach = SUGGESTION_WINDOW  # the marker's footprint on screen, with a margin of its own size
-        nearest = float(labels.depth[max(0, y - reach) : y + reach + 1, max(0, x - reach) : x + reach + 1].min())
+        nearest = float(depth[max(0, y - reach) : y + reach + 1, max(0, x - reach) : x + reach + 1].min())
         distance = MARKER_DEPTH * nearest
         marker = ray.origins.reshape(3).cpu() + distance * ray.directions.reshape(3).cpu()
         return view_explained, Suggestion(
             pixel=pixel,
-            explained=float(labels.explained[y, x]),
+            explained=float(guide[y, x]),
             view_explained=view_explained,
+            guide=GUIDES[self.propagation()],
             marker=vector(marker),
             marker_size=distance * SUGGESTION_WINDOW / float(camera.fx[0, 0]),
             ray=ray.reshape((1,)),
         )
+
+    def propagation(self) -> str:
+        """The settings' propagation, ``nearest`` until a label is painted (nothing spreads before)."""
+        return self.settings.propagation if self.labels.clicks else "nearest"
+
+    def guide(self, camera: Cameras, clicks: ResolvedClicks) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(H, W)`` the guide (:data:`GUIDES`; 1 where the ray hits nothing), which pixels hit a surface, and the
+        depth, from one render of ``camera``; skipped suggestions' look-alikes count as covered."""
+        dismissed = torch.cat(self.dismissed) if self.dismissed else None
+        if self.propagation() == "surface":
+            frame = self.spread().frame_scores(self.model, camera, dismissed)
+            return frame.covered(), frame.hit, frame.depth
+        sigma, space = self.settings.sigma, self.settings.space
+        labels = label_frame(self.model, camera, clicks, space, sigma=sigma, dismissed=dismissed)
+        return labels.explained, labels.hit, labels.depth
