@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
-from torch import Tensor
+
+from jacobinerf_ns.propagation.bank import suggested_bank_pixels
+from jacobinerf_ns.propagation.labelling import SUGGESTION_WINDOW
 
 LEVERS = runpy.run_path(str(Path(__file__).with_name("propagation_levers.py")))
 GUIDES = ("random", "cosine", "surface")
@@ -39,25 +41,6 @@ def grid_of(levers, bank) -> List[tuple]:
     """``(rows, columns)`` of every frame of the bank (one size for all)."""
     rows, columns = (int(n) for n in bank["grid_shape"])
     return [(rows, columns)] * (int(levers.view.max()) + 1)
-
-
-def batch_of_suggestions(guide: Tensor, hit: Tensor, grids, batch: int) -> List[int]:
-    """The ``batch`` frames whose weakest box (:func:`weakest_region` of ``guide``) has the lowest mean: the bank
-    index of each box's centre, lowest first."""
-    from jacobinerf_ns.propagation.labelling import SUGGESTION_WINDOW, weakest_region
-
-    window, found, start = SUGGESTION_WINDOW, [], 0
-    for rows, columns in grids:
-        view_guide = guide[start : start + rows * columns].view(rows, columns).float()
-        view_hit = hit[start : start + rows * columns].view(rows, columns)
-        where = weakest_region(view_guide, view_hit, window)
-        if where is not None:
-            y, x = where
-            known = torch.where(view_hit, view_guide, torch.ones_like(view_guide))
-            box = known[max(y - window // 2, 0) : y + window // 2 + 1, max(x - window // 2, 0) : x + window // 2 + 1]
-            found.append((float(box.mean()), start + y * columns + x))
-        start += rows * columns
-    return [index for _, index in sorted(found)[:batch]]
 
 
 def curve(levers, grids, seed: int, guide_name: str, counts: List[int], batch: int) -> Dict[int, float]:
@@ -80,7 +63,10 @@ def curve(levers, grids, seed: int, guide_name: str, counts: List[int], batch: i
         guide = levers.nearest(clicks).amax(dim=-1) if guide_name == "cosine" else scores.amax(dim=-1)
         added = []
         while len(added) < wanted:
-            for index in batch_of_suggestions(guide.clamp(0, 1), levers.hit & ~asked, grids, wanted - len(added)):
+            pending = levers.hit & ~asked
+            for index in suggested_bank_pixels(
+                guide.clamp(0, 1), pending, grids, SUGGESTION_WINDOW, wanted - len(added)
+            ):
                 asked[index] = True
                 if levers.truth[index] > 0:
                     added.append(index)

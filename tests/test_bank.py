@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from jacobinerf_ns.propagation.bank import build_bank, grid_pixels, suggested_bank_pixel
+from jacobinerf_ns.propagation.bank import build_bank, grid_pixels, suggested_bank_pixel, suggested_bank_pixels
 from jacobinerf_ns.propagation.labelling import weakest_region
 from tests.helpers import build_tiny_model, cameras_around_origin
 
@@ -21,6 +21,9 @@ def test_the_suggested_bank_pixel_is_the_weakest_box_of_all_views():
     y, x = weakest_region(views[1], torch.ones(10, 12, dtype=torch.bool), 3)
     assert (y, x) == (7, 3)
     assert suggested_bank_pixel(confidence, hit, grids, 3) == start + y * 12 + x
+    batch = suggested_bank_pixels(confidence, hit, grids, 3, count=5)
+    assert batch[0] == start + y * 12 + x and batch[1] - start - 120 == 2 * 8 + 5, "views by their box's mean"
+    assert len(batch) == 3, "one suggestion per view, at most"
 
     hit[start : start + 120] = False  # view 1 hits nothing: the next best view is 2
     pick = suggested_bank_pixel(confidence, hit, grids, 3)

@@ -10,7 +10,7 @@ field (:mod:`.heads`) is scored on the same pixels without rendering again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -94,13 +94,15 @@ def linear_scores(jacobians: Tensor, clicks: Tensor, chunk: int = 1 << 16) -> Te
     )
 
 
-def suggested_bank_pixel(guide: Tensor, hit: Tensor, grids: Sequence[Tuple[int, int]], window: int) -> Optional[int]:
-    """Index of the bank pixel *Suggest next click* points at, over views whose pixels are consecutive regular grids
+def suggested_bank_pixels(
+    guide: Tensor, hit: Tensor, grids: Sequence[Tuple[int, int]], window: int, count: int = 1
+) -> List[int]:
+    """Indices of the bank pixels *Suggest next click* points at, over views whose pixels are consecutive regular grids
     (``grids[v]`` = (rows, columns) of view v, row-major, e.g. :func:`grid_pixels`): each view's
-    :func:`~.labelling.weakest_region` of ``guide`` on its grid, then the view whose suggested box has the lowest mean
-    (pixels that hit nothing count as 1, as there). ``guide``, ``hit``: ``(P,)``; ``None`` when no pixel hits a
-    surface."""
-    best: Optional[Tuple[float, int]] = None
+    :func:`~.labelling.weakest_region` of ``guide`` on its grid, then the ``count`` views whose suggested box has the
+    lowest mean, lowest first (pixels that hit nothing count as 1, as there). ``guide``, ``hit``: ``(P,)``; views
+    where no pixel hits a surface suggest nothing."""
+    found: List[Tuple[float, int]] = []
     start = 0
     for rows, columns in grids:
         view_guide = guide[start : start + rows * columns].view(rows, columns).float()
@@ -110,7 +112,12 @@ def suggested_bank_pixel(guide: Tensor, hit: Tensor, grids: Sequence[Tuple[int, 
             y, x = where
             known = torch.where(view_hit, view_guide, torch.ones_like(view_guide))
             box = known[max(y - window // 2, 0) : y + window // 2 + 1, max(x - window // 2, 0) : x + window // 2 + 1]
-            if best is None or float(box.mean()) < best[0]:
-                best = (float(box.mean()), start + y * columns + x)
+            found.append((float(box.mean()), start + y * columns + x))
         start += rows * columns
-    return None if best is None else best[1]
+    return [index for _, index in sorted(found)[:count]]
+
+
+def suggested_bank_pixel(guide: Tensor, hit: Tensor, grids: Sequence[Tuple[int, int]], window: int) -> Optional[int]:
+    """The first of :func:`suggested_bank_pixels` (``None`` when no pixel hits a surface)."""
+    found = suggested_bank_pixels(guide, hit, grids, window)
+    return found[0] if found else None
