@@ -1,0 +1,79 @@
+"""The point cloud of a ``jacobinerf-label`` export fused at the rendered depth (``--no-captured-depth``, as for a
+capture without depth maps) with other settings of the multi-view check, against the scene's true surface.
+
+    python bench/fusion_sweep.py --export OUT/default --out SWEEP [--tolerances 0.03 0.02] [--views 2 3] \
+        [--frames all] [--data DATA]
+
+For each ``--depth-tolerance`` × ``--min-agreeing-views``, the export (its frames: ``ids/``, ``depth/``) is copied to
+``SWEEP/t{τ}_v{n}`` and ``jacobinerf-label`` reruns on it with the export's own run, clicks and labelling settings
+(``export.json``): the rerun keeps every frame and fuses only the point cloud. Each cloud is scored by
+``bench/point_cloud_accuracy.py`` (``--data``: the run's data folder by default); the table is printed and written to
+``SWEEP/fusion_sweep.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+POINT_CLOUD = runpy.run_path(str(Path(__file__).with_name("point_cloud_accuracy.py")))
+RELABEL_OPTIONS = ("space", "mode", "sigma", "min_confidence", "min_explained", "propagation", "surface_pixels")
+"""The export's settings (``export.json``) the rerun repeats, so that it keeps the export's frames."""
+
+
+def fuse_again(export: Path, frames: str, tolerance: float, views: int, out: Path) -> dict:
+    """The export's frames (``--frames frames``) fused again into ``out`` at the rendered depth with ``tolerance``
+    and ``views``; the export's manifest."""
+    manifest = json.loads((export / "export.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(export, out, ignore=shutil.ignore_patterns("transforms.json", "labelled_points.ply"))
+    written = len(list((export / "ids").glob("*.png")))
+    command = ["jacobinerf-label", "--load-config", manifest["config"], "--clicks", manifest["clicks_file"],
+               "--output-dir", str(out), "--frames", frames, "--no-captured-depth",
+               "--depth-tolerance", str(tolerance), "--min-agreeing-views", str(views)]  # fmt: skip
+    for key in RELABEL_OPTIONS:
+        command += [f"--{key.replace('_', '-')}", str(manifest[key])]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0 or f"{written} of {written} frames already" not in result.stdout:
+        sys.exit(f"{' '.join(command)} did not fuse the export's frames again:\n{result.stdout[-2000:]}"
+                 f"{result.stderr[-2000:]}")  # fmt: skip
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--export", type=Path, required=True, help="a complete jacobinerf-label output folder")
+    parser.add_argument("--out", type=Path, default=Path("outputs/fusion_sweep"))
+    parser.add_argument("--frames", default="all", choices=["all", "train", "eval"], help="the export's --frames")
+    parser.add_argument("--tolerances", type=float, nargs="+", default=[0.03, 0.02])
+    parser.add_argument("--views", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--data", type=Path, help="the scene with the true depth (default: the run's data folder)")
+    parser.add_argument("--depth-scale", type=float, default=1e-3, help="poses' units per depth unit (mm → m)")
+    args = parser.parse_args()
+    rows = []
+    for tolerance in args.tolerances:
+        for views in args.views:
+            out = args.out / f"t{tolerance:g}_v{views}"
+            manifest = fuse_again(args.export, args.frames, tolerance, views, out)
+            data = args.data or data_of(Path(manifest["config"]))
+            figures = POINT_CLOUD["measure"](out, data, args.depth_scale)
+            rows.append({"depth_tolerance": tolerance, "min_agreeing_views": views, **figures})
+            print(f"τ {tolerance:g}, {views} views: accuracy {figures['accuracy']:.3f}, completeness "
+                  f"{figures['completeness']:.3f}, median distance {figures['median_distance']:.3f}, "
+                  f"{figures['points']} points", flush=True)  # fmt: skip
+    (args.out / "fusion_sweep.json").write_text(json.dumps(rows, indent=2))
+
+
+def data_of(config: Path) -> Path:
+    import yaml
+
+    return Path(yaml.load(config.read_text(), Loader=yaml.Loader).data)
+
+
+if __name__ == "__main__":
+    main()
