@@ -26,10 +26,9 @@ RELABEL_OPTIONS = ("space", "mode", "sigma", "min_confidence", "min_explained", 
 """The export's settings (``export.json``) the rerun repeats, so that it keeps the export's frames."""
 
 
-def fuse_again(export: Path, frames: str, tolerance: float, views: int, out: Path) -> dict:
-    """The export's frames (``--frames frames``) fused again into ``out`` at the rendered depth with ``tolerance``
-    and ``views``; the export's manifest."""
-    manifest = json.loads((export / "export.json").read_text())
+def fuse_again(export: Path, manifest: dict, frames: str, tolerance: float, views: int, out: Path) -> None:
+    """The export's frames (``--frames frames``; ``manifest``: its ``export.json``) fused again into ``out`` at the
+    rendered depth with ``tolerance`` and ``views``."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(export, out, ignore=shutil.ignore_patterns("transforms.json", "labelled_points.ply"))
     written = len(list((export / "ids").glob("*.png")))
@@ -42,7 +41,6 @@ def fuse_again(export: Path, frames: str, tolerance: float, views: int, out: Pat
     if result.returncode != 0 or f"{written} of {written} frames already" not in result.stdout:
         sys.exit(f"{' '.join(command)} did not fuse the export's frames again:\n{result.stdout[-2000:]}"
                  f"{result.stderr[-2000:]}")  # fmt: skip
-    return manifest
 
 
 def main() -> None:
@@ -55,12 +53,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="the scene with the true depth (default: the run's data folder)")
     parser.add_argument("--depth-scale", type=float, default=1e-3, help="poses' units per depth unit (mm → m)")
     args = parser.parse_args()
+    manifest = json.loads((args.export / "export.json").read_text())
+    data = args.data or data_of(Path(manifest["config"]))
     rows = []
     for tolerance in args.tolerances:
         for views in args.views:
             out = args.out / f"t{tolerance:g}_v{views}"
-            manifest = fuse_again(args.export, args.frames, tolerance, views, out)
-            data = args.data or data_of(Path(manifest["config"]))
+            fuse_again(args.export, manifest, args.frames, tolerance, views, out)
             figures = POINT_CLOUD["measure"](out, data, args.depth_scale)
             rows.append({"depth_tolerance": tolerance, "min_agreeing_views": views, **figures})
             print(f"τ {tolerance:g}, {views} views: accuracy {figures['accuracy']:.3f}, completeness "
