@@ -196,6 +196,15 @@ class JacobiNerfDataManager(VanillaDataManager):
         )
         CONSOLE.print(f"MI-shaping surrogate: {config.surrogate}")
 
+    def training_masks(self) -> Optional[torch.Tensor]:
+        """``(N, H, W)`` integer masks of the training images when the run is shaped with masks (loaded on first
+        use), else ``None``: what labels spread over the surfaces join (:mod:`jacobinerf_ns.propagation.surface_graph`).
+        Only a mask's pixels within its own image are used, so any scope will do."""
+        if self.config.surrogate != "masks":
+            return None
+        self.prepare_surrogate()
+        return self.surrogate.ids
+
     def next_train(self, step: int):
         shaping = self.surrogate is not None and 0 <= self.shaping_start_step <= step
         if not (shaping and self.config.mask_scope() == "image"):

@@ -57,6 +57,7 @@ IDENTITY = {
     "min_explained": "--min-explained",
     "propagation": "--propagation",
     "surface_pixels": "--surface-pixels",
+    "masks": "--masks",
 }
 """What must match for a rerun to keep an earlier export's frames (``--frames`` and the point cloud's options need not),
 and how messages name it."""

@@ -109,6 +109,7 @@ class JacobiNerfPipeline(VanillaPipeline):
                 f"This dataset has no {kind} labels: propagating them needs a labelled source view (--kind)."
             )
         index = self.config.propagation.draw_views()[0] if source_view is None else source_view
+        method = self.config.propagation.method
         eval_cameras = eval_outputs.cameras
         if target_labels is None:
             target_labels = [self.label_map(eval_outputs, kind, i) for i in range(len(eval_cameras))]
@@ -121,7 +122,8 @@ class JacobiNerfPipeline(VanillaPipeline):
             target_images=list(eval_outputs.image_filenames),
             train_cameras=train_outputs.cameras,
             train_images=list(train_outputs.image_filenames),
-            image_features=self.dino_features() if self.config.propagation.method in DINO_METHODS else None,
+            train_masks=self.datamanager.training_masks() if method == "jacobian-surface" else None,
+            image_features=self.dino_features() if method in DINO_METHODS else None,
             source_index=index,
         )
 

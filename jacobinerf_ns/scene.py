@@ -140,6 +140,15 @@ def scene_from_outputs(data_dir: Path, splits: Dict[str, DataparserOutputs]) -> 
     return Scene(data_dir=data_dir, frames=tuple(frames), outputs=next(iter(splits.values())))
 
 
+def frame_masks(datamanager, frames) -> Optional[List[Optional[Tensor]]]:
+    """Each of ``frames``' mask ``(H, W)`` from the run's training masks (``training_masks`` of its datamanager;
+    ``None`` for a frame that is not a training frame), or ``None`` when the run has none."""
+    masks = datamanager.training_masks()
+    if masks is None:
+        return None
+    return [masks[frame.index] if frame.split == "train" else None for frame in frames]
+
+
 def dataset_scene(datamanager) -> Scene:
     """The :class:`Scene` of a loaded run's datamanager (training and eval frames)."""
     return scene_from_outputs(

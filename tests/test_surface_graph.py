@@ -131,3 +131,47 @@ def test_a_selection_keeps_to_the_clicked_object_and_leaves_its_look_alike():
     selected = build_surface_graph(points, jacobians).selection_share(click) > 0.5
     assert selected[:1500].mean() > 0.99, "the clicked ball"
     assert selected[1500:].mean() < 0.01, "neither the look-alike nor the floor"
+
+
+def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
+    """A ball whose halves have unlike Jacobians (cos 0) against a box that looks more like the lower half (cos 0.6);
+    one click on the upper half, one on the box. Without masks the lower half goes to the box; with each of two
+    frames' masks (the ball's nodes in one mask, the box's in another) it goes to the ball, and the box stays the
+    box. The spread with mask nodes is the plain series of the affinity over surface and mask nodes."""
+    rng = np.random.default_rng(3)
+    upper, lower = np.eye(3)[0], np.eye(3)[1]
+    box_look = 0.6 * lower + 0.8 * np.eye(3)[2]
+    ball = sphere((0.0, 0.0, 0.3), 0.3, 2000, rng)
+    box = rng.uniform((0.28, -0.3, 0.0), (0.9, 0.3, 0.3), size=(1500, 3))  # touching the lower half
+    on_top = ball[:, 2] > 0.3
+    looks = np.concatenate([np.where(on_top[:, None], upper, lower), np.repeat(box_look[None], len(box), 0)])
+    jacobians = np.abs(looks + 0.03 * rng.normal(size=looks.shape))
+    points = np.concatenate([ball, box])
+    clicks = [int(np.flatnonzero(on_top)[0]), len(ball) + int(box[:, 0].argmax())]
+    seeds = np.full(len(points), -1)
+    seeds[clicks] = [0, 1]
+    resemblance = np.abs(unit_rows(jacobians) @ unit_rows(jacobians)[clicks].T)
+
+    plain = build_surface_graph(points, jacobians)
+    labels = class_scores(plain.spread(seeds, 2), resemblance, plain.resemblance_power).argmax(axis=1)
+    assert np.mean(labels[: len(ball)][~on_top] == 1) > 0.9, "without masks the lower half takes the box's class"
+
+    frame = rng.integers(2, size=len(points))  # each node seen in one of two frames
+    masks = np.where(np.arange(len(points)) < len(ball), 1, 2) + 10 * frame  # (frame, mask) → one integer
+    masks[::50] = -1  # a few nodes in no mask
+    graph = build_surface_graph(points, jacobians, masks=masks)
+    assert graph.affinity.shape == (len(points) + 4,) * 2, "one node per mask of each frame"
+    assert graph.resemblance_power < plain.resemblance_power
+    labels = class_scores(graph.spread(seeds, 2), resemblance, graph.resemblance_power).argmax(axis=1)
+    assert np.mean(labels[: len(ball)] == 0) > 0.99, "the whole ball"
+    assert np.mean(labels[len(ball) :] == 1) > 0.99, "the box stays the box"
+
+    small = build_surface_graph(points[::70], jacobians[::70], neighbours=4, masks=masks[::70])
+    step = ALPHA * small.affinity.toarray().astype(np.float64)
+    initial = np.zeros((len(step), 2))
+    initial[[0, 40], [0, 1]] = 1.0
+    series = (1.0 - ALPHA) * sum(np.linalg.matrix_power(step, t) for t in range(12)) @ initial
+    expected = series + np.linalg.matrix_power(step, 12) @ initial
+    seeds = np.full(len(small), -1)
+    seeds[[0, 40]] = [0, 1]
+    np.testing.assert_allclose(small.spread(seeds, 2, steps=12), expected[: len(small)], rtol=1e-4, atol=1e-6)

@@ -38,7 +38,7 @@ def test_a_frame_reads_the_spread_at_its_pixels(model):
     nodes around its surface point carry, and a one-class click set labels every pixel that hits a surface."""
     cameras = cameras_around_origin(2, height=12, width=18)
     frames = [cameras[index : index + 1] for index in range(2)]
-    points, jacobians = render_nodes(model, frames, pixels_per_frame=12 * 18)
+    points, jacobians, _ = render_nodes(model, frames, pixels_per_frame=12 * 18)
     bundle = frames[0].generate_rays(camera_indices=0, keep_shape=True)[3:4, 5]
     ((jacobian, point, _, _),) = surface_passes(model, bundle)
     torch.testing.assert_close(jacobian, pixel_jacobians(model, frames[0], torch.tensor([[3, 5]])).flatten(1))

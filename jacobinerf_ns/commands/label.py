@@ -47,6 +47,11 @@ class Label:
     like, frame by frame) or surface (the classes spread from the clicks over the surfaces the training frames see,
     across alike Jacobians: a click labels the whole surface it lies on, and every frame agrees; --min-explained does
     not apply)."""
+    masks: bool = True
+    """--propagation surface: join the graph's nodes inside each mask of a training image (the masks the run was
+    shaped with: --pipeline.datamanager.masks-dir or the dataset's labels), so a click labels the whole mask it lies
+    in, and the masks of other frames through the surface they share; --no-masks spreads over the surfaces alone (a
+    run shaped without masks has none)."""
     surface_pixels: int = 2048  # surface_labelling.PIXELS_PER_FRAME
     """--propagation surface: pixels of each training frame (a regular grid) that become nodes of the surface
     graph."""
@@ -109,7 +114,7 @@ class Label:
         if len(todo) < len(frames):
             CONSOLE.print(f"Resuming: {len(frames) - len(todo)} of {len(frames)} frames already in {self.output_dir}")
         if todo:
-            label = self.labeller(model, clicks, judge_frames)
+            label = self.labeller(model, clicks, judge_frames, pipeline.datamanager)
             for frame in track(todo, description="Labelling frames", console=CONSOLE):
                 folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)
@@ -135,20 +140,23 @@ class Label:
             f"transforms.json make it a labelled scene: ns-train jacobinerf --data {self.output_dir}"
         )
 
-    def labeller(self, model, clicks, frames):
-        """Frame → its labels, by ``--propagation`` (surface: the graph over ``frames``, the training frames, is built
-        first: a frame's labels depend on the run and the clicks, not on which frames are exported)."""
+    def labeller(self, model, clicks, frames, datamanager):
+        """Frame → its labels, by ``--propagation`` (surface: the graph over ``frames``, the training frames, and the
+        run's masks of them is built first: a frame's labels depend on the run and the clicks, not on which frames
+        are exported)."""
         from nerfstudio.utils.rich_utils import CONSOLE
         from rich.progress import track
 
         from jacobinerf_ns.propagation.labelling import label_frame
         from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, surface_graph
+        from jacobinerf_ns.scene import frame_masks
 
         if self.propagation == "nearest":
             options = dict(min_confidence=self.min_confidence, min_explained=self.min_explained)
             return lambda frame: label_frame(model, frame.camera, clicks, self.space, self.mode, self.sigma, **options)
         cameras = track([frame.camera for frame in frames], "Spreading over the surfaces", console=CONSOLE)
-        surface = SurfaceLabelling.spread(surface_graph(model, cameras, self.surface_pixels), clicks)
+        masks = frame_masks(datamanager, frames) if self.masks else None
+        surface = SurfaceLabelling.spread(surface_graph(model, cameras, self.surface_pixels, masks), clicks)
         return lambda frame: surface.label_frame(model, frame.camera, self.min_confidence)
 
     def check_options(self) -> None:
@@ -231,6 +239,7 @@ class Label:
             "min_explained": self.min_explained,
             "propagation": self.propagation,
             "surface_pixels": self.surface_pixels,
+            "masks": self.masks,
         }
 
 

@@ -109,6 +109,9 @@ class PropagationViews:
     target_images: Sequence[Path] = ()
     train_cameras: Optional[Cameras] = None
     train_images: Sequence[Path] = ()
+    train_masks: Optional[Tensor] = None
+    """``(N, H, W)`` integer masks of the training views (the run's: ``training_masks`` of its datamanager), which
+    ``jacobian-surface`` joins; ``None``: none."""
     image_features: Optional[Callable[[Sequence[Path]], Tensor]] = None
     """Image files → ``(N, h, w, C)`` feature maps (DINO): needed by the ``dino-*`` methods only."""
     source_index: int = 0

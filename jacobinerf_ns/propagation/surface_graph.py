@@ -5,12 +5,17 @@ clicks as seeds, label spreading along it (Zhou et al. 2004, "Learning with loca
   ``u_i = J_i / ‖J_i‖``;
 * edges: each node's :data:`NEIGHBOURS` nearest nodes in 3D, weight ``w_ij = exp(−(1 − |⟨u_i, u_j⟩|) / τ)``,
   symmetrised (``max(w_ij, w_ji)``): a class crosses surfaces that touch and stops where the Jacobians turn;
+* masks, where the frames have them (a segmenter's per-image masks, or the masks the run was shaped with): one more
+  node per mask of each frame, joined to that frame's nodes inside the mask with weight :data:`SEGMENT_WEIGHT`, so a
+  class reaches the whole mask its click lies in at once, and the masks of other frames through the surface points
+  they share;
 * spreading: ``F ← α S F + (1 − α) Y`` for :data:`SPREAD_STEPS` steps from ``F = Y``, ``S = D^-½ W D^-½`` (``D``:
   row sums of ``W``), ``Y`` one row per node, 1 in the seed's class column; a click seeds the node near its surface
   point whose Jacobian is most like its own, and since ``F`` is linear in ``Y`` each seed's spread is computed once;
 * reading a point ``p`` (surface point ``x_p``, unit Jacobian ``u_p``): ``F_c(p) = Σ_j w_pj F_jc / Σ_j w_pj`` over its
   :data:`READ_NEIGHBOURS` nearest nodes ``j``, the same kernel as the edges;
-* its class scores (:func:`class_scores`): ``s_c(p) = F_c(p) / Σ_c' F_c'(p) · r_c(p)^γ``, with ``r_c(p)`` the best
+* its class scores (:func:`class_scores`): ``s_c(p) = F_c(p) / Σ_c' F_c'(p) · r_c(p)^γ`` (``γ``: the graph's
+  ``resemblance_power``), with ``r_c(p)`` the best
   ``|cos(u_p, u_k)|`` over the clicks ``k`` of class ``c``: a class must reach p over the surfaces *and* p must look
   like its clicks. Spreading alone lets a class seeded near a large surface take its edge (an object's class spills
   onto the floor around it when the floor's click is far); the resemblance keeps it there.
@@ -40,6 +45,12 @@ SELECT_REST = 0.7
 """A surface selection's rest: the nodes whose ``|cos|`` to the click is below this (docs/propagation_levers.md)."""
 RESEMBLANCE_POWER = 4
 """``γ`` of :func:`class_scores` (docs/propagation_levers.md compares 1, 4 and 16)."""
+SEGMENT_WEIGHT = 30.0
+"""Weight of the edge between a node and its mask's node (a Jacobian edge weighs at most 1): large enough that a mask
+takes one class (docs/propagation_levers.md compares 0.3 to 100)."""
+MASKED_RESEMBLANCE_POWER = 0.5
+"""``γ`` with masks: a mask already stops a class at the object's edge, and much resemblance undoes what the masks
+join (docs/propagation_levers.md compares 0, 0.5, 1, 2 and 4)."""
 
 
 def unit_rows(jacobians: np.ndarray) -> np.ndarray:
@@ -57,24 +68,30 @@ def kernel(unit_a: np.ndarray, unit_b: np.ndarray, tau: float) -> np.ndarray:
 
 @dataclass
 class SurfaceGraph:
-    """Nodes (points ``(N, 3)``, unit Jacobians ``(N, D)``) and the normalised affinity ``S`` (scipy CSR)."""
+    """Nodes (points ``(N, 3)``, unit Jacobians ``(N, D)``) and the normalised affinity ``S`` (scipy CSR,
+    ``(N + M)²`` with ``M`` mask nodes after the surface nodes)."""
 
     points: np.ndarray
     unit: np.ndarray
     affinity: "object"
     tau: float
     tree: "object"
+    resemblance_power: float = RESEMBLANCE_POWER
+    """``γ`` of :func:`class_scores` for this graph (:data:`MASKED_RESEMBLANCE_POWER` with masks)."""
 
     def __len__(self) -> int:
         return len(self.points)
 
     def spread_columns(self, initial: np.ndarray, alpha: float = ALPHA, steps: int = SPREAD_STEPS) -> np.ndarray:
-        """``steps`` steps of ``F ← α S F + (1 − α) Y`` from ``F = Y`` = ``initial`` ``(N, m)``."""
+        """``steps`` steps of ``F ← α S F + (1 − α) Y`` from ``F = Y`` = ``initial`` ``(N, m)``; the surface nodes'
+        ``(N, m)`` (mask nodes start at 0 and are left out)."""
         initial = np.asarray(initial, np.float32)
+        mask_nodes = np.zeros((self.affinity.shape[0] - len(self), initial.shape[1]), np.float32)
+        initial = np.concatenate([initial, mask_nodes])
         scores = initial.copy()
         for _ in range(steps):
             scores = alpha * (self.affinity @ scores) + (1.0 - alpha) * initial
-        return scores
+        return scores[: len(self)]
 
     def spread(self, seeds: np.ndarray, num_classes: int, steps: int = SPREAD_STEPS) -> np.ndarray:
         """``(N, C)`` scores from seed classes ``(N,)`` (0-based class per node, −1: not a seed)."""
@@ -136,9 +153,15 @@ class SurfaceGraph:
 
 
 def build_surface_graph(
-    points: np.ndarray, jacobians: np.ndarray, neighbours: int = NEIGHBOURS, tau: float = TAU
+    points: np.ndarray,
+    jacobians: np.ndarray,
+    neighbours: int = NEIGHBOURS,
+    tau: float = TAU,
+    masks: Optional[np.ndarray] = None,
+    segment_weight: float = SEGMENT_WEIGHT,
 ) -> SurfaceGraph:
-    """The graph over surface ``points`` ``(N, 3)`` with Jacobians ``(N, D)`` (any length; made unit here)."""
+    """The graph over surface ``points`` ``(N, 3)`` with Jacobians ``(N, D)`` (any length; made unit here); ``masks``
+    ``(N,)``: each node's mask, one integer per mask of each frame (−1: in none), or ``None``: no mask nodes."""
     import scipy.sparse as sparse
     from scipy.spatial import cKDTree
 
@@ -146,18 +169,29 @@ def build_surface_graph(
     unit = unit_rows(jacobians)
     tree = cKDTree(points)
     count = min(neighbours, len(points) - 1)
-    if count < 1:
-        affinity = sparse.csr_matrix((len(points), len(points)), dtype=np.float32)
-        return SurfaceGraph(points, unit, affinity, tau, tree)
-    _, nearest = tree.query(points, count + 1)
-    rows = np.repeat(np.arange(len(points)), count)
-    columns = nearest[:, 1:].reshape(-1)  # the first is the node itself (or a duplicate of it)
-    weights = kernel(unit[rows], unit[columns], tau).astype(np.float32)
-    affinity = sparse.coo_matrix((weights, (rows, columns)), shape=(len(points),) * 2).tocsr()
+    rows, columns, weights = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    if count >= 1:
+        _, nearest = tree.query(points, count + 1)
+        rows.append(np.repeat(np.arange(len(points)), count))
+        columns.append(nearest[:, 1:].reshape(-1))  # the first is the node itself (or a duplicate of it)
+        weights.append(kernel(unit[rows[-1]], unit[columns[-1]], tau).astype(np.float32))
+    mask_nodes = 0
+    if masks is not None and segment_weight > 0:
+        masked = np.flatnonzero(np.asarray(masks) >= 0)
+        _, mask_node = np.unique(np.asarray(masks)[masked], return_inverse=True)
+        mask_nodes = int(mask_node.max()) + 1 if len(masked) else 0
+        rows.append(masked)
+        columns.append(len(points) + mask_node.reshape(-1))
+        weights.append(np.full(len(masked), segment_weight, np.float32))
+    size = len(points) + mask_nodes
+    affinity = sparse.coo_matrix(
+        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))), shape=(size, size)
+    ).tocsr()
     affinity = affinity.maximum(affinity.T)
     inverse_root = 1.0 / np.sqrt(np.asarray(affinity.sum(axis=1)).ravel() + 1e-12)
     normalised = sparse.diags(inverse_root) @ affinity @ sparse.diags(inverse_root)
-    return SurfaceGraph(points, unit, normalised.astype(np.float32).tocsr(), tau, tree)
+    power = MASKED_RESEMBLANCE_POWER if mask_nodes else RESEMBLANCE_POWER
+    return SurfaceGraph(points, unit, normalised.astype(np.float32).tocsr(), tau, tree, power)
 
 
 def class_scores(spread: np.ndarray, resemblance: np.ndarray, power: float = RESEMBLANCE_POWER) -> np.ndarray:

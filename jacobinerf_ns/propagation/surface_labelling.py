@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -134,7 +134,7 @@ class SurfaceLabelling:
         resemblance = labelling_class_scores(self.cosines(jacobians), self.clicks.class_ids, self.clicks.num_classes)
         unit = unit_rows(jacobians.float().cpu().numpy())
         spread = self.graph.read(self.node_scores, points.float().cpu().numpy(), unit)
-        return torch.from_numpy(class_scores(spread, resemblance.numpy()))
+        return torch.from_numpy(class_scores(spread, resemblance.numpy(), self.graph.resemblance_power))
 
     def frame_scores(self, model: JacobiNerfModel, camera: Cameras, dismissed: Optional[Tensor] = None) -> SurfaceFrame:
         """One camera's pixels read from the spread (:class:`SurfaceFrame`); ``dismissed`` ``(D, 3, F[+1])``:
@@ -206,28 +206,47 @@ def spread_selected(share: Tensor, likeness: Tensor) -> Tensor:
 
 
 def surface_graph(
-    model: JacobiNerfModel, cameras: Iterable[Cameras], pixels_per_frame: int = PIXELS_PER_FRAME
+    model: JacobiNerfModel,
+    cameras: Iterable[Cameras],
+    pixels_per_frame: int = PIXELS_PER_FRAME,
+    masks: Optional[Sequence[Optional[Tensor]]] = None,
 ) -> SurfaceGraph:
     """The graph over the surfaces of the one-camera ``cameras`` (:func:`render_nodes`): built once per run and
-    click-independent, so a click costs one spread."""
-    points, jacobians = render_nodes(model, cameras, pixels_per_frame)
-    return build_surface_graph(points.numpy(), jacobians.numpy())
+    click-independent, so a click costs one spread. ``masks[v]``: camera v's integer mask ``(h, w)`` (any size; 0: no
+    mask) or ``None``; with masks the graph joins each mask's nodes (:func:`.surface_graph.build_surface_graph`)."""
+    points, jacobians, node_masks = render_nodes(model, cameras, pixels_per_frame, masks)
+    return build_surface_graph(points.numpy(), jacobians.numpy(), masks=None if masks is None else node_masks.numpy())
 
 
 def render_nodes(
-    model: JacobiNerfModel, cameras: Iterable[Cameras], pixels_per_frame: int = PIXELS_PER_FRAME
-) -> Tuple[Tensor, Tensor]:
-    """``(N, 3)`` surface points and ``(N, D)`` flat Jacobians of a grid of each one-camera ``cameras`` (an iterable,
-    so a caller can wrap it in progress), pixels that hit nothing left out: the graph's nodes."""
-    points, jacobians = [], []
-    for camera in cameras:
-        grid = grid_pixels(int(camera.height), int(camera.width), node_stride(camera, pixels_per_frame))
+    model: JacobiNerfModel,
+    cameras: Iterable[Cameras],
+    pixels_per_frame: int = PIXELS_PER_FRAME,
+    masks: Optional[Sequence[Optional[Tensor]]] = None,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(N, 3)`` surface points, ``(N, D)`` flat Jacobians and ``(N,)`` masks of a grid of each one-camera
+    ``cameras`` (an iterable, so a caller can wrap it in progress), pixels that hit nothing left out: the graph's
+    nodes. A node's mask is one integer per (camera, mask id of ``masks[v]`` at the pixel), −1 where there is none."""
+    points, jacobians, node_masks = [], [], []
+    for view, camera in enumerate(cameras):
+        height, width = int(camera.height), int(camera.width)
+        grid = grid_pixels(height, width, node_stride(camera, pixels_per_frame))
+        mask = None if masks is None else masks[view]
+        ids = torch.full((len(grid),), -1, dtype=torch.long)
+        if mask is not None:  # the mask's pixel under each grid pixel, whatever its resolution
+            rows = (grid[:, 0] * mask.shape[0]) // height
+            columns = (grid[:, 1] * mask.shape[1]) // width
+            found = mask[rows, columns].long()
+            ids = torch.where(found > 0, (view << 32) + found, ids)
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
+        start = 0
         for jacobian, point, _, accumulation in surface_passes(model, bundle):
             hit = accumulation >= MIN_ACCUMULATION
             points.append(point[hit])
             jacobians.append(jacobian[hit])
-    return torch.cat(points), torch.cat(jacobians)
+            node_masks.append(ids[start : start + len(hit)][hit.cpu()])
+            start += len(hit)
+    return torch.cat(points), torch.cat(jacobians), torch.cat(node_masks)
 
 
 def clicks_points(clicks: ResolvedClicks) -> Tensor:
@@ -251,15 +270,16 @@ class SurfacePropagation:
         raise ValueError("jacobian-surface renders its targets itself.")
 
     def graph(self, views: PropagationViews) -> Tuple[SurfaceGraph, Dict[int, np.ndarray]]:
-        """The training views' graph (the source and targets' when the views carry no training cameras) and its seeds'
-        spreads, shared by every draw."""
+        """The training views' graph, joining their masks where the views carry them (the source and targets' graph
+        when the views carry no training cameras), and its seeds' spreads, shared by every draw."""
         cameras = views.train_cameras
         if cameras is None:
             return surface_graph(self.model, [views.source_camera, *views.target_cameras]), {}
         key = id(cameras)
         if key not in self.graphs:
             frames = (cameras[index : index + 1] for index in range(len(cameras)))
-            self.graphs[key] = (surface_graph(self.model, frames), {})
+            masks = None if views.train_masks is None else list(views.train_masks)
+            self.graphs[key] = (surface_graph(self.model, frames, masks=masks), {})
         return self.graphs[key]
 
     def fit(self, views: PropagationViews, setting: str, generator: torch.Generator) -> FittedPropagation:

@@ -42,7 +42,7 @@ from jacobinerf_ns.compat import (
     rerender_viewer,
 )
 from jacobinerf_ns.errors import JacobiNerfError
-from jacobinerf_ns.scene import dataset_scene
+from jacobinerf_ns.scene import dataset_scene, frame_masks
 from jacobinerf_ns.viewer.export import export_selection
 from jacobinerf_ns.viewer.session import ViewerSession
 from jacobinerf_ns.viewer.settings import ViewerSettings
@@ -95,7 +95,8 @@ class JacobiNerfPanel(nn.Module):
         super().__init__()
         # A plain, underscored reference: not a submodule, and skipped by the viewer's attribute walk.
         object.__setattr__(self, "_datamanager", datamanager)
-        self.session = ViewerSession(model, scene=cache(lambda: dataset_scene(datamanager)))
+        scene = cache(lambda: dataset_scene(datamanager))
+        self.session = ViewerSession(model, scene=scene, masks=lambda frames: frame_masks(datamanager, frames))
         self._suggestion: Optional[Suggestion] = None  # the one the marker shows (what 'Skip suggestion' dismisses)
         self.viewer_control = ViewerControl()
         # The last message, shown whole (wrapped) by the status element; `activity` is named to sort first.

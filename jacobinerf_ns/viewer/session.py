@@ -12,7 +12,7 @@ model's renders read it once per frame. The head's parameters are never edited.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -20,7 +20,7 @@ from torch import Tensor
 from jacobinerf_ns import jacobians
 from jacobinerf_ns.probe import Probe
 from jacobinerf_ns.propagation.labelling import unit_perturbations
-from jacobinerf_ns.scene import Scene
+from jacobinerf_ns.scene import Frame, Scene
 from jacobinerf_ns.viewer.click_evaluation import surface_click
 from jacobinerf_ns.viewer.click_files import ClickFiles
 from jacobinerf_ns.viewer.decoration import Decoration, decorate
@@ -41,15 +41,21 @@ class ViewerSession:
     """Selection, label clicks, suggestions, click-set files and recolouring of one model, with the viewer's settings.
 
     ``scene`` gives the run's :class:`~jacobinerf_ns.scene.Scene` (called once, when first needed). Without it
-    (benchmarks) label clicks stay in nerfstudio's frame and cannot be saved or loaded.
+    (benchmarks) label clicks stay in nerfstudio's frame and cannot be saved or loaded. ``masks`` gives frames' masks
+    (:func:`jacobinerf_ns.scene.frame_masks`), which labels spread over the surfaces join.
     """
 
-    def __init__(self, model: JacobiNerfModel, scene: Optional[Callable[[], Scene]] = None) -> None:
+    def __init__(
+        self,
+        model: JacobiNerfModel,
+        scene: Optional[Callable[[], Scene]] = None,
+        masks: Optional[Callable[[Sequence[Frame]], Optional[List[Optional[Tensor]]]]] = None,
+    ) -> None:
         self.model = model
         self.settings = ViewerSettings()
         self.surface_check = SurfaceCheck(model, lambda: self.scene)
         self.labels = LabelClicks(model, lambda: self.scene, self.publish, self.surface_check.warning)
-        self.surface = SurfaceSpread(model, lambda: self.scene, self.labels)
+        self.surface = SurfaceSpread(model, lambda: self.scene, self.labels, masks)
         self.selection = Selection(model, self.settings, self.publish, self.surface_check.warning, self.surface.nodes)
         self.suggestions = Suggestions(model, self.settings, self.labels, self.surface.current)
         self.files = ClickFiles(model, self.labels, lambda: self.scene)

@@ -5,25 +5,34 @@ graph, built once, and the spread of the current label clicks, redone when the c
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.propagation.surface_graph import SurfaceGraph
 from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, surface_graph
-from jacobinerf_ns.scene import Scene
+from jacobinerf_ns.scene import Frame, Scene
 from jacobinerf_ns.viewer.labels import LabelClicks
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from jacobinerf_ns.model import JacobiNerfModel
 
 
 class SurfaceSpread:
-    """Nodes of the run's training frames and the spread of ``labels``' clicks over them."""
+    """Nodes of the run's training frames (and their masks, where ``masks`` gives them) and the spread of ``labels``'
+    clicks over them."""
 
-    def __init__(self, model: JacobiNerfModel, scene: Callable[[], Optional[Scene]], labels: LabelClicks) -> None:
-        self.model, self.scene, self.labels = model, scene, labels
+    def __init__(
+        self,
+        model: JacobiNerfModel,
+        scene: Callable[[], Optional[Scene]],
+        labels: LabelClicks,
+        masks: Optional[Callable[[Sequence[Frame]], Optional[List[Optional[Tensor]]]]] = None,
+    ) -> None:
+        self.model, self.scene, self.labels, self.masks = model, scene, labels, masks
         self.graph: Optional[SurfaceGraph] = None
         self.columns: Dict[int, np.ndarray] = {}
         """Each seeded node's spread: a new click costs one spread, a deleted one none."""
@@ -38,7 +47,8 @@ class SurfaceSpread:
             if scene is None:
                 raise JacobiNerfError("Spreading over the surfaces needs the run's training frames: no dataset.")
             frames = [frame for frame in scene.frames if frame.split == "train"] or list(scene.frames)
-            self.graph = surface_graph(self.model, (frame.camera for frame in frames))
+            masks = None if self.masks is None else self.masks(frames)
+            self.graph = surface_graph(self.model, (frame.camera for frame in frames), masks=masks)
         return self.graph
 
     def current(self) -> SurfaceLabelling:
