@@ -20,8 +20,12 @@ labels, a classifier learnt from the clicks, and labels spread over the scene's 
      the clicks are the seeds, so a click's class spreads over the surfaces it lies on, across frames, and stops
      where the Jacobians turn; ``geometry_tau_0.05``: the same at τ = 0.05 (the first study's temperature);
    * ``geometry_only``: the same graph with every edge weighted 1 (τ = ∞);
-   * ``surface``: what ``jacobinerf-label --propagation surface`` labels by: ``geometry``'s class share × the
-     class's ``nearest`` score to the power γ (:func:`jacobinerf_ns.propagation.surface_graph.class_scores`);
+   * ``surface``: what ``jacobinerf-label --propagation surface --no-masks`` labels by: ``geometry``'s class share ×
+     the class's ``nearest`` score to the power γ (:func:`jacobinerf_ns.propagation.surface_graph.class_scores`);
+   * ``surface_masks``: what ``jacobinerf-label --propagation surface`` labels by on a run shaped with masks: the
+     graph also joins each training frame's nodes inside one mask (the bank's instances, taken within each frame
+     only: what a segmenter's per-image masks give), γ as the product sets it with masks; ``geometry_masks``: its
+     spread alone (γ = 0);
    * ``logistic_all``: the linear classifier fitted to 20000 labelled pixels of the bank, not to the clicks: how much
      of the classes a linear read-out of these Jacobians can separate at all (an upper bound for ``logistic``, not a
      method: it uses the ground truth).
@@ -142,7 +146,11 @@ class Levers:
         self.unit = jacobians / jacobians.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         self.classes = int(self.truth.max()) + 1
         self.points = bank["points"]
-        self._graphs: Dict[float, tuple] = {}
+        training = self.view < self.train_frames
+        masked = training & (bank["instances"] > 0)
+        self.masks = torch.where(masked, (self.view << 32) + bank["instances"], -1)
+        """Each pixel's mask: its instance within its own training frame (what per-image masks give), −1 elsewhere."""
+        self._graphs: Dict[Tuple[float, bool], tuple] = {}
 
     def clicks(self, seed: int, count: int) -> List[int]:
         """:func:`per_class_clicks`, then random labelled pixels of any frame; only pixels whose ray hits a
@@ -188,25 +196,29 @@ class Levers:
         sample = labelled[torch.randperm(len(labelled), generator=torch.Generator().manual_seed(0))[:20000]]
         return self.logistic(sample.tolist(), steps=100)
 
-    def graph(self, tau: float):
-        """The product's surface graph (:mod:`jacobinerf_ns.propagation.surface_graph`) over the points that hit."""
-        if tau not in self._graphs:
+    def graph(self, tau: float, masks: bool = False):
+        """The product's surface graph (:mod:`jacobinerf_ns.propagation.surface_graph`) over the points that hit;
+        ``masks``: joining the training frames' masks (:attr:`masks`)."""
+        if (tau, masks) not in self._graphs:
             from jacobinerf_ns.propagation.surface_graph import build_surface_graph
 
             nodes = torch.nonzero(self.hit).flatten().numpy()
-            self._graphs[tau] = (nodes, build_surface_graph(self.points[nodes].numpy(), self.unit[nodes].numpy(),
-                                                            tau=tau))  # fmt: skip
-        return self._graphs[tau]
+            node_masks = self.masks[nodes].numpy() if masks else None
+            graph = build_surface_graph(self.points[nodes].numpy(), self.unit[nodes].numpy(), tau=tau,
+                                        masks=node_masks)  # fmt: skip
+            self._graphs[tau, masks] = (nodes, graph)
+        return self._graphs[tau, masks]
 
-    def surface(self, clicks: List[int]) -> Tensor:
+    def surface(self, clicks: List[int], masks: bool = False) -> Tensor:
         """What ``jacobinerf-label --propagation surface`` scores: the spread's class share × resemblance^γ."""
         from jacobinerf_ns.propagation.surface_graph import class_scores
 
         resemblance = self.nearest(clicks).clamp_min(0.0)
-        return torch.from_numpy(class_scores(self.spread(clicks).numpy(), resemblance.numpy()))
+        power = self.graph(TAU, masks)[1].resemblance_power
+        return torch.from_numpy(class_scores(self.spread(clicks, masks=masks).numpy(), resemblance.numpy(), power))
 
-    def spread(self, clicks: List[int], tau: float = TAU) -> Tensor:
-        nodes, graph = self.graph(tau)
+    def spread(self, clicks: List[int], tau: float = TAU, masks: bool = False) -> Tensor:
+        nodes, graph = self.graph(tau, masks)
         position = np.full(len(self.truth), -1)
         position[nodes] = np.arange(len(nodes))
         seeds = np.full(len(nodes), -1)
@@ -220,6 +232,8 @@ class Levers:
             "nearest": self.nearest,
             "logistic": self.logistic,
             "surface": self.surface,
+            "surface_masks": lambda clicks: self.surface(clicks, masks=True),
+            "geometry_masks": lambda clicks: self.spread(clicks, masks=True),
             "geometry": self.spread,
             "geometry_tau_0.05": lambda clicks: self.spread(clicks, 0.05),
             "geometry_only": lambda clicks: self.spread(clicks, float("inf")),

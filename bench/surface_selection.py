@@ -14,6 +14,10 @@ pixels in every frame. Selections, over the pixels whose ray hits a surface:
   surface``) and a pixel is selected where the object's share of the spread is above ½;
 * ``surface_rest_<t>_and_cosine``: the same, only where ``|cos| > 0.5`` too.
 
+With ``--masks`` the graph also joins each training frame's nodes inside one mask (``propagation_levers.py``'s
+``surface_masks``: the instances within each frame, what per-image masks give), as the viewer's selection does on a
+run shaped with masks.
+
 Report: mean IoU over the objects and the share above 0.5 (the real-room issue asks for ≥ 0.6 and ≥ 70%); markdown on
 stdout and in ``<out>/selection.md``.
 """
@@ -56,10 +60,10 @@ def objects(bank: Dict, hit: torch.Tensor) -> List[Tuple[int, int]]:
     return chosen
 
 
-def surface_selection(levers, click: int, rest: float, alpha: float, steps: int) -> torch.Tensor:
+def surface_selection(levers, click: int, rest: float, alpha: float, steps: int, masks: bool) -> torch.Tensor:
     """The entity's share of the spread > ½ (``SurfaceGraph.selection_share`` of the click's node, rest below
-    ``rest``, ``steps`` steps at ``alpha``)."""
-    nodes, graph = levers.graph(LEVERS["TAU"])
+    ``rest``, ``steps`` steps at ``alpha``; ``masks``: on the graph that joins the training frames' masks)."""
+    nodes, graph = levers.graph(LEVERS["TAU"], masks)
     share = graph.selection_share(int(np.flatnonzero(nodes == click)[0]), rest, alpha, steps)
     selected = torch.zeros(len(levers.truth), dtype=torch.bool)
     selected[torch.from_numpy(nodes)] = torch.from_numpy(share > 0.5)
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--rest", type=float, nargs="+", default=[0.5, 0.7, 0.8], help="|cos| of the rest's seeds")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="the spread's α (the labels' by default)")
     parser.add_argument("--steps", type=int, default=SPREAD_STEPS, help="the spread's steps (the labels' by default)")
+    parser.add_argument("--masks", action="store_true", help="spread over the graph that joins the frames' masks too")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     bank = torch.load(args.bank, map_location="cpu", weights_only=False)
@@ -84,7 +89,7 @@ def main() -> None:
         cosines = (levers.unit @ levers.unit[click]).abs()
         selections = {"cosine": levers.hit & (cosines > SELECT_COSINE)}
         for rest in args.rest:
-            spread = surface_selection(levers, click, rest, args.alpha, args.steps)
+            spread = surface_selection(levers, click, rest, args.alpha, args.steps, args.masks)
             selections[f"surface_rest_{rest:g}"] = spread
             selections[f"surface_rest_{rest:g}_and_cosine"] = spread & (cosines > 0.5)
         for name, selected in selections.items():
@@ -92,7 +97,8 @@ def main() -> None:
             ious.setdefault(name, []).append(iou)
         print(f"instance {instance}: " + ", ".join(f"{n} {v[-1]:.2f}" for n, v in ious.items()), flush=True)
     lines = [
-        f"One-click selection: {args.bank}, spread α {args.alpha}, {args.steps} steps; {len(clicked)} objects "
+        f"One-click selection: {args.bank}, spread α {args.alpha}, {args.steps} steps"
+        f"{', the graph joining the training frames’ masks' if args.masks else ''}; {len(clicked)} objects "
         f"(≥ {MIN_OBJECT_SHARE:.1%} of a training frame), "
         "IoU with the instance over all frames' bank pixels.",
         "",
