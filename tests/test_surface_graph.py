@@ -137,7 +137,8 @@ def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
     """A ball whose halves have unlike Jacobians (cos 0) against a box that looks more like the lower half (cos 0.6);
     one click on the upper half, one on the box. Without masks the lower half goes to the box; with each of two
     frames' masks (the ball's nodes in one mask, the box's in another) it goes to the ball, and the box stays the
-    box. The spread with mask nodes is the plain series of the affinity over surface and mask nodes."""
+    box. The spread with mask nodes is the plain series of the affinity over surface and mask nodes; a selection
+    ignores the masks."""
     rng = np.random.default_rng(3)
     upper, lower = np.eye(3)[0], np.eye(3)[1]
     box_look = 0.6 * lower + 0.8 * np.eye(3)[2]
@@ -165,6 +166,8 @@ def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
     labels = class_scores(graph.spread(seeds, 2), resemblance, graph.resemblance_power).argmax(axis=1)
     assert np.mean(labels[: len(ball)] == 0) > 0.99, "the whole ball"
     assert np.mean(labels[len(ball) :] == 1) > 0.99, "the box stays the box"
+    # a selection spreads over the Jacobian edges alone, masks or not
+    np.testing.assert_allclose(graph.selection_share(clicks[0]), plain.selection_share(clicks[0]), rtol=1e-5)
 
     small = build_surface_graph(points[::70], jacobians[::70], neighbours=4, masks=masks[::70])
     step = ALPHA * small.affinity.toarray().astype(np.float64)

@@ -281,21 +281,30 @@ def test_labels_and_confidence_outputs_are_the_class_scores_of_the_labelling_api
     torch.testing.assert_close(outputs[LABELS], label_overlay(outputs["rgb"], expected.ids, session.labels.colors()))
 
 
-def test_labels_spread_over_the_surfaces_are_what_jacobinerf_label_writes(session_and_camera, scene, tmp_path):
+def test_labels_spread_over_the_surfaces_are_what_jacobinerf_label_writes(model, scene, scene_outputs, sample_scene,
+                                                                         tmp_path):  # fmt: skip
     """With 'Label propagation: surface' the viewer draws the labels ``jacobinerf-label --propagation surface``
-    computes for the same clicks (saved, resolved as the command resolves them, spread over the training frames)."""
+    computes for the same clicks (saved, resolved as the command resolves them, spread over the training frames and
+    their masks)."""
     from jacobinerf_ns.propagation.labelling import resolve_clicks
     from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, surface_graph
 
-    session, camera = session_and_camera
+    def instance_masks(frames):
+        return [torch.from_numpy(np.asarray(Image.open(sample_scene / "instances" / f"{frame.stem}.png")).astype(
+            np.int64)) for frame in frames]  # fmt: skip
+
+    model.probe = None
+    session, camera = ViewerSession(model, scene=lambda: scene, masks=instance_masks), scene_outputs.cameras[0:1]
     assert session.set_propagation("surface").startswith("Labels will spread over the surfaces once you paint")
     painted(session, camera)
     assert session.set_propagation("surface").startswith("Labels spread over the surfaces of the training frames")
+    assert session.surface.nodes().affinity.shape[0] > len(session.surface.nodes()), "the graph joins the masks"
     shown = session.model.get_outputs_for_camera(camera)
     session.files.save(tmp_path / "clicks.json")
-    train = [frame.camera for frame in scene.frames if frame.split == "train"]
+    train = [frame for frame in scene.frames if frame.split == "train"]
     clicks = resolve_clicks(session.model, read_clicks(tmp_path / "clicks.json"), scene, "clicks.json")
-    written = SurfaceLabelling.spread(surface_graph(session.model, train), clicks).label_frame(session.model, camera)
+    graph = surface_graph(session.model, [frame.camera for frame in train], masks=instance_masks(train))
+    written = SurfaceLabelling.spread(graph, clicks).label_frame(session.model, camera)
     colors = session.labels.colors()
     overlay = label_overlay(shown["rgb"], written.ids, colors)
     assert torch.mean(torch.all(shown[LABELS] == overlay, dim=-1).float()) > 0.999

@@ -78,19 +78,24 @@ class SurfaceGraph:
     tree: "object"
     resemblance_power: float = RESEMBLANCE_POWER
     """``γ`` of :func:`class_scores` for this graph (:data:`MASKED_RESEMBLANCE_POWER` with masks)."""
+    surface_affinity: "object" = None
+    """``S`` of the Jacobian edges alone ``(N, N)``, what a selection spreads over (``affinity`` without masks)."""
 
     def __len__(self) -> int:
         return len(self.points)
 
-    def spread_columns(self, initial: np.ndarray, alpha: float = ALPHA, steps: int = SPREAD_STEPS) -> np.ndarray:
+    def spread_columns(
+        self, initial: np.ndarray, alpha: float = ALPHA, steps: int = SPREAD_STEPS, masks: bool = True
+    ) -> np.ndarray:
         """``steps`` steps of ``F ← α S F + (1 − α) Y`` from ``F = Y`` = ``initial`` ``(N, m)``; the surface nodes'
-        ``(N, m)`` (mask nodes start at 0 and are left out)."""
+        ``(N, m)`` (mask nodes start at 0 and are left out; ``masks=False``: over the Jacobian edges alone)."""
+        affinity = self.affinity if masks or self.surface_affinity is None else self.surface_affinity
         initial = np.asarray(initial, np.float32)
-        mask_nodes = np.zeros((self.affinity.shape[0] - len(self), initial.shape[1]), np.float32)
+        mask_nodes = np.zeros((affinity.shape[0] - len(self), initial.shape[1]), np.float32)
         initial = np.concatenate([initial, mask_nodes])
         scores = initial.copy()
         for _ in range(steps):
-            scores = alpha * (self.affinity @ scores) + (1.0 - alpha) * initial
+            scores = alpha * (affinity @ scores) + (1.0 - alpha) * initial
         return scores[: len(self)]
 
     def spread(self, seeds: np.ndarray, num_classes: int, steps: int = SPREAD_STEPS) -> np.ndarray:
@@ -124,13 +129,14 @@ class SurfaceGraph:
         """``(N,)`` one click's entity share ``F_0 / (F_0 + F_1)`` at every node: ``node`` seeds the entity, every
         node whose ``|cos|`` to it is below ``rest`` seeds the rest, each side with total mass 1 (class mass
         normalisation: one click against thousands of rest nodes). A look-alike elsewhere, cut off by unlike
-        surfaces, is reached by the rest only."""
+        surfaces, is reached by the rest only. It spreads over the Jacobian edges alone: joining the masks selects
+        less on a room (docs/propagation_levers.md)."""
         initial = np.zeros((len(self), 2), np.float32)
         others = np.abs(self.unit @ self.unit[node]) < rest
         others[node] = False
         initial[node, 0] = 1.0
         initial[others, 1] = 1.0 / max(int(others.sum()), 1)
-        spread = self.spread_columns(initial, alpha, steps)
+        spread = self.spread_columns(initial, alpha, steps, masks=False)
         return spread[:, 0] / np.maximum(spread.sum(axis=1), 1e-30)
 
     def seed_nodes(self, points: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -162,7 +168,6 @@ def build_surface_graph(
 ) -> SurfaceGraph:
     """The graph over surface ``points`` ``(N, 3)`` with Jacobians ``(N, D)`` (any length; made unit here); ``masks``
     ``(N,)``: each node's mask, one integer per mask of each frame (−1: in none), or ``None``: no mask nodes."""
-    import scipy.sparse as sparse
     from scipy.spatial import cKDTree
 
     points = np.asarray(points, dtype=np.float32)
@@ -183,15 +188,24 @@ def build_surface_graph(
         rows.append(masked)
         columns.append(len(points) + mask_node.reshape(-1))
         weights.append(np.full(len(masked), segment_weight, np.float32))
-    size = len(points) + mask_nodes
+    power = MASKED_RESEMBLANCE_POWER if mask_nodes else RESEMBLANCE_POWER
+    surface = normalised_affinity(rows[:2], columns[:2], weights[:2], len(points))
+    joined = normalised_affinity(rows, columns, weights, len(points) + mask_nodes) if mask_nodes else surface
+    return SurfaceGraph(points, unit, joined, tau, tree, power, surface)
+
+
+def normalised_affinity(rows, columns, weights, size: int):
+    """``D^-½ W D^-½`` (scipy CSR, float32) of the symmetrised ``W = max(W, Wᵀ)`` with the edges of the
+    concatenated ``rows``, ``columns``, ``weights``; ``D``: row sums of ``W``."""
+    import scipy.sparse as sparse
+
     affinity = sparse.coo_matrix(
         (np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))), shape=(size, size)
     ).tocsr()
     affinity = affinity.maximum(affinity.T)
     inverse_root = 1.0 / np.sqrt(np.asarray(affinity.sum(axis=1)).ravel() + 1e-12)
     normalised = sparse.diags(inverse_root) @ affinity @ sparse.diags(inverse_root)
-    power = MASKED_RESEMBLANCE_POWER if mask_nodes else RESEMBLANCE_POWER
-    return SurfaceGraph(points, unit, normalised.astype(np.float32).tocsr(), tau, tree, power)
+    return normalised.astype(np.float32).tocsr()
 
 
 def class_scores(spread: np.ndarray, resemblance: np.ndarray, power: float = RESEMBLANCE_POWER) -> np.ndarray:
