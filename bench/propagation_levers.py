@@ -25,7 +25,7 @@ labels, a classifier learnt from the clicks, and labels spread over the scene's 
    * ``surface_masks``: what ``jacobinerf-label --propagation surface`` labels by on a run shaped with masks: the
      graph also joins each training frame's nodes inside one mask (the bank's instances, taken within each frame
      only: what a segmenter's per-image masks give), γ as the product sets it with masks; ``geometry_masks``: its
-     spread alone (γ = 0);
+     spread alone (γ = 0); ``--mask-weights`` / ``--mask-powers`` add it with other mask weights / γ;
    * ``logistic_all``: the linear classifier fitted to 20000 labelled pixels of the bank, not to the clicks: how much
      of the classes a linear read-out of these Jacobians can separate at all (an upper bound for ``logistic``, not a
      method: it uses the ground truth).
@@ -39,14 +39,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.propagation.surface_graph import TAU
+from jacobinerf_ns.propagation.surface_graph import SEGMENT_WEIGHT, TAU
 
 
 @torch.no_grad()
@@ -196,29 +197,31 @@ class Levers:
         sample = labelled[torch.randperm(len(labelled), generator=torch.Generator().manual_seed(0))[:20000]]
         return self.logistic(sample.tolist(), steps=100)
 
-    def graph(self, tau: float, masks: bool = False):
+    def graph(self, tau: float, mask_weight: float = 0.0):
         """The product's surface graph (:mod:`jacobinerf_ns.propagation.surface_graph`) over the points that hit;
-        ``masks``: joining the training frames' masks (:attr:`masks`)."""
-        if (tau, masks) not in self._graphs:
+        ``mask_weight`` > 0: joining the training frames' masks (:attr:`masks`) with that weight."""
+        if (tau, mask_weight) not in self._graphs:
             from jacobinerf_ns.propagation.surface_graph import build_surface_graph
 
             nodes = torch.nonzero(self.hit).flatten().numpy()
-            node_masks = self.masks[nodes].numpy() if masks else None
+            node_masks = self.masks[nodes].numpy() if mask_weight > 0 else None
             graph = build_surface_graph(self.points[nodes].numpy(), self.unit[nodes].numpy(), tau=tau,
-                                        masks=node_masks)  # fmt: skip
-            self._graphs[tau, masks] = (nodes, graph)
-        return self._graphs[tau, masks]
+                                        masks=node_masks, segment_weight=mask_weight)  # fmt: skip
+            self._graphs[tau, mask_weight] = (nodes, graph)
+        return self._graphs[tau, mask_weight]
 
-    def surface(self, clicks: List[int], masks: bool = False) -> Tensor:
-        """What ``jacobinerf-label --propagation surface`` scores: the spread's class share × resemblance^γ."""
+    def surface(self, clicks: List[int], mask_weight: float = 0.0, power: Optional[float] = None) -> Tensor:
+        """What ``jacobinerf-label --propagation surface`` scores: the spread's class share × resemblance^γ (γ: the
+        graph's unless ``power``)."""
         from jacobinerf_ns.propagation.surface_graph import class_scores
 
         resemblance = self.nearest(clicks).clamp_min(0.0)
-        power = self.graph(TAU, masks)[1].resemblance_power
-        return torch.from_numpy(class_scores(self.spread(clicks, masks=masks).numpy(), resemblance.numpy(), power))
+        power = self.graph(TAU, mask_weight)[1].resemblance_power if power is None else power
+        spread = self.spread(clicks, mask_weight=mask_weight).numpy()
+        return torch.from_numpy(class_scores(spread, resemblance.numpy(), power))
 
-    def spread(self, clicks: List[int], tau: float = TAU, masks: bool = False) -> Tensor:
-        nodes, graph = self.graph(tau, masks)
+    def spread(self, clicks: List[int], tau: float = TAU, mask_weight: float = 0.0) -> Tensor:
+        nodes, graph = self.graph(tau, mask_weight)
         position = np.full(len(self.truth), -1)
         position[nodes] = np.arange(len(nodes))
         seeds = np.full(len(nodes), -1)
@@ -227,13 +230,20 @@ class Levers:
         scores[nodes] = torch.from_numpy(graph.spread(seeds, self.classes))
         return scores
 
-    def methods(self) -> Dict[str, Callable[[List[int]], Tensor]]:
+    def methods(self, mask_weights=(), mask_powers=()) -> Dict[str, Callable[[List[int]], Tensor]]:
+        """The methods by name; ``mask_weights`` / ``mask_powers`` add ``surface_masks`` with another mask weight /
+        resemblance power γ."""
         return {
             "nearest": self.nearest,
             "logistic": self.logistic,
             "surface": self.surface,
-            "surface_masks": lambda clicks: self.surface(clicks, masks=True),
-            "geometry_masks": lambda clicks: self.spread(clicks, masks=True),
+            "surface_masks": lambda clicks: self.surface(clicks, SEGMENT_WEIGHT),
+            "geometry_masks": lambda clicks: self.spread(clicks, mask_weight=SEGMENT_WEIGHT),
+            **{f"surface_masks_weight_{w:g}": partial(self.surface, mask_weight=w) for w in mask_weights},
+            **{
+                f"surface_masks_gamma_{g:g}": partial(self.surface, mask_weight=SEGMENT_WEIGHT, power=g)
+                for g in mask_powers
+            },  # fmt: skip
             "geometry": self.spread,
             "geometry_tau_0.05": lambda clicks: self.spread(clicks, 0.05),
             "geometry_only": lambda clicks: self.spread(clicks, float("inf")),
@@ -258,6 +268,8 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[30, 60], help="click counts to score")
     parser.add_argument("--methods", nargs="+", help="only these methods (default: all)")
     parser.add_argument("--figure", type=Path, help="also plot mIoU against clicks, one line per method, to this PNG")
+    parser.add_argument("--mask-weights", type=float, nargs="*", default=[], help="surface_masks with these weights")
+    parser.add_argument("--mask-powers", type=float, nargs="*", default=[], help="surface_masks with these γ")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     levers = Levers(cached_bank(args.config, args.stride, args.out))
@@ -266,7 +278,7 @@ def main() -> None:
     for seed in args.seeds:
         clicks = levers.clicks(seed, max(args.counts))
         for count in args.counts:
-            for name, method in levers.methods().items():
+            for name, method in levers.methods(args.mask_weights, args.mask_powers).items():
                 if args.methods and name not in args.methods:
                     continue
                 began = time.perf_counter()

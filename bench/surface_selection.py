@@ -14,9 +14,9 @@ pixels in every frame. Selections, over the pixels whose ray hits a surface:
   surface``) and a pixel is selected where the object's share of the spread is above ½;
 * ``surface_rest_<t>_and_cosine``: the same, only where ``|cos| > 0.5`` too.
 
-With ``--masks`` the graph also joins each training frame's nodes inside one mask (``propagation_levers.py``'s
-``surface_masks``: the instances within each frame, what per-image masks give), as the viewer's selection does on a
-run shaped with masks.
+With ``--masks`` the selection spreads over the graph that also joins each training frame's nodes inside one mask
+(``propagation_levers.py``'s ``surface_masks``: the instances within each frame, what per-image masks give); the
+viewer's selection does not (``SurfaceGraph.selection_share``).
 
 Report: mean IoU over the objects and the share above 0.5 (the real-room issue asks for ≥ 0.6 and ≥ 70%); markdown on
 stdout and in ``<out>/selection.md``.
@@ -63,8 +63,8 @@ def objects(bank: Dict, hit: torch.Tensor) -> List[Tuple[int, int]]:
 def surface_selection(levers, click: int, rest: float, alpha: float, steps: int, masks: bool) -> torch.Tensor:
     """The entity's share of the spread > ½ (``SurfaceGraph.selection_share`` of the click's node, rest below
     ``rest``, ``steps`` steps at ``alpha``; ``masks``: on the graph that joins the training frames' masks)."""
-    nodes, graph = levers.graph(LEVERS["TAU"], masks)
-    share = graph.selection_share(int(np.flatnonzero(nodes == click)[0]), rest, alpha, steps)
+    nodes, graph = levers.graph(LEVERS["TAU"], LEVERS["SEGMENT_WEIGHT"] if masks else 0.0)
+    share = graph.selection_share(int(np.flatnonzero(nodes == click)[0]), rest, alpha, steps, masks)
     selected = torch.zeros(len(levers.truth), dtype=torch.bool)
     selected[torch.from_numpy(nodes)] = torch.from_numpy(share > 0.5)
     return selected
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--rest", type=float, nargs="+", default=[0.5, 0.7, 0.8], help="|cos| of the rest's seeds")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="the spread's α (the labels' by default)")
     parser.add_argument("--steps", type=int, default=SPREAD_STEPS, help="the spread's steps (the labels' by default)")
-    parser.add_argument("--masks", action="store_true", help="spread over the graph that joins the frames' masks too")
+    parser.add_argument("--masks", action="store_true", help="spread over the graph that joins the frames' masks")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     bank = torch.load(args.bank, map_location="cpu", weights_only=False)

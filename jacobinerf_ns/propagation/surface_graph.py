@@ -124,19 +124,19 @@ class SurfaceGraph:
         return scores
 
     def selection_share(
-        self, node: int, rest: float = SELECT_REST, alpha: float = ALPHA, steps: int = SPREAD_STEPS
+        self, node: int, rest: float = SELECT_REST, alpha: float = ALPHA, steps: int = SPREAD_STEPS, masks: bool = False
     ) -> np.ndarray:
         """``(N,)`` one click's entity share ``F_0 / (F_0 + F_1)`` at every node: ``node`` seeds the entity, every
         node whose ``|cos|`` to it is below ``rest`` seeds the rest, each side with total mass 1 (class mass
         normalisation: one click against thousands of rest nodes). A look-alike elsewhere, cut off by unlike
-        surfaces, is reached by the rest only. It spreads over the Jacobian edges alone: joining the masks selects
-        less on a room (docs/propagation_levers.md)."""
+        surfaces, is reached by the rest only. It spreads over the Jacobian edges alone unless ``masks``: joining the
+        masks selects less on a room (docs/propagation_levers.md)."""
         initial = np.zeros((len(self), 2), np.float32)
         others = np.abs(self.unit @ self.unit[node]) < rest
         others[node] = False
         initial[node, 0] = 1.0
         initial[others, 1] = 1.0 / max(int(others.sum()), 1)
-        spread = self.spread_columns(initial, alpha, steps, masks=False)
+        spread = self.spread_columns(initial, alpha, steps, masks)
         return spread[:, 0] / np.maximum(spread.sum(axis=1), 1e-30)
 
     def seed_nodes(self, points: np.ndarray, unit: np.ndarray) -> np.ndarray:
