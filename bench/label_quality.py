@@ -3,7 +3,7 @@ the defaults and with every pixel labelled (``--min-explained 0``), and the poin
 rendered depth.
 
     python bench/label_quality.py --config RUN/config.yml --out OUT [--clicks 30] [--seed 0] [--frames eval] \
-        [--propagation nearest|surface]
+        [--propagation nearest|surface] [--no-masks]
 
 1. **Clicks** (``OUT/clicks.json``), on training frames only, from the scene's semantic ground truth: one per class
    the training frames show (a random training frame showing it, a random pixel of the class), then random labelled
@@ -133,13 +133,14 @@ def main() -> None:
     parser.add_argument("--frames", default="eval", choices=["all", "train", "eval"])
     parser.add_argument("--propagation", default="nearest", choices=["nearest", "surface"],
                         help="jacobinerf-label's --propagation for every export")  # fmt: skip
+    parser.add_argument("--no-masks", action="store_true", help="pass --no-masks: surface labels without the masks")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import yaml
 
     data_dir = Path(yaml.load(args.config.read_text(), Loader=yaml.Loader).data)
     clicks = write_click_set(args.config, args.out, args.clicks, args.seed)
-    chosen = ("--propagation", args.propagation)
+    chosen = ("--propagation", args.propagation, *(["--no-masks"] if args.no_masks else []))
     minutes = {"default": label(args.config, clicks, args.out / "default", args.frames, *chosen)}
     if args.propagation == "nearest":  # surface labels every pixel that hits a surface already
         every_pixel = (*chosen, "--min-explained", "0")

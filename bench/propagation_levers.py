@@ -275,11 +275,14 @@ def main() -> None:
     levers = Levers(cached_bank(args.config, args.stride, args.out))
     results: Dict[str, Dict[int, List[float]]] = {}
     seconds: Dict[str, List[float]] = {}
+    swept = [f"surface_masks_weight_{w:g}" for w in args.mask_weights] + [
+        f"surface_masks_gamma_{g:g}" for g in args.mask_powers
+    ]  # asked for by name
     for seed in args.seeds:
         clicks = levers.clicks(seed, max(args.counts))
         for count in args.counts:
             for name, method in levers.methods(args.mask_weights, args.mask_powers).items():
-                if args.methods and name not in args.methods:
+                if args.methods and name not in args.methods and name not in swept:
                     continue
                 began = time.perf_counter()
                 value = levers.miou(method(clicks[:count]))
