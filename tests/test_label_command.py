@@ -406,7 +406,7 @@ def ray_clicks(runs, sample_scene, tmp_path_factory) -> dict:
                 [np.asarray(Image.open(p)) for p in sorted((out / "ids").glob("*.png"))]
             )
     print("ray clicks: landing distance", landed, "IoU", ious)  # the figures the thresholds were calibrated on
-    return {"landed": landed, "ious": ious, "ids": ids}
+    return {"landed": landed, "ious": ious, "ids": ids, "folder": folder}
 
 
 FLOATER = (
@@ -462,6 +462,21 @@ def test_a_ray_click_labels_its_object_in_every_frame(ray_clicks, normalisation,
 def test_a_ray_click_spread_over_the_surfaces_labels_its_object_in_every_frame(ray_clicks, normalisation, name):
     """``--propagation surface``: the object's label covers the object over all frames (IoU > 0.5)."""
     assert ray_clicks["ious"]["surface", normalisation][name] > 0.5, ray_clicks["ious"]
+
+
+def test_labels_spread_over_the_surfaces_do_not_depend_on_which_frames_are_exported(ray_clicks, runs, tmp_path):
+    """The graph is the training frames' (and their masks') whatever ``--frames`` exports: the eval frames exported
+    alone get the labels they get in the export of every frame."""
+    folder = ray_clicks["folder"]
+    out = tmp_path / "eval_only"
+    result = label("--load-config", runs["default"] / "config.yml", "--clicks", folder / "rays.json", "--output-dir",
+                   out, "--propagation", "surface", "--frames", "eval", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, output(result)[-4000:]
+    alone = sorted((out / "ids").glob("*.png"))
+    assert alone
+    for path in alone:
+        every = np.asarray(Image.open(folder / "default_surface" / "ids" / path.name))
+        assert np.mean(np.asarray(Image.open(path)) == every) > 0.999, path.name
 
 
 def test_both_normalisations_label_the_objects_alike(ray_clicks, sample_scene):

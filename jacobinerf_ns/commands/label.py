@@ -114,7 +114,8 @@ class Label:
         if len(todo) < len(frames):
             CONSOLE.print(f"Resuming: {len(frames) - len(todo)} of {len(frames)} frames already in {self.output_dir}")
         if todo:
-            label = self.labeller(model, clicks, judge_frames, pipeline.datamanager)
+            training = [frame for frame in scene.frames if frame.split == "train"] or list(scene.frames)
+            label = self.labeller(model, clicks, training, pipeline.datamanager)
             for frame in track(todo, description="Labelling frames", console=CONSOLE):
                 folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)
@@ -141,9 +142,9 @@ class Label:
         )
 
     def labeller(self, model, clicks, frames, datamanager):
-        """Frame → its labels, by ``--propagation`` (surface: the graph over ``frames``, the training frames, and the
-        run's masks of them is built first: a frame's labels depend on the run and the clicks, not on which frames
-        are exported)."""
+        """Frame → its labels, by ``--propagation`` (surface: the graph over ``frames``, the scene's training frames
+        whatever ``--frames`` exports, and the run's masks of them is built first: a frame's labels depend on the run
+        and the clicks, not on which frames are exported)."""
         from nerfstudio.utils.rich_utils import CONSOLE
         from rich.progress import track
 

@@ -47,10 +47,10 @@ RESEMBLANCE_POWER = 4
 """``γ`` of :func:`class_scores` (docs/propagation_levers.md compares 1, 4 and 16)."""
 SEGMENT_WEIGHT = 30.0
 """Weight of the edge between a node and its mask's node (a Jacobian edge weighs at most 1): large enough that a mask
-takes one class (docs/propagation_levers.md compares 0.3 to 100)."""
+takes one class (docs/propagation_levers.md compares 3 to 100)."""
 MASKED_RESEMBLANCE_POWER = 0.5
 """``γ`` with masks: a mask already stops a class at the object's edge, and much resemblance undoes what the masks
-join (docs/propagation_levers.md compares 0, 0.5, 1, 2 and 4)."""
+join (docs/propagation_levers.md compares 0, 0.5, 1 and 4)."""
 
 
 def unit_rows(jacobians: np.ndarray) -> np.ndarray:
