@@ -425,15 +425,21 @@ UNEXPLAINED = (
     "depth loss on (docs/testing.md). Labels that spread over whole objects (the real-room issue) are what will fix it."
 )
 CHECKERED_ON_FLOOR = (
-    "Spread over the surfaces, the yellow box's label covers more of the box than nearest-click labels do (IoU 0.49 "
-    "against 0.35 on machine seed 42) but not yet half: its dark squares look like the floor it stands on, so the "
-    "floor's class, reaching them over the contact, wins them (docs/labelling.md)."
+    "Its dark squares look like the floor it stands on, so without masks the floor's class, reaching them over the "
+    "contact, wins them (IoU 0.49 on machine seed 42). With the run's masks joined it reached 0.87 on seed 42, one "
+    "draw: expected to fail until more draws confirm it (docs/testing.md)."
+)
+MASKS_HALF_SCALE = (
+    "Under the other normalisation (half the scale, no centring) the spread depends on the training draw: 0.64-0.97 "
+    "without masks on seed 1; with the masks joined the green box fell to 0.54 and the vase to 0.11 on seed 42 "
+    "(docs/testing.md)."
 )
 EXPECTED_FAILURES = {  # (check, normalisation, object) → why it may fail: calibration in docs/testing.md
     ("lands", "other", "box_yellow"): FLOATER,
     ("labels", "default", "box_yellow"): UNEXPLAINED,
     ("spreads", "default", "box_yellow"): CHECKERED_ON_FLOOR,
-    **{(check, "other", name): HALF_SCALE for name in OBJECTS for check in ("labels", "spreads")},
+    **{("labels", "other", name): HALF_SCALE for name in OBJECTS},
+    **{("spreads", "other", name): MASKS_HALF_SCALE for name in OBJECTS},
 }
 
 
