@@ -151,7 +151,7 @@ class Levers:
         masked = training & (bank["instances"] > 0)
         self.masks = torch.where(masked, (self.view << 32) + bank["instances"], -1)
         """Each pixel's mask: its instance within its own training frame (what per-image masks give), −1 elsewhere."""
-        self._graphs: Dict[Tuple[float, bool], tuple] = {}
+        self._graphs: Dict[Tuple[float, float], tuple] = {}
 
     def clicks(self, seed: int, count: int) -> List[int]:
         """:func:`per_class_clicks`, then random labelled pixels of any frame; only pixels whose ray hits a
@@ -275,13 +275,12 @@ def main() -> None:
     levers = Levers(cached_bank(args.config, args.stride, args.out))
     results: Dict[str, Dict[int, List[float]]] = {}
     seconds: Dict[str, List[float]] = {}
-    swept = [f"surface_masks_weight_{w:g}" for w in args.mask_weights] + [
-        f"surface_masks_gamma_{g:g}" for g in args.mask_powers
-    ]  # asked for by name
+    methods = levers.methods(args.mask_weights, args.mask_powers)
+    swept = set(methods) - set(levers.methods())  # asked for by --mask-weights / --mask-powers
     for seed in args.seeds:
         clicks = levers.clicks(seed, max(args.counts))
         for count in args.counts:
-            for name, method in levers.methods(args.mask_weights, args.mask_powers).items():
+            for name, method in methods.items():
                 if args.methods and name not in args.methods and name not in swept:
                     continue
                 began = time.perf_counter()

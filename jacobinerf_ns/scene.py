@@ -99,6 +99,11 @@ class Scene:
         towards = torch.nn.functional.normalize(direction.double().reshape(3) @ inverse.T, dim=0)
         return RayClick(label=label, origin=vector(original), direction=vector(towards))
 
+    def training_frames(self) -> List[Frame]:
+        """The training frames (every frame when the dataset lists none): what labels spread over the surfaces are
+        built on, whichever frames are shown or exported."""
+        return [frame for frame in self.frames if frame.split == "train"] or list(self.frames)
+
     def frame_of(self, image: str, where: str) -> Frame:
         """The frame a click's ``image`` names: its path relative to the data folder (or an absolute path), else its
         file name when unique."""

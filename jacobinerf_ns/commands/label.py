@@ -114,8 +114,7 @@ class Label:
         if len(todo) < len(frames):
             CONSOLE.print(f"Resuming: {len(frames) - len(todo)} of {len(frames)} frames already in {self.output_dir}")
         if todo:
-            training = [frame for frame in scene.frames if frame.split == "train"] or list(scene.frames)
-            label = self.labeller(model, clicks, training, pipeline.datamanager)
+            label = self.labeller(model, clicks, scene.training_frames(), pipeline.datamanager)
             for frame in track(todo, description="Labelling frames", console=CONSOLE):
                 folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)

@@ -74,12 +74,12 @@ class SurfaceGraph:
     points: np.ndarray
     unit: np.ndarray
     affinity: "object"
+    surface_affinity: "object"
+    """``S`` of the Jacobian edges alone ``(N, N)``, what a selection spreads over (``affinity`` without masks)."""
     tau: float
     tree: "object"
-    resemblance_power: float = RESEMBLANCE_POWER
+    resemblance_power: float
     """``γ`` of :func:`class_scores` for this graph (:data:`MASKED_RESEMBLANCE_POWER` with masks)."""
-    surface_affinity: "object" = None
-    """``S`` of the Jacobian edges alone ``(N, N)``, what a selection spreads over (``affinity`` without masks)."""
 
     def __len__(self) -> int:
         return len(self.points)
@@ -89,7 +89,7 @@ class SurfaceGraph:
     ) -> np.ndarray:
         """``steps`` steps of ``F ← α S F + (1 − α) Y`` from ``F = Y`` = ``initial`` ``(N, m)``; the surface nodes'
         ``(N, m)`` (mask nodes start at 0 and are left out; ``masks=False``: over the Jacobian edges alone)."""
-        affinity = self.affinity if masks or self.surface_affinity is None else self.surface_affinity
+        affinity = self.affinity if masks else self.surface_affinity
         initial = np.asarray(initial, np.float32)
         mask_nodes = np.zeros((affinity.shape[0] - len(self), initial.shape[1]), np.float32)
         initial = np.concatenate([initial, mask_nodes])
@@ -174,34 +174,30 @@ def build_surface_graph(
     unit = unit_rows(jacobians)
     tree = cKDTree(points)
     count = min(neighbours, len(points) - 1)
-    rows, columns, weights = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    rows, columns = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if count >= 1:
         _, nearest = tree.query(points, count + 1)
-        rows.append(np.repeat(np.arange(len(points)), count))
-        columns.append(nearest[:, 1:].reshape(-1))  # the first is the node itself (or a duplicate of it)
-        weights.append(kernel(unit[rows[-1]], unit[columns[-1]], tau).astype(np.float32))
-    mask_nodes = 0
-    if masks is not None and segment_weight > 0:
-        masked = np.flatnonzero(np.asarray(masks) >= 0)
-        _, mask_node = np.unique(np.asarray(masks)[masked], return_inverse=True)
-        mask_nodes = int(mask_node.max()) + 1 if len(masked) else 0
-        rows.append(masked)
-        columns.append(len(points) + mask_node.reshape(-1))
-        weights.append(np.full(len(masked), segment_weight, np.float32))
-    power = MASKED_RESEMBLANCE_POWER if mask_nodes else RESEMBLANCE_POWER
-    surface = normalised_affinity(rows[:2], columns[:2], weights[:2], len(points))
-    joined = normalised_affinity(rows, columns, weights, len(points) + mask_nodes) if mask_nodes else surface
-    return SurfaceGraph(points, unit, joined, tau, tree, power, surface)
+        rows = np.repeat(np.arange(len(points)), count)
+        columns = nearest[:, 1:].reshape(-1)  # the first is the node itself (or a duplicate of it)
+    edges = (rows, columns, kernel(unit[rows], unit[columns], tau).astype(np.float32))
+    surface = normalised_affinity([edges], len(points))
+    masked = np.flatnonzero(np.asarray(masks) >= 0) if masks is not None and segment_weight > 0 else []
+    if len(masked) == 0:
+        return SurfaceGraph(points, unit, surface, surface, tau, tree, RESEMBLANCE_POWER)
+    _, mask_node = np.unique(np.asarray(masks)[masked], return_inverse=True)
+    mask_node = mask_node.reshape(-1)
+    mask_edges = (masked, len(points) + mask_node, np.full(len(masked), segment_weight, np.float32))
+    joined = normalised_affinity([edges, mask_edges], len(points) + int(mask_node.max()) + 1)
+    return SurfaceGraph(points, unit, joined, surface, tau, tree, MASKED_RESEMBLANCE_POWER)
 
 
-def normalised_affinity(rows, columns, weights, size: int):
-    """``D^-½ W D^-½`` (scipy CSR, float32) of the symmetrised ``W = max(W, Wᵀ)`` with the edges of the
-    concatenated ``rows``, ``columns``, ``weights``; ``D``: row sums of ``W``."""
+def normalised_affinity(edge_sets, size: int):
+    """``D^-½ W D^-½`` (scipy CSR, float32) of the symmetrised ``W = max(W, Wᵀ)`` over ``size`` nodes with the edges
+    of ``edge_sets`` (each ``(rows, columns, weights)``); ``D``: row sums of ``W``."""
     import scipy.sparse as sparse
 
-    affinity = sparse.coo_matrix(
-        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))), shape=(size, size)
-    ).tocsr()
+    rows, columns, weights = (np.concatenate(part) for part in zip(*edge_sets))
+    affinity = sparse.coo_matrix((weights, (rows, columns)), shape=(size, size)).tocsr()
     affinity = affinity.maximum(affinity.T)
     inverse_root = 1.0 / np.sqrt(np.asarray(affinity.sum(axis=1)).ravel() + 1e-12)
     normalised = sparse.diags(inverse_root) @ affinity @ sparse.diags(inverse_root)

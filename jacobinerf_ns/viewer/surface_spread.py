@@ -46,7 +46,7 @@ class SurfaceSpread:
             scene = self.scene()
             if scene is None:
                 raise JacobiNerfError("Spreading over the surfaces needs the run's training frames: no dataset.")
-            frames = [frame for frame in scene.frames if frame.split == "train"] or list(scene.frames)
+            frames = scene.training_frames()
             masks = None if self.masks is None else self.masks(frames)
             self.graph = surface_graph(self.model, (frame.camera for frame in frames), masks=masks)
         return self.graph
