@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.propagation.surface_graph import SEGMENT_WEIGHT, TAU
+from jacobinerf_ns.propagation.surface_graph import SEGMENT_WEIGHT, TAU, mask_key
 
 
 @torch.no_grad()
@@ -149,7 +149,7 @@ class Levers:
         self.points = bank["points"]
         training = self.view < self.train_frames
         masked = training & (bank["instances"] > 0)
-        self.masks = torch.where(masked, (self.view << 32) + bank["instances"], -1)
+        self.masks = torch.where(masked, mask_key(self.view, bank["instances"]), -1)
         """Each pixel's mask: its instance within its own training frame (what per-image masks give), −1 elsewhere."""
         self._graphs: Dict[Tuple[float, float], tuple] = {}
 

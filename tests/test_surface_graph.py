@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jacobinerf_ns.propagation.surface_graph import ALPHA, build_surface_graph, class_scores, kernel, unit_rows
+from jacobinerf_ns.propagation.surface_graph import (
+    ALPHA,
+    build_surface_graph,
+    class_scores,
+    kernel,
+    mask_key,
+    unit_rows,
+)
 
 
 def dense_spread(graph, seeds: np.ndarray, num_classes: int, steps: int) -> np.ndarray:
@@ -137,8 +144,8 @@ def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
     """A ball whose halves have unlike Jacobians (cos 0) against a box that looks more like the lower half (cos 0.6);
     one click on the upper half, one on the box. Without masks the lower half goes to the box; with each of two
     frames' masks (the ball's nodes in one mask, the box's in another) it goes to the ball, and the box stays the
-    box. The spread with mask nodes is the plain series of the affinity over surface and mask nodes; a selection
-    ignores the masks."""
+    box. The spread with mask nodes is the plain series of the affinity over surface and mask nodes; a spread
+    selection ignores the masks."""
     rng = np.random.default_rng(3)
     upper, lower = np.eye(3)[0], np.eye(3)[1]
     box_look = 0.6 * lower + 0.8 * np.eye(3)[2]
@@ -166,7 +173,7 @@ def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
     labels = class_scores(graph.spread(seeds, 2), resemblance, graph.resemblance_power).argmax(axis=1)
     assert np.mean(labels[: len(ball)] == 0) > 0.99, "the whole ball"
     assert np.mean(labels[len(ball) :] == 1) > 0.99, "the box stays the box"
-    # a selection spreads over the Jacobian edges alone, masks or not
+    # a spread selection keeps to the Jacobian edges, masks or not
     np.testing.assert_allclose(graph.selection_share(clicks[0]), plain.selection_share(clicks[0]), rtol=1e-5)
 
     small = build_surface_graph(points[::70], jacobians[::70], neighbours=4, masks=masks[::70])
@@ -178,3 +185,54 @@ def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
     seeds = np.full(len(small), -1)
     seeds[[0, 40]] = [0, 1]
     np.testing.assert_allclose(small.spread(seeds, 2, steps=12), expected[: len(small)], rtol=1e-4, atol=1e-6)
+
+
+def evenly_on_sphere(centre, radius, count, rotation) -> np.ndarray:
+    """``count`` points spread evenly over a sphere (a Fibonacci lattice, turned by ``rotation``): a frame's grid."""
+    index = np.arange(count) + 0.5
+    polar, azimuth = np.arccos(1.0 - 2.0 * index / count), np.pi * (1.0 + 5**0.5) * index
+    directions = np.column_stack([np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar), np.cos(polar)])
+    return np.asarray(centre) + radius * directions @ rotation.T
+
+
+def test_a_selection_with_masks_takes_the_masks_that_share_the_clicked_masks_surface():
+    """A ball whose halves have unlike Jacobians (cos 0), a board standing against its lower half that looks like the
+    lower half (cos 0.6); two frames, each seeing part of the ball (one above z 0.15, one below z 0.25, each on its
+    own even grid) and all of the board, each thing in its own mask. One click on the top: spread over the Jacobians
+    the selection keeps to the top half; with the masks it is the ball's two masks (the second shares with the first
+    all that both frames see of it, 40% of its nodes) and no board (it shares only the line it touches), and a node
+    in no mask takes what the masked nodes around it are."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(4)
+    upper, lower = np.eye(3)[0], np.eye(3)[1]
+    frames = []
+    for view, (keep, shift) in enumerate([(lambda z: z > 0.15, 0.0), (lambda z: z < 0.25, 0.5)]):
+        ball = evenly_on_sphere((0.0, 0.0, 0.3), 0.3, 2000, Rotation.random(random_state=view).as_matrix())
+        ball = ball[keep(ball[:, 2])]
+        step = 0.025
+        y, z = np.meshgrid(np.arange(-0.3, 0.3, step) + shift * step, np.arange(0.0, 0.3, step) + shift * step)
+        board = np.column_stack([np.full(y.size, 0.31), y.ravel(), z.ravel()])
+        frames.append((ball, board))
+    points = np.concatenate([part for ball, board in frames for part in (ball, board)])
+    masks = np.concatenate([mask_key(np.full(len(part), view), mask) for view, (ball, board) in enumerate(frames)
+                            for mask, part in ((1, ball), (2, board))])  # fmt: skip
+    on_ball = (masks & 0xFF) == 1
+    on_top = on_ball & (points[:, 2] > 0.3)
+    looks = np.where(on_top[:, None], upper, np.where(on_ball[:, None], lower, 0.6 * lower + 0.8 * np.eye(3)[2]))
+    jacobians = np.abs(looks + 0.03 * rng.normal(size=looks.shape))
+    unmasked = np.flatnonzero(on_ball)[::40]
+    masks[unmasked] = -1
+    click = int(np.flatnonzero(on_top & (masks == mask_key(0, 1)))[0])
+
+    graph = build_surface_graph(points, jacobians, masks=masks)
+    spread = graph.selection_share(click) > 0.5
+    assert spread[on_ball & ~on_top].mean() < 0.1, "spread over the Jacobians, the lower half stays out"
+    selected = graph.mask_selection(click) > 0.5
+    assert selected[on_ball].mean() > 0.99, "the whole ball, in both frames"
+    assert selected[unmasked].all(), "the ball's nodes in no mask too"
+    assert not selected[~on_ball].any(), "no board"
+    with pytest.raises(ValueError, match="no mask"):
+        graph.mask_selection(int(unmasked[0]))
+    with pytest.raises(ValueError, match="no mask"):
+        build_surface_graph(points, jacobians).mask_selection(click)

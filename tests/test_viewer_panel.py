@@ -326,14 +326,9 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
     share of the spread is above ½ and that resemble the click; back to nearest, the cosine threshold again."""
     from scipy.ndimage import distance_transform_edt
 
-    from jacobinerf_ns.propagation.surface_labelling import (
-        SurfaceSelection,
-        spread_selected,
-        surface_graph,
-        surface_passes,
-    )
+    from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection, surface_graph, surface_passes
     from jacobinerf_ns.runs import instance_names, label_maps, open_run
-    from jacobinerf_ns.scene import dataset_scene
+    from jacobinerf_ns.scene import dataset_scene, frame_masks
     from jacobinerf_ns.visualization import highlight
 
     _, pipeline, _ = open_run(trained_run / "config.yml")
@@ -356,7 +351,7 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
     jacobians, points = torch.cat([j for j, *_ in passes]), torch.cat([p for _, p, *_ in passes])
     click = clicked.jacobian.flatten().float().cpu()
     likeness = (jacobians @ click).abs() / (jacobians.norm(dim=-1) * click.norm()).clamp_min(1e-12)
-    expected = spread_selected(spread.read_rays(jacobians, points)[:, 0], likeness).view(shown["rgb"].shape[:2])
+    expected = spread.selected(spread.read_rays(jacobians, points)[:, 0], likeness).view(shown["rgb"].shape[:2])
     assert 0 < expected.float().mean() < 0.5 and expected[y, x], "the clicked object, not the whole view"
     agree = torch.all(shown[SELECTION].cpu() == highlight(shown["rgb"].cpu(), expected), dim=-1).float().mean()
     assert agree > 0.999
@@ -368,6 +363,25 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
     by_threshold = (likeness > session.settings.threshold).view(expected.shape)
     agree = torch.all(shown[SELECTION].cpu() == highlight(shown["rgb"].cpu(), by_threshold), dim=-1).float().mean()
     assert agree > 0.999
+
+    # with the run's masks (it was shaped with the scene's instances), the masks the click's mask reaches
+    masked = ViewerSession(pipeline.model, scene=lambda: scene, masks=partial(frame_masks, pipeline.datamanager))
+    masked.set_propagation("surface")
+    masked.selection.select(ray_at(camera, y, x))
+    frames, click = scene.training_frames(), masked.selection.clicked
+    masks = frame_masks(pipeline.datamanager, frames)
+    graph = surface_graph(masked.model, [frame.camera for frame in frames], masks=masks)
+    by_masks = SurfaceSelection.of_click(graph, torch.tensor(click.surface), click.jacobian)
+    assert by_masks.min_likeness == 0.0, "a mask selection keeps pixels unlike the click"
+    expected_by_masks = by_masks.selected(by_masks.read_rays(jacobians, points)[:, 0], likeness).view(expected.shape)
+    mask, _ = masked.selection.mask(camera)
+    assert torch.mean((mask.cpu() == expected_by_masks).float()) > 0.999
+
+    def iou(selected: torch.Tensor) -> float:
+        return float((selected & box).sum() / (selected | box).sum())
+
+    print(f"green box IoU: spread {iou(expected):.3f}, masks {iou(expected_by_masks):.3f}")
+    assert iou(expected_by_masks) > max(0.9, iou(expected)), "the masks select the clicked box"
 
 
 LARGE_SURFACE = (

@@ -9,6 +9,9 @@ clicks as seeds, label spreading along it (Zhou et al. 2004, "Learning with loca
   node per mask of each frame, joined to that frame's nodes inside the mask with weight :data:`SEGMENT_WEIGHT`, so a
   class reaches the whole mask its click lies in at once, and the masks of other frames through the surface points
   they share;
+* a click's entity (the viewer's selection): with masks, the masks its mask reaches over the surface they share
+  (:meth:`SurfaceGraph.mask_selection`); without, its spread against the nodes unlike it
+  (:meth:`SurfaceGraph.selection_share`);
 * spreading: ``F ← α S F + (1 − α) Y`` for :data:`SPREAD_STEPS` steps from ``F = Y``, ``S = D^-½ W D^-½`` (``D``:
   row sums of ``W``), ``Y`` one row per node, 1 in the seed's class column; a click seeds the node near its surface
   point whose Jacobian is most like its own, and since ``F`` is linear in ``Y`` each seed's spread is computed once;
@@ -51,6 +54,20 @@ takes one class (docs/propagation_levers.md compares 3 to 100)."""
 MASKED_RESEMBLANCE_POWER = 0.5
 """``γ`` with masks: a mask already stops a class at the object's edge, and much resemblance undoes what the masks
 join (docs/propagation_levers.md compares 0, 0.5, 1 and 4)."""
+MASK_REACH = 1.0
+"""How near, in node spacings, two nodes must lie to be on the same surface (a mask selection)."""
+MASK_COVER = 0.7
+"""A mask joins a selection when more than this share of its nodes that the selection's frames see lie on the
+selection's surface (docs/propagation_levers.md compares 0.5 to 0.8) ..."""
+MASK_MIN_SHARED = 0.1
+"""... and those are more than this share of all its nodes (docs/propagation_levers.md compares 0.1 to 0.3)."""
+FRAME_SHIFT = 32
+"""A node's mask is ``frame << FRAME_SHIFT`` + the mask's id within its frame (:func:`mask_key`)."""
+
+
+def mask_key(frames, ids):
+    """The graph's mask of nodes in ``frames`` (integers) with mask ``ids`` within their frame (any shape)."""
+    return (frames << FRAME_SHIFT) + ids
 
 
 def unit_rows(jacobians: np.ndarray) -> np.ndarray:
@@ -80,6 +97,11 @@ class SurfaceGraph:
     tree: "object"
     resemblance_power: float
     """``γ`` of :func:`class_scores` for this graph (:data:`MASKED_RESEMBLANCE_POWER` with masks)."""
+    masks: Optional[np.ndarray]
+    """``(N,)`` each node's mask (:func:`mask_key`; −1: in none), ``None``: a graph without masks."""
+    spacing: float
+    """The nodes' spacing at the surface: the median distance from a masked node to the nearest other node of its
+    mask (0 without masks)."""
 
     def __len__(self) -> int:
         return len(self.points)
@@ -139,6 +161,46 @@ class SurfaceGraph:
         spread = self.spread_columns(initial, alpha, steps, masks)
         return spread[:, 0] / np.maximum(spread.sum(axis=1), 1e-30)
 
+    def mask_selection(
+        self, node: int, reach: float = MASK_REACH, cover: float = MASK_COVER, min_shared: float = MASK_MIN_SHARED
+    ) -> np.ndarray:
+        """``(N,)`` one click's entity over the masks, 1 selected, 0 not. From the mask of ``node``, a mask joins
+        when, of its nodes that a frame with a selected mask sees (within ``reach`` · :attr:`spacing` of a node of
+        that frame), more than ``cover`` lie on the selection's surface (as near a selected mask's node), and those
+        are more than ``min_shared`` of its nodes; until none joins. Another frame's mask of the same object shares
+        what both frames see of it, a neighbour's mask only its edge. A node in no mask takes the share of its
+        :data:`READ_NEIGHBOURS` nearest masked nodes that are selected."""
+        from scipy.spatial import cKDTree
+
+        if self.masks is None or self.masks[node] < 0:
+            raise ValueError("The click's node lies in no mask: spread its selection (selection_share) instead.")
+        masked = np.flatnonzero(self.masks >= 0)
+        mask_ids, of_node = np.unique(self.masks[masked], return_inverse=True)
+        of_node = of_node.reshape(-1)
+        frame_of_node = (mask_ids >> FRAME_SHIFT)[of_node]
+        points, sizes = self.points[masked], np.bincount(of_node, minlength=len(mask_ids))
+
+        def near(nodes: np.ndarray) -> np.ndarray:
+            """``(len(mask_ids),)`` how many nodes of each mask lie within reach of one of ``nodes``."""
+            distances, _ = cKDTree(points[nodes]).query(points, distance_upper_bound=reach * self.spacing)
+            return np.bincount(of_node, weights=np.isfinite(distances), minlength=len(mask_ids))
+
+        selected = mask_ids == self.masks[node]
+        while True:
+            shared = near(selected[of_node])
+            seen = near(np.isin(frame_of_node, np.unique(frame_of_node[selected[of_node]])))
+            grown = selected | ((shared > cover * seen) & (shared > min_shared * sizes))
+            if (grown == selected).all():
+                break
+            selected = grown
+        share = np.zeros(len(self), np.float32)
+        share[masked] = selected[of_node]
+        unmasked = np.flatnonzero(self.masks < 0)
+        if len(unmasked):
+            _, nearest = cKDTree(points).query(self.points[unmasked], min(READ_NEIGHBOURS, len(masked)))
+            share[unmasked] = selected[of_node[nearest.reshape(len(unmasked), -1)]].mean(axis=1)
+        return share
+
     def seed_nodes(self, points: np.ndarray, unit: np.ndarray) -> np.ndarray:
         """``(K,)`` the node each click seeds: of the :data:`READ_NEIGHBOURS` nodes nearest its point ``(K, 3)``, the
         one whose Jacobian is most like its unit Jacobian ``(K, D)`` (the nearest node may lie across an edge)."""
@@ -167,7 +229,8 @@ def build_surface_graph(
     segment_weight: float = SEGMENT_WEIGHT,
 ) -> SurfaceGraph:
     """The graph over surface ``points`` ``(N, 3)`` with Jacobians ``(N, D)`` (any length; made unit here); ``masks``
-    ``(N,)``: each node's mask, one integer per mask of each frame (−1: in none), or ``None``: no mask nodes."""
+    ``(N,)``: each node's mask, :func:`mask_key` of its frame and the mask's id there (−1: in none), or ``None``: no
+    mask nodes."""
     from scipy.spatial import cKDTree
 
     points = np.asarray(points, dtype=np.float32)
@@ -183,12 +246,29 @@ def build_surface_graph(
     surface = normalised_affinity([edges], len(points))
     masked = np.flatnonzero(np.asarray(masks) >= 0) if masks is not None and segment_weight > 0 else []
     if len(masked) == 0:
-        return SurfaceGraph(points, unit, surface, surface, tau, tree, RESEMBLANCE_POWER)
+        return SurfaceGraph(points, unit, surface, surface, tau, tree, RESEMBLANCE_POWER, None, 0.0)
     _, mask_node = np.unique(np.asarray(masks)[masked], return_inverse=True)
     mask_node = mask_node.reshape(-1)
     mask_edges = (masked, len(points) + mask_node, np.full(len(masked), segment_weight, np.float32))
     joined = normalised_affinity([edges, mask_edges], len(points) + int(mask_node.max()) + 1)
-    return SurfaceGraph(points, unit, joined, surface, tau, tree, MASKED_RESEMBLANCE_POWER)
+    node_masks = np.where(np.asarray(masks) >= 0, np.asarray(masks), -1).astype(np.int64)
+    spacing = mask_spacing(points[masked], mask_node)
+    return SurfaceGraph(points, unit, joined, surface, tau, tree, MASKED_RESEMBLANCE_POWER, node_masks, spacing)
+
+
+def mask_spacing(points: np.ndarray, masks: np.ndarray) -> float:
+    """The median distance from a point ``(N, 3)`` to the nearest other point of its mask (``(N,)`` ids; 0 when no
+    mask has two points)."""
+    from scipy.spatial import cKDTree
+
+    order = np.argsort(masks, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(masks[order]) != 0, True])
+    nearest = []
+    for start, stop in zip(starts[:-1], starts[1:]):
+        if stop - start > 1:
+            group = points[order[start:stop]]
+            nearest.append(cKDTree(group).query(group, 2)[0][:, 1])
+    return float(np.median(np.concatenate(nearest))) if nearest else 0.0
 
 
 def normalised_affinity(edge_sets, size: int):

@@ -44,7 +44,13 @@ from jacobinerf_ns.propagation.protocol import (
     choose_clicks,
 )
 from jacobinerf_ns.propagation.rendering import pixel_jacobians, ray_jacobians
-from jacobinerf_ns.propagation.surface_graph import SurfaceGraph, build_surface_graph, class_scores, unit_rows
+from jacobinerf_ns.propagation.surface_graph import (
+    SurfaceGraph,
+    build_surface_graph,
+    class_scores,
+    mask_key,
+    unit_rows,
+)
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -174,35 +180,39 @@ class SurfaceLabelling:
 
 
 SELECT_SHARE = 0.5
-"""A pixel belongs to a spread selection where the entity's share of the spread is above this (and the pixel
+"""A pixel belongs to a surface selection where the entity's share is above this (and, for a spread, the pixel
 resembles the click: ``|cos| >`` :data:`~.labelling.MIN_EXPLAINED`)."""
 
 
 @dataclass
 class SurfaceSelection:
-    """One click's entity spread over a graph of the frames' surfaces: ``node_share`` ``(N,)``
-    (:meth:`.surface_graph.SurfaceGraph.selection_share` from the node the click seeds)."""
+    """One click's entity over a graph of the frames' surfaces: ``node_share`` ``(N,)``, with masks the masks the
+    click's mask reaches (:meth:`.surface_graph.SurfaceGraph.mask_selection`), else the spread from the node the
+    click seeds (:meth:`.surface_graph.SurfaceGraph.selection_share`); ``min_likeness``: the ``|cos|`` to the click a
+    selected pixel needs (a spread reaches look-alikes' edges, a mask does not)."""
 
     graph: SurfaceGraph
     node_share: np.ndarray
+    min_likeness: float
 
     @classmethod
     def of_click(cls, graph: SurfaceGraph, point: Tensor, jacobian: Tensor) -> "SurfaceSelection":
         """The selection of a click whose surface point is ``point`` ``(3,)`` and Jacobian ``jacobian`` (any shape)."""
         unit = unit_rows(jacobian.reshape(1, -1).float().cpu().numpy())
         node = int(graph.seed_nodes(point.reshape(1, 3).float().cpu().numpy(), unit)[0])
-        return cls(graph, graph.selection_share(node))
+        if graph.masks is not None and graph.masks[node] >= 0:
+            return cls(graph, graph.mask_selection(node), 0.0)
+        return cls(graph, graph.selection_share(node), MIN_EXPLAINED)
 
     def read_rays(self, jacobians: Tensor, points: Tensor) -> Tensor:
         """``(R, 1)`` the entity's share at rays with flat Jacobians ``(R, D)`` and surface points ``(R, 3)`` (CPU)."""
         unit = unit_rows(jacobians.float().cpu().numpy())
         return torch.from_numpy(self.graph.read(self.node_share[:, None], points.float().cpu().numpy(), unit))
 
-
-def spread_selected(share: Tensor, likeness: Tensor) -> Tensor:
-    """Pixels of a spread selection: the entity's share above :data:`SELECT_SHARE` and ``|cos|`` to the click
-    ``likeness`` above :data:`~.labelling.MIN_EXPLAINED`."""
-    return (share > SELECT_SHARE) & (likeness > MIN_EXPLAINED)
+    def selected(self, share: Tensor, likeness: Tensor) -> Tensor:
+        """Pixels of the selection from their read ``share`` and ``|cos|`` to the click ``likeness``: the share
+        above :data:`SELECT_SHARE`, the likeness above :attr:`min_likeness`."""
+        return (share > SELECT_SHARE) & (likeness > self.min_likeness)
 
 
 def surface_graph(
@@ -226,7 +236,8 @@ def render_nodes(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """``(N, 3)`` surface points, ``(N, D)`` flat Jacobians and ``(N,)`` masks of a grid of each one-camera
     ``cameras`` (an iterable, so a caller can wrap it in progress), pixels that hit nothing left out: the graph's
-    nodes. A node's mask is one integer per (camera, mask id of ``masks[v]`` at the pixel), −1 where there is none."""
+    nodes. A node's mask is :func:`.surface_graph.mask_key` of its camera and the id of ``masks[v]`` at its pixel, −1
+    where there is none."""
     points, jacobians, node_masks = [], [], []
     for view, camera in enumerate(cameras):
         height, width = int(camera.height), int(camera.width)
@@ -237,7 +248,7 @@ def render_nodes(
             rows = (grid[:, 0] * mask.shape[0]) // height
             columns = (grid[:, 1] * mask.shape[1]) // width
             found = mask[rows, columns].long()
-            ids = torch.where(found > 0, (view << 32) + found, ids)
+            ids = torch.where(found > 0, mask_key(view, found), ids)
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
         start = 0
         for jacobian, point, _, accumulation in surface_passes(model, bundle):

@@ -2,8 +2,8 @@
 viewer's state, so a frame never mixes two states (the viewer renders in its own thread while clicks arrive).
 
 * ``jacobinerf_response``: how like the selected click each pixel is, ``|cos(J_p, J_k)|`` (heatmap, 1 at the click);
-* ``jacobinerf_selection``: the RGB with the selected entity (that cosine > threshold; spread over the surfaces, the
-  entity's share of the spread, :func:`~jacobinerf_ns.propagation.surface_labelling.spread_selected`) highlighted;
+* ``jacobinerf_selection``: the RGB with the selected entity (that cosine > threshold; over the surfaces, the
+  entity's share, :meth:`~jacobinerf_ns.propagation.surface_labelling.SurfaceSelection.selected`) highlighted;
 * ``jacobinerf_labels``: the labels of the label clicks over the RGB: class score ``s_c`` = max response over the
   class's clicks, label = ``argmax_c s_c``, pixels whose ray hits nothing or that resemble no click
   (:func:`~jacobinerf_ns.propagation.labelling.explained` below ``MIN_EXPLAINED``) unlabelled (as ``jacobinerf-label``
@@ -30,7 +30,7 @@ from jacobinerf_ns.propagation.labelling import (
     explained,
     label_ids,
 )
-from jacobinerf_ns.propagation.surface_labelling import spread_selected
+from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection
 from jacobinerf_ns.visualization import highlight, label_overlay
 
 RESPONSE, SELECTION = "jacobinerf_response", "jacobinerf_selection"
@@ -53,9 +53,9 @@ class Decoration:
     """``(C + 1, 3)`` class colours, 0 = unlabelled."""
     sigma: float
     """σ of the probe: the selection perturbs by σ ``J_k``, label clicks by σ along their unit-length Jacobians."""
-    selection_spread: bool = False
-    """The selection is spread over the surfaces: the render's ``SURFACE_SCORES`` start with its entity share (the
-    labels' class scores, if any, follow) and ``threshold`` does not apply."""
+    selection_spread: Optional[SurfaceSelection] = None
+    """The selection over the surfaces (``None``: by ``threshold``): the render's ``SURFACE_SCORES`` start with its
+    entity share (the labels' class scores, if any, follow) and ``threshold`` does not apply."""
 
 
 def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
@@ -71,8 +71,8 @@ def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
         norm = decoration.selection_norm.to(responses)
         likeness = explained(responses[..., :1], norm, pixel_norms[..., 0], decoration.sigma)
         outputs[RESPONSE] = likeness[..., None]
-        if decoration.selection_spread:
-            selected = spread_selected(surface_scores[..., 0], likeness)
+        if decoration.selection_spread is not None:
+            selected = decoration.selection_spread.selected(surface_scores[..., 0], likeness)
             surface_scores = surface_scores[..., 1:] if surface_scores.shape[-1] > 1 else None
         else:
             selected = likeness > decoration.threshold

@@ -3,9 +3,9 @@ way: ``|cos(J_p, J_k)| > threshold`` (:func:`~jacobinerf_ns.propagation.labellin
 measure labelling leaves pixels unlabelled by). Unlike the response relative to the click's own,
 ``⟨J_p, J_k⟩ / ‖J_k‖²``, it does not grow with ``‖J_p‖``: pixels of another entity with long Jacobians stay out.
 
-With *Label propagation: surface* the selection is what the click spreads over instead
-(:class:`~jacobinerf_ns.propagation.surface_labelling.SurfaceSelection` on the run's surface graph, the labels' graph):
-look-alikes elsewhere, cut off by unlike surfaces, stay out."""
+With *Label propagation: surface* the selection is the click's entity over the run's surface graph, the labels'
+graph, instead (:class:`~jacobinerf_ns.propagation.surface_labelling.SurfaceSelection`): the masks the click's mask
+reaches where the run has masks, else what the click spreads over; look-alikes elsewhere stay out."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, SURFACE_SCORES, Probe
 from jacobinerf_ns.propagation.labelling import explained
 from jacobinerf_ns.propagation.rendering import render_responses
 from jacobinerf_ns.propagation.surface_graph import SurfaceGraph
-from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection, spread_selected
+from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection
 from jacobinerf_ns.viewer.click_evaluation import EvaluatedClick, surface_click
 from jacobinerf_ns.viewer.settings import ViewerSettings
 
@@ -87,4 +87,4 @@ class Selection:
         cosines = explained(responses, norm, outputs[JACOBIAN_NORM][..., 0], self.settings.sigma)
         if spread is None:
             return cosines > self.settings.threshold, outputs
-        return spread_selected(outputs.pop(SURFACE_SCORES)[..., 0], cosines), outputs
+        return spread.selected(outputs.pop(SURFACE_SCORES)[..., 0], cosines), outputs

@@ -114,7 +114,7 @@ class ViewerSession:
             label_ids=self.labels.class_ids(),
             colors=self.labels.colors(),
             sigma=settings.sigma,
-            selection_spread=selection_spread is not None,
+            selection_spread=selection_spread,
         )
         return Probe(
             torch.cat(sources) if sources else None,
