@@ -398,36 +398,42 @@ SPREAD_SELECTION_GAPS = {
 }
 
 
+FLOOR_CLICK = "On machine seed 42 the floor's most interior pixel of view 0 hits no surface (docs/labelling.md)."
+
+
 @pytest.fixture(scope="module")
-def spread_selection_ious(trained_run):
+def surface_selection_ious(trained_run) -> dict[str, dict[str, float]]:
     """IoU over the training frames of what *Select entity* exports with 'Label propagation: surface' for one click
-    inside each object of training view 0 (its most interior pixel), on the trained run."""
+    inside each object of training view 0 (its most interior pixel), on the trained run: ``spread`` without masks,
+    ``masks`` with the run's masks (it was shaped with the scene's instances)."""
     from scipy.ndimage import distance_transform_edt
 
     from jacobinerf_ns.runs import instance_names, label_maps, open_run
-    from jacobinerf_ns.scene import dataset_scene
+    from jacobinerf_ns.scene import dataset_scene, frame_masks
 
     _, pipeline, _ = open_run(trained_run / "config.yml")
     scene = dataset_scene(pipeline.datamanager)
-    session = ViewerSession(pipeline.model, scene=lambda: scene)
-    session.set_propagation("surface")
     train = [frame for frame in scene.frames if frame.split == "train"]
     truth = label_maps(pipeline.datamanager.train_dataparser_outputs, "instances")
-    ious = {}
-    for instance, name in enumerate(instance_names(Path(scene.data_dir))):
-        inside = (truth[0] == instance).numpy()
-        if instance == 0 or not inside.any():
-            continue
-        y, x = np.unravel_index(int(distance_transform_edt(inside).argmax()), inside.shape)
-        if session.selection.select(ray_at(train[0].camera, y, x)).startswith("No surface"):
-            ious[name] = 0.0  # the click cannot select it
-            continue
-        overlap = union = 0
-        for frame in train:
-            selected, target = session.selection.mask(frame.camera)[0].cpu(), truth[frame.index] == instance
-            overlap, union = overlap + int((selected & target).sum()), union + int((selected | target).sum())
-        ious[name] = overlap / max(union, 1)
-    return ious
+    results = {}
+    for kind, masks in (("spread", None), ("masks", partial(frame_masks, pipeline.datamanager))):
+        session = ViewerSession(pipeline.model, scene=lambda: scene, masks=masks)
+        session.set_propagation("surface")
+        ious = results.setdefault(kind, {})
+        for instance, name in enumerate(instance_names(Path(scene.data_dir))):
+            inside = (truth[0] == instance).numpy()
+            if instance == 0 or not inside.any():
+                continue
+            y, x = np.unravel_index(int(distance_transform_edt(inside).argmax()), inside.shape)
+            if session.selection.select(ray_at(train[0].camera, y, x)).startswith("No surface"):
+                ious[name] = 0.0  # the click cannot select it
+                continue
+            overlap = union = 0
+            for frame in train:
+                selected, target = session.selection.mask(frame.camera)[0].cpu(), truth[frame.index] == instance
+                overlap, union = overlap + int((selected & target).sum()), union + int((selected | target).sum())
+            ious[name] = overlap / max(union, 1)
+    return results
 
 
 @pytest.mark.parametrize(
@@ -439,10 +445,28 @@ def spread_selection_ious(trained_run):
         for name in ("ball_red", "ball_blue", "box_green", "vase", *SPREAD_SELECTION_GAPS)
     ],
 )
-def test_one_click_spread_over_the_surfaces_selects_its_whole_object_in_every_frame(spread_selection_ious, name):
+def test_one_click_spread_over_the_surfaces_selects_its_whole_object_in_every_frame(surface_selection_ious, name):
     """By the cosine alone the blue ball and the vase were selected at 0.48-0.97 and 0.51-0.94 (machine seeds 1, 2,
     42); spread over the surfaces, 0.93-0.98 for every object but the yellow box."""
-    assert spread_selection_ious[name] > 0.85, spread_selection_ious
+    assert surface_selection_ious["spread"][name] > 0.85, surface_selection_ious["spread"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ball_red",
+        "ball_blue",
+        "box_green",
+        "vase",
+        "box_yellow",
+        "walls",
+        pytest.param("floor", marks=[pytest.mark.xfail(reason=FLOOR_CLICK, strict=False)]),
+    ],
+)
+def test_one_click_with_masks_selects_its_whole_object_in_every_frame(surface_selection_ious, name):
+    """With the run's masks the selection is the masks the click's mask reaches: every object whole, the yellow box
+    and the walls too, which the spread misses."""
+    assert surface_selection_ious["masks"][name] > 0.85, surface_selection_ious["masks"]
 
 
 def test_saved_clicks_load_into_a_new_session_with_identical_label_maps(session_and_camera, tmp_path):
