@@ -24,8 +24,11 @@ labels, a classifier learnt from the clicks, and labels spread over the scene's 
      the class's ``nearest`` score to the power γ (:func:`jacobinerf_ns.propagation.surface_graph.class_scores`);
    * ``surface_masks``: what ``jacobinerf-label --propagation surface`` labels by on a run shaped with masks: the
      graph also joins each training frame's nodes inside one mask (the bank's instances, taken within each frame
-     only: what a segmenter's per-image masks give), γ as the product sets it with masks; ``geometry_masks``: its
-     spread alone (γ = 0); ``--mask-weights`` / ``--mask-powers`` add it with other mask weights / γ;
+     only: what a segmenter's per-image masks give), a click seeds its selection (``SurfaceGraph.seed``) and the
+     resemblance is the masks' (``SurfaceGraph.node_resemblance``); ``surface_masks_node_seeds`` /
+     ``surface_masks_pixel_resemblance``: one lever off (a click seeds its node / each pixel's own resemblance, at
+     γ 0.5, its best), ``surface_masks_before``: both off (the labels before these levers); ``geometry_masks``: the
+     spread alone (γ = 0); ``--mask-weights`` / ``--mask-powers`` add ``surface_masks`` with other mask weights / γ;
    * ``logistic_all``: the linear classifier fitted to 20000 labelled pixels of the bank, not to the clicks: how much
      of the classes a linear read-out of these Jacobians can separate at all (an upper bound for ``logistic``, not a
      method: it uses the ground truth).
@@ -41,13 +44,16 @@ import json
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.propagation.surface_graph import SEGMENT_WEIGHT, TAU, mask_key
+from jacobinerf_ns.propagation.surface_graph import RESEMBLANCE_POWER, SEGMENT_WEIGHT, TAU, mask_key
+
+PIXEL_MASK_POWER = 0.5
+"""γ with masks and each pixel's own resemblance (its best in the sweep of 0, 0.5, 1 and 4)."""
 
 
 @torch.no_grad()
@@ -152,6 +158,8 @@ class Levers:
         self.masks = torch.where(masked, mask_key(self.view, bank["instances"]), -1)
         """Each pixel's mask: its instance within its own training frame (what per-image masks give), −1 elsewhere."""
         self._graphs: Dict[Tuple[float, float], tuple] = {}
+        self._columns: Dict[Tuple[float, float], Dict[int, np.ndarray]] = {}
+        """Each graph's seeds' spreads (``SurfaceGraph.spread_seeds``), kept across click counts."""
 
     def clicks(self, seed: int, count: int) -> List[int]:
         """:func:`per_class_clicks`, then random labelled pixels of any frame; only pixels whose ray hits a
@@ -210,15 +218,36 @@ class Levers:
             self._graphs[tau, mask_weight] = (nodes, graph)
         return self._graphs[tau, mask_weight]
 
-    def surface(self, clicks: List[int], mask_weight: float = 0.0, power: Optional[float] = None) -> Tensor:
-        """What ``jacobinerf-label --propagation surface`` scores: the spread's class share × resemblance^γ (γ: the
-        graph's unless ``power``)."""
+    def surface(
+        self,
+        clicks: List[int],
+        mask_weight: float = 0.0,
+        power: float = RESEMBLANCE_POWER,
+        seeds_by_mask: bool = True,
+        mask_resemblance: bool = True,
+    ) -> Tensor:
+        """What ``jacobinerf-label --propagation surface`` scores: the spread's class share × resemblance^γ; with
+        masks (``mask_weight`` > 0) a click seeds its selection and the resemblance is the masks', unless turned off
+        (then a click seeds its node, and the resemblance is each pixel's ``nearest`` score)."""
         from jacobinerf_ns.propagation.surface_graph import class_scores
 
-        resemblance = self.nearest(clicks).clamp_min(0.0)
-        power = self.graph(TAU, mask_weight)[1].resemblance_power if power is None else power
-        spread = self.spread(clicks, mask_weight=mask_weight).numpy()
-        return torch.from_numpy(class_scores(spread, resemblance.numpy(), power))
+        nodes, graph = self.graph(TAU, mask_weight)
+        position = np.full(len(self.truth), -1)
+        position[nodes] = np.arange(len(nodes))
+        seeded, classes = position[clicks], self.truth[clicks].numpy()
+        masked = graph.masks is not None
+        if masked and seeds_by_mask:
+            columns = self._columns.setdefault((TAU, mask_weight), {})
+            spread = graph.spread_seeds(seeded, classes, self.classes, columns)
+        else:
+            spread = self.spread(clicks, mask_weight=mask_weight).numpy()[nodes]
+        if masked and mask_resemblance:
+            resemblance = graph.node_resemblance(seeded, classes, self.classes)
+        else:
+            resemblance = self.nearest(clicks).clamp_min(0.0).numpy()[nodes]
+        scores = torch.zeros(len(self.truth), self.classes)
+        scores[nodes] = torch.from_numpy(class_scores(spread, resemblance, power))
+        return scores
 
     def spread(self, clicks: List[int], tau: float = TAU, mask_weight: float = 0.0) -> Tensor:
         nodes, graph = self.graph(tau, mask_weight)
@@ -238,6 +267,13 @@ class Levers:
             "logistic": self.logistic,
             "surface": self.surface,
             "surface_masks": lambda clicks: self.surface(clicks, SEGMENT_WEIGHT),
+            "surface_masks_node_seeds": lambda clicks: self.surface(clicks, SEGMENT_WEIGHT, seeds_by_mask=False),
+            "surface_masks_pixel_resemblance": lambda clicks: self.surface(
+                clicks, SEGMENT_WEIGHT, PIXEL_MASK_POWER, mask_resemblance=False
+            ),
+            "surface_masks_before": lambda clicks: self.surface(
+                clicks, SEGMENT_WEIGHT, PIXEL_MASK_POWER, seeds_by_mask=False, mask_resemblance=False
+            ),
             "geometry_masks": lambda clicks: self.spread(clicks, mask_weight=SEGMENT_WEIGHT),
             **{f"surface_masks_weight_{w:g}": partial(self.surface, mask_weight=w) for w in mask_weights},
             **{

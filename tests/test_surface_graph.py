@@ -143,9 +143,10 @@ def test_a_selection_keeps_to_the_clicked_object_and_leaves_its_look_alike():
 def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
     """A ball whose halves have unlike Jacobians (cos 0) against a box that looks more like the lower half (cos 0.6);
     one click on the upper half, one on the box. Without masks the lower half goes to the box; with each of two
-    frames' masks (the ball's nodes in one mask, the box's in another) it goes to the ball, and the box stays the
-    box. The spread with mask nodes is the plain series of the affinity over surface and mask nodes; a spread
-    selection ignores the masks."""
+    frames' masks (the ball's nodes in one mask, the box's in another) it goes to the ball — a click seeds its whole
+    selection, and a node resembles the click by its mask's mean Jacobian — and the box stays the box. The spread
+    with mask nodes is the plain series of the affinity over surface and mask nodes; a spread selection ignores the
+    masks."""
     rng = np.random.default_rng(3)
     upper, lower = np.eye(3)[0], np.eye(3)[1]
     box_look = 0.6 * lower + 0.8 * np.eye(3)[2]
@@ -161,16 +162,22 @@ def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
     resemblance = np.abs(unit_rows(jacobians) @ unit_rows(jacobians)[clicks].T)
 
     plain = build_surface_graph(points, jacobians)
-    labels = class_scores(plain.spread(seeds, 2), resemblance, plain.resemblance_power).argmax(axis=1)
+    labels = class_scores(plain.spread(seeds, 2), resemblance).argmax(axis=1)
     assert np.mean(labels[: len(ball)][~on_top] == 1) > 0.9, "without masks the lower half takes the box's class"
 
     frame = rng.integers(2, size=len(points))  # each node seen in one of two frames
-    masks = np.where(np.arange(len(points)) < len(ball), 1, 2) + 10 * frame  # (frame, mask) → one integer
-    masks[::50] = -1  # a few nodes in no mask
+    masks = mask_key(frame, np.where(np.arange(len(points)) < len(ball), 1, 2))
+    masks[1::50] = -1  # a few nodes in no mask (not the clicks)
     graph = build_surface_graph(points, jacobians, masks=masks)
     assert graph.affinity.shape == (len(points) + 4,) * 2, "one node per mask of each frame"
-    assert graph.resemblance_power < plain.resemblance_power
-    labels = class_scores(graph.spread(seeds, 2), resemblance, graph.resemblance_power).argmax(axis=1)
+    nodes, classes = np.array(clicks), np.array([0, 1])
+    seed = graph.seed(clicks[0])
+    assert np.isclose(seed.sum(), 1.0) and np.mean(seed[: len(ball)] > 0) > 0.99, "the click seeds the whole ball"
+    assert np.mean(seed[len(ball) :] > 0) < 0.01, "and next to none of the box it touches"
+    resemblance = graph.node_resemblance(nodes, classes, 2)  # the masks' mean directions
+    in_a_mask = masks[: len(ball)] >= 0
+    assert resemblance[: len(ball), 0][in_a_mask].min() > 0.9, "every masked node of the ball resembles the click"
+    labels = class_scores(graph.spread_seeds(nodes, classes, 2), resemblance).argmax(axis=1)
     assert np.mean(labels[: len(ball)] == 0) > 0.99, "the whole ball"
     assert np.mean(labels[len(ball) :] == 1) > 0.99, "the box stays the box"
     # a spread selection keeps to the Jacobian edges, masks or not

@@ -13,15 +13,18 @@ clicks as seeds, label spreading along it (Zhou et al. 2004, "Learning with loca
   (:meth:`SurfaceGraph.mask_selection`); without, its spread against the nodes unlike it
   (:meth:`SurfaceGraph.selection_share`);
 * spreading: ``F ← α S F + (1 − α) Y`` for :data:`SPREAD_STEPS` steps from ``F = Y``, ``S = D^-½ W D^-½`` (``D``:
-  row sums of ``W``), ``Y`` one row per node, 1 in the seed's class column; a click seeds the node near its surface
-  point whose Jacobian is most like its own, and since ``F`` is linear in ``Y`` each seed's spread is computed once;
+  row sums of ``W``), ``Y`` one row per node, the seeds in their class's column; a click seeds the node near its
+  surface point whose Jacobian is most like its own (with masks: that node's selection, mass 1 in all), and since
+  ``F`` is linear in ``Y`` each seed's spread is computed once;
 * reading a point ``p`` (surface point ``x_p``, unit Jacobian ``u_p``): ``F_c(p) = Σ_j w_pj F_jc / Σ_j w_pj`` over its
   :data:`READ_NEIGHBOURS` nearest nodes ``j``, the same kernel as the edges;
-* its class scores (:func:`class_scores`): ``s_c(p) = F_c(p) / Σ_c' F_c'(p) · r_c(p)^γ`` (``γ``: the graph's
-  ``resemblance_power``), with ``r_c(p)`` the best
+* its class scores (:func:`class_scores`): ``s_c(p) = F_c(p) / Σ_c' F_c'(p) · r_c(p)^γ``, with ``r_c(p)`` the best
   ``|cos(u_p, u_k)|`` over the clicks ``k`` of class ``c``: a class must reach p over the surfaces *and* p must look
   like its clicks. Spreading alone lets a class seeded near a large surface take its edge (an object's class spills
-  onto the floor around it when the floor's click is far); the resemblance keeps it there.
+  onto the floor around it when the floor's click is far); the resemblance keeps it there. With masks the
+  resemblance is the masks': ``|cos|`` between the mean unit Jacobians of the node's mask and of the click's node's
+  mask (:meth:`SurfaceGraph.node_resemblance`, read at ``p`` like ``F``): a mask's mean is far less noisy than one
+  pixel's Jacobian.
 
 Pure functions of points and Jacobians (numpy / scipy, no model): the labelling passes that render them live in
 :mod:`.labelling`.
@@ -47,13 +50,11 @@ READ_NEIGHBOURS = 8
 SELECT_REST = 0.7
 """A surface selection's rest: the nodes whose ``|cos|`` to the click is below this (docs/propagation_levers.md)."""
 RESEMBLANCE_POWER = 4
-"""``γ`` of :func:`class_scores` (docs/propagation_levers.md compares 1, 4 and 16)."""
+"""``γ`` of :func:`class_scores` (docs/propagation_levers.md compares 1, 4 and 16; with the masks' resemblance 4 and
+8; with each pixel's own resemblance and masks 0.5 did best, as much of it undid what the masks join)."""
 SEGMENT_WEIGHT = 30.0
 """Weight of the edge between a node and its mask's node (a Jacobian edge weighs at most 1): large enough that a mask
 takes one class (docs/propagation_levers.md compares 3 to 100)."""
-MASKED_RESEMBLANCE_POWER = 0.5
-"""``γ`` with masks: a mask already stops a class at the object's edge, and much resemblance undoes what the masks
-join (docs/propagation_levers.md compares 0, 0.5, 1 and 4)."""
 MASK_REACH = 1.0
 """How near, in node spacings, two nodes must lie to be on the same surface (a mask selection)."""
 MASK_COVER = 0.7
@@ -95,13 +96,15 @@ class SurfaceGraph:
     """``S`` of the Jacobian edges alone ``(N, N)``, what a selection spreads over (``affinity`` without masks)."""
     tau: float
     tree: "object"
-    resemblance_power: float
-    """``γ`` of :func:`class_scores` for this graph (:data:`MASKED_RESEMBLANCE_POWER` with masks)."""
     masks: Optional[np.ndarray]
     """``(N,)`` each node's mask (:func:`mask_key`; −1: in none), ``None``: a graph without masks."""
     spacing: float
     """The nodes' spacing at the surface: the median distance from a masked node to the nearest other node of its
     mask (0 without masks)."""
+    mask_index: Optional[np.ndarray]
+    """``(N,)`` each node's row of :attr:`mask_directions` (−1: in no mask), ``None`` without masks."""
+    mask_directions: Optional[np.ndarray]
+    """``(M, D)`` each mask's mean unit Jacobian, made unit."""
 
     def __len__(self) -> int:
         return len(self.points)
@@ -130,20 +133,52 @@ class SurfaceGraph:
     def spread_seeds(
         self, nodes: np.ndarray, classes: np.ndarray, num_classes: int, columns: Optional[Dict[int, np.ndarray]] = None
     ) -> np.ndarray:
-        """``(N, C)``: ``Σ_k`` the spread of a lone seed at ``nodes[k]``, added to class ``classes[k]`` (0-based).
-        Spreading is linear in ``Y``, so this is :meth:`spread` of those seeds (a node seeded twice counts twice);
-        ``columns`` (node → its lone seed's spread) keeps each column, so a new click costs one column."""
+        """``(N, C)``: ``Σ_k`` the spread of :meth:`seed` ``nodes[k]``, added to class ``classes[k]`` (0-based).
+        Spreading is linear in ``Y``, so without masks this is :meth:`spread` of those seeds (a node seeded twice
+        counts twice); ``columns`` (node → its seed's spread) keeps each column, so a new click costs one column."""
         columns = {} if columns is None else columns
         missing = sorted(set(int(node) for node in nodes) - set(columns))
         if missing:
-            initial = np.zeros((len(self), len(missing)), np.float32)
-            initial[missing, np.arange(len(missing))] = 1.0
+            initial = np.stack([self.seed(node) for node in missing], axis=1)
             for node, column in zip(missing, self.spread_columns(initial).T):
                 columns[node] = column
         scores = np.zeros((len(self), num_classes), np.float32)
         for node, label in zip(nodes, classes):
             scores[:, label] += columns[int(node)]
         return scores
+
+    def seed(self, node: int) -> np.ndarray:
+        """``(N,)`` what a click at ``node`` seeds: the node, or where it lies in a mask, its selection
+        (:meth:`mask_selection` above ½), each node ``1 / size`` (the click's whole object, weighing one click)."""
+        initial = np.zeros(len(self), np.float32)
+        if self.masks is None or self.masks[node] < 0:
+            initial[node] = 1.0
+            return initial
+        selected = self.mask_selection(node) > 0.5
+        initial[selected] = 1.0 / selected.sum()
+        return initial
+
+    def directions(self, nodes: np.ndarray) -> np.ndarray:
+        """``(K, D)`` the unit direction each of ``nodes`` resembles by: its mask's mean unit Jacobian, its own where
+        it is in no mask (or the graph has none)."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        if self.mask_index is None:
+            return self.unit[nodes]
+        rows = self.mask_index[nodes]
+        return np.where((rows >= 0)[:, None], self.mask_directions[np.maximum(rows, 0)], self.unit[nodes])
+
+    def node_resemblance(self, nodes: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:
+        """``(N, C)`` ``r_c`` at every node: the best ``|cos|`` between its :meth:`directions` and those of the
+        seeded ``nodes`` ``(K,)`` of class ``c`` (``classes`` ``(K,)``, 0-based; 0 for a class without one)."""
+        clicked = self.directions(nodes)
+        cosines = np.abs(self.unit @ clicked.T)
+        if self.mask_index is not None:
+            inside = self.mask_index >= 0
+            cosines[inside] = np.abs(self.mask_directions @ clicked.T)[self.mask_index[inside]]
+        resemblance = np.zeros((len(self), num_classes), np.float32)
+        for column, label in enumerate(np.asarray(classes)):
+            resemblance[:, label] = np.maximum(resemblance[:, label], cosines[:, column])
+        return resemblance
 
     def selection_share(
         self, node: int, rest: float = SELECT_REST, alpha: float = ALPHA, steps: int = SPREAD_STEPS, masks: bool = False
@@ -246,14 +281,19 @@ def build_surface_graph(
     surface = normalised_affinity([edges], len(points))
     masked = np.flatnonzero(np.asarray(masks) >= 0) if masks is not None and segment_weight > 0 else []
     if len(masked) == 0:
-        return SurfaceGraph(points, unit, surface, surface, tau, tree, RESEMBLANCE_POWER, None, 0.0)
+        return SurfaceGraph(points, unit, surface, surface, tau, tree, None, 0.0, None, None)
     _, mask_node = np.unique(np.asarray(masks)[masked], return_inverse=True)
     mask_node = mask_node.reshape(-1)
     mask_edges = (masked, len(points) + mask_node, np.full(len(masked), segment_weight, np.float32))
     joined = normalised_affinity([edges, mask_edges], len(points) + int(mask_node.max()) + 1)
     node_masks = np.where(np.asarray(masks) >= 0, np.asarray(masks), -1).astype(np.int64)
     spacing = mask_spacing(points[masked], mask_node)
-    return SurfaceGraph(points, unit, joined, surface, tau, tree, MASKED_RESEMBLANCE_POWER, node_masks, spacing)
+    mask_index = np.full(len(points), -1, np.int64)
+    mask_index[masked] = mask_node
+    directions = np.zeros((int(mask_node.max()) + 1, unit.shape[1]), np.float64)
+    np.add.at(directions, mask_node, unit[masked])
+    directions = unit_rows(directions)
+    return SurfaceGraph(points, unit, joined, surface, tau, tree, node_masks, spacing, mask_index, directions)
 
 
 def mask_spacing(points: np.ndarray, masks: np.ndarray) -> float:

@@ -114,6 +114,9 @@ class SurfaceLabelling:
     graph: SurfaceGraph
     node_scores: np.ndarray
     clicks: ResolvedClicks
+    node_resemblance: Optional[np.ndarray]
+    """``(N, C)`` the masks' resemblance at the nodes (:meth:`.surface_graph.SurfaceGraph.node_resemblance`), read
+    at a ray like the spread; ``None`` without masks: a ray's resemblance is its own Jacobian's."""
 
     @classmethod
     def spread(
@@ -127,7 +130,9 @@ class SurfaceLabelling:
         flat = clicks.jacobians.flatten(1).float().cpu().numpy()
         nodes = graph.seed_nodes(clicks_points(clicks).numpy(), unit_rows(flat))
         classes = np.asarray(clicks.class_ids) - 1
-        return cls(graph, graph.spread_seeds(nodes, classes, clicks.num_classes, columns), clicks)
+        spread = graph.spread_seeds(nodes, classes, clicks.num_classes, columns)
+        resemblance = None if graph.masks is None else graph.node_resemblance(nodes, classes, clicks.num_classes)
+        return cls(graph, spread, clicks, resemblance)
 
     def cosines(self, jacobians: Tensor) -> Tensor:
         """``(R, K)`` ``|cos|`` between rays' flat Jacobians ``(R, D)`` and the clicks'."""
@@ -137,10 +142,15 @@ class SurfaceLabelling:
     def read_rays(self, jacobians: Tensor, points: Tensor) -> Tensor:
         """``(R, C)`` class scores (:func:`.surface_graph.class_scores`) of rays with flat Jacobians ``(R, D)`` whose
         surface points are ``points`` ``(R, 3)``: what ``jacobinerf-label`` writes and the viewer draws (CPU)."""
-        resemblance = labelling_class_scores(self.cosines(jacobians), self.clicks.class_ids, self.clicks.num_classes)
         unit = unit_rows(jacobians.float().cpu().numpy())
-        spread = self.graph.read(self.node_scores, points.float().cpu().numpy(), unit)
-        return torch.from_numpy(class_scores(spread, resemblance.numpy(), self.graph.resemblance_power))
+        points = points.float().cpu().numpy()
+        spread = self.graph.read(self.node_scores, points, unit)
+        if self.node_resemblance is None:
+            ids, count = self.clicks.class_ids, self.clicks.num_classes
+            resemblance = labelling_class_scores(self.cosines(jacobians), ids, count).numpy()
+        else:
+            resemblance = self.graph.read(self.node_resemblance, points, unit)
+        return torch.from_numpy(class_scores(spread, resemblance))
 
     def frame_scores(self, model: JacobiNerfModel, camera: Cameras, dismissed: Optional[Tensor] = None) -> SurfaceFrame:
         """One camera's pixels read from the spread (:class:`SurfaceFrame`); ``dismissed`` ``(D, 3, F[+1])``:
