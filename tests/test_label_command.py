@@ -426,13 +426,13 @@ UNEXPLAINED = (
 )
 CHECKERED_ON_FLOOR = (
     "Its dark squares look like the floor it stands on, so without masks the floor's class, reaching them over the "
-    "contact, wins them (IoU 0.49 on machine seed 42). With the run's masks joined it reached 0.87 on seed 42, one "
-    "draw: expected to fail until more draws confirm it (docs/testing.md)."
+    "contact, wins them (IoU 0.49 on machine seed 42). With the run's masks it reached 0.87 and 0.89 on seed 42's "
+    "one draw: expected to fail until other draws confirm it (docs/testing.md)."
 )
 MASKS_HALF_SCALE = (
     "Under the other normalisation (half the scale, no centring) the spread depends on the training draw: 0.64-0.97 "
-    "without masks on seed 1; with the masks joined the green box fell to 0.54 and the vase to 0.11 on seed 42 "
-    "(docs/testing.md)."
+    "without masks on seed 1; with the masks on seed 42 the vase stays at 0.11-0.12, the green box 0.54-0.79 and "
+    "the red ball 0.52-0.88 (docs/testing.md)."
 )
 EXPECTED_FAILURES = {  # (check, normalisation, object) → why it may fail: calibration in docs/testing.md
     ("lands", "other", "box_yellow"): FLOATER,
