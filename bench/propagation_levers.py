@@ -142,6 +142,13 @@ def per_class_clicks(truth: Tensor, view: Tensor, train_frames: int, generator: 
     return sequence
 
 
+def node_positions(nodes: np.ndarray, size: int) -> np.ndarray:
+    """``(size,)`` each bank pixel's position among the graph's ``nodes`` (−1: not a node)."""
+    position = np.full(size, -1)
+    position[nodes] = np.arange(len(nodes))
+    return position
+
+
 class Levers:
     """The methods on one bank (the graph is built once)."""
 
@@ -232,9 +239,7 @@ class Levers:
         from jacobinerf_ns.propagation.surface_graph import class_scores
 
         nodes, graph = self.graph(TAU, mask_weight)
-        position = np.full(len(self.truth), -1)
-        position[nodes] = np.arange(len(nodes))
-        seeded, classes = position[clicks], self.truth[clicks].numpy()
+        seeded, classes = node_positions(nodes, len(self.truth))[clicks], self.truth[clicks].numpy()
         masked = graph.masks is not None
         if masked and seeds_by_mask:
             columns = self._columns.setdefault((TAU, mask_weight), {})
@@ -251,10 +256,8 @@ class Levers:
 
     def spread(self, clicks: List[int], tau: float = TAU, mask_weight: float = 0.0) -> Tensor:
         nodes, graph = self.graph(tau, mask_weight)
-        position = np.full(len(self.truth), -1)
-        position[nodes] = np.arange(len(nodes))
         seeds = np.full(len(nodes), -1)
-        seeds[position[clicks]] = self.truth[clicks].numpy()
+        seeds[node_positions(nodes, len(self.truth))[clicks]] = self.truth[clicks].numpy()
         scores = torch.zeros(len(self.truth), self.classes)
         scores[nodes] = torch.from_numpy(graph.spread(seeds, self.classes))
         return scores

@@ -71,8 +71,13 @@ def surface_selection(levers, click: int, rest: float, alpha: float, steps: int,
     ``rest``, ``steps`` steps at ``alpha``; ``masks``: on the graph that joins the training frames' masks)."""
     nodes, graph = levers.graph(LEVERS["TAU"], LEVERS["SEGMENT_WEIGHT"] if masks else 0.0)
     share = graph.selection_share(int(np.flatnonzero(nodes == click)[0]), rest, alpha, steps, masks)
+    return on_bank(levers, nodes, share > 0.5)
+
+
+def on_bank(levers, nodes: np.ndarray, selected_nodes: np.ndarray) -> torch.Tensor:
+    """``(P,)`` bank pixels of the ``nodes`` selected (``selected_nodes`` ``(N,)`` bool); the others unselected."""
     selected = torch.zeros(len(levers.truth), dtype=torch.bool)
-    selected[torch.from_numpy(nodes)] = torch.from_numpy(share > 0.5)
+    selected[torch.from_numpy(nodes)] = torch.from_numpy(selected_nodes)
     return selected
 
 
@@ -108,9 +113,7 @@ def main() -> None:
                 began = time.perf_counter()
                 share = graph.mask_selection(node, cover=cover, min_shared=shared)
                 mask_seconds.append(time.perf_counter() - began)
-                selected = torch.zeros(len(levers.truth), dtype=torch.bool)
-                selected[torch.from_numpy(nodes)] = torch.from_numpy(share > 0.5)
-                selections[f"masks_cover_{cover:g}_shared_{shared:g}"] = selected
+                selections[f"masks_cover_{cover:g}_shared_{shared:g}"] = on_bank(levers, nodes, share > 0.5)
         for name, selected in selections.items():
             iou = float((selected & target).sum() / (selected | target).sum().clamp_min(1))
             ious.setdefault(name, []).append(iou)

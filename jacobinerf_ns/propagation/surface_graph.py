@@ -171,10 +171,12 @@ class SurfaceGraph:
         """``(N, C)`` ``r_c`` at every node: the best ``|cos|`` between its :meth:`directions` and those of the
         seeded ``nodes`` ``(K,)`` of class ``c`` (``classes`` ``(K,)``, 0-based; 0 for a class without one)."""
         clicked = self.directions(nodes)
-        cosines = np.abs(self.unit @ clicked.T)
-        if self.mask_index is not None:
-            inside = self.mask_index >= 0
-            cosines[inside] = np.abs(self.mask_directions @ clicked.T)[self.mask_index[inside]]
+        if self.mask_index is None:
+            cosines = np.abs(self.unit @ clicked.T)
+        else:
+            cosines = np.abs(self.mask_directions @ clicked.T)[np.maximum(self.mask_index, 0)]
+            outside = self.mask_index < 0
+            cosines[outside] = np.abs(self.unit[outside] @ clicked.T)
         resemblance = np.zeros((len(self), num_classes), np.float32)
         for column, label in enumerate(np.asarray(classes)):
             resemblance[:, label] = np.maximum(resemblance[:, label], cosines[:, column])
@@ -209,18 +211,17 @@ class SurfaceGraph:
 
         if self.masks is None or self.masks[node] < 0:
             raise ValueError("The click's node lies in no mask: spread its selection (selection_share) instead.")
-        masked = np.flatnonzero(self.masks >= 0)
-        mask_ids, of_node = np.unique(self.masks[masked], return_inverse=True)
-        of_node = of_node.reshape(-1)
-        frame_of_node = (mask_ids >> FRAME_SHIFT)[of_node]
-        points, sizes = self.points[masked], np.bincount(of_node, minlength=len(mask_ids))
+        masked = np.flatnonzero(self.mask_index >= 0)
+        of_node, frame_of_node = self.mask_index[masked], self.masks[masked] >> FRAME_SHIFT
+        count = len(self.mask_directions)
+        points, sizes = self.points[masked], np.bincount(of_node, minlength=count)
 
         def near(nodes: np.ndarray) -> np.ndarray:
-            """``(len(mask_ids),)`` how many nodes of each mask lie within reach of one of ``nodes``."""
+            """``(M,)`` how many nodes of each mask lie within reach of one of ``nodes``."""
             distances, _ = cKDTree(points[nodes]).query(points, distance_upper_bound=reach * self.spacing)
-            return np.bincount(of_node, weights=np.isfinite(distances), minlength=len(mask_ids))
+            return np.bincount(of_node, weights=np.isfinite(distances), minlength=count)
 
-        selected = mask_ids == self.masks[node]
+        selected = np.arange(count) == self.mask_index[node]
         while True:
             shared = near(selected[of_node])
             seen = near(np.isin(frame_of_node, np.unique(frame_of_node[selected[of_node]])))
