@@ -1,17 +1,16 @@
 """``jacobinerf-label`` as a user runs it on a scene with ground truth: labels and point cloud against the truth, with
-the defaults and with every pixel labelled (``--min-explained 0``), and the point cloud at the captured and at the
-rendered depth.
+the defaults and with every pixel labelled, and the point cloud at the captured and at the rendered depth.
 
     python bench/label_quality.py --config RUN/config.yml --out OUT [--clicks 30] [--seed 0] [--frames eval] \
-        [--propagation nearest|surface] [--no-masks]
+        [--propagation surface|nearest] [--no-masks]
 
 1. **Clicks** (``OUT/clicks.json``), on training frames only, from the scene's semantic ground truth: one per class
    the training frames show (a random training frame showing it, a random pixel of the class), then random labelled
    pixels of training frames up to ``--clicks``; each click's class is the ground truth's name of its class.
 2. **Exports**: ``jacobinerf-label`` (a subprocess, as a user runs it, with ``--propagation``) into ``OUT/default``
-   and, for ``nearest``, with ``--min-explained 0`` into ``OUT/every_pixel``; ``OUT/default`` fused again at the
-   rendered depth (``--no-captured-depth``) into ``OUT/rendered`` (the rerun keeps the frames and writes only the
-   point cloud).
+   and with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0``) into ``OUT/every_pixel``;
+   ``OUT/default`` fused again at the rendered depth (``--no-captured-depth``) into ``OUT/rendered`` (the rerun keeps
+   the frames and writes only the point cloud).
 3. **Scores** of each export's ``ids/`` over the exported frames against the ground truth (void pixels not scored):
    mIoU over the classes present there, pixel accuracy, and the share of labelled ground-truth pixels the export
    leaves unlabelled; and its point cloud's figures (``bench/point_cloud_accuracy.py``). Printed and written to
@@ -131,8 +130,8 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames", default="eval", choices=["all", "train", "eval"])
-    parser.add_argument("--propagation", default="nearest", choices=["nearest", "surface"],
-                        help="jacobinerf-label's --propagation for every export")  # fmt: skip
+    parser.add_argument("--propagation", default="surface", choices=["surface", "nearest"],
+                        help="jacobinerf-label's --propagation for every export (its default: surface)")  # fmt: skip
     parser.add_argument("--no-masks", action="store_true", help="pass --no-masks: surface labels without the masks")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -142,9 +141,9 @@ def main() -> None:
     clicks = write_click_set(args.config, args.out, args.clicks, args.seed)
     chosen = ("--propagation", args.propagation, *(["--no-masks"] if args.no_masks else []))
     minutes = {"default": label(args.config, clicks, args.out / "default", args.frames, *chosen)}
-    if args.propagation == "nearest":  # surface labels every pixel that hits a surface already
-        every_pixel = (*chosen, "--min-explained", "0")
-        minutes["every_pixel"] = label(args.config, clicks, args.out / "every_pixel", args.frames, *every_pixel)
+    force = "--min-explained" if args.propagation == "nearest" else "--min-resemblance"
+    every_pixel = (*chosen, force, "0")
+    minutes["every_pixel"] = label(args.config, clicks, args.out / "every_pixel", args.frames, *every_pixel)
     rendered = args.out / "rendered"
     shutil.rmtree(rendered, ignore_errors=True)
     shutil.copytree(args.out / "default", rendered)

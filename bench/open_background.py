@@ -1,6 +1,7 @@
 """Labels and points on what is not there: the sample scene under open sky, labelled as a user labels it.
 
-    python bench/open_background.py --out OUT [--steps 800] [--shaping-start 400] [--seed 42] [--clicks 10]
+    python bench/open_background.py --out OUT [--steps 800] [--shaping-start 400] [--seed 42] [--clicks 10] \
+        [--propagation surface|nearest]
 
 1. **Scene**: the sample scene with ``open_background`` (the objects on a floor patch, open sky behind them: depth 0
    and void there), written into ``OUT/scene``.
@@ -8,8 +9,9 @@
    the scene's instance masks, machine seed ``--seed``), once with the depth loss (the default: the scene has depth
    maps) and once without (``--pipeline.model.depth-loss-mult 0``: a capture without depth).
 3. **Labels**: ``bench/label_quality.py`` on each run, all frames, ``--clicks`` clicks (one per class the training
-   frames show, then random labelled pixels): ``jacobinerf-label`` with the defaults, with ``--min-explained 0``, and
-   fused at the rendered depth (``--no-captured-depth``, the only fusion a capture without depth has).
+   frames show, then random labelled pixels): ``jacobinerf-label`` with the defaults (``--propagation`` as given),
+   with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0``), and fused at the rendered depth
+   (``--no-captured-depth``, the only fusion a capture without depth has).
 
 Report (``OUT/open_background.md`` and stdout): per run and export, the point cloud's share within ``max(5 cm, two
 pixel footprints)`` of the true surface (accuracy), the true surface's share with a point that near (completeness),
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--shaping-start", type=int, default=400)
     parser.add_argument("--seed", type=int, default=42, help="machine seed of the runs")
     parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--propagation", default="surface", choices=["surface", "nearest"])
     args = parser.parse_args()
 
     from jacobinerf_ns import files, runs
@@ -45,7 +48,7 @@ def main() -> None:
     scene = make_sample_scene(args.out / "scene", open_background=True)
     lines = [
         f"Open background ({scene}): the demo's recipe ({args.steps} steps, shaping from {args.shaping_start}, machine "
-        f"seed {args.seed}), {args.clicks} clicks, all frames.",
+        f"seed {args.seed}), {args.clicks} clicks, all frames, --propagation {args.propagation}.",
         "",
         "| run | export | " + " | ".join(name for _, name in FIGURES) + " |",
         "|---|---|" + "---|" * len(FIGURES),
@@ -55,11 +58,11 @@ def main() -> None:
         if not sorted((run / "nerfstudio_models").glob("step-*.ckpt")):
             run = runs.train(scene, args.out / "runs", args.steps, args.shaping_start, "cpu",
                              [*options, "--machine.seed", str(args.seed)], "open_background", name)  # fmt: skip
-        labels = args.out / f"labels_{name}"
+        labels = args.out / f"labels_{name}_{args.propagation}"
         if not (labels / "label_quality.json").is_file():
             subprocess.run([sys.executable, str(Path(__file__).with_name("label_quality.py")), "--config",
                             str(run / "config.yml"), "--out", str(labels), "--clicks", str(args.clicks), "--frames",
-                            "all"], check=True)  # fmt: skip
+                            "all", "--propagation", args.propagation], check=True)  # fmt: skip
         for export, figures in json.loads((labels / "label_quality.json").read_text()).items():
             if isinstance(figures, dict) and "accuracy" in figures:
                 lines.append(f"| {name} | {export} | " + " | ".join(f"{figures[key]:.3f}" for key, _ in FIGURES) + " |")

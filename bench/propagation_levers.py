@@ -25,10 +25,15 @@ labels, a classifier learnt from the clicks, and labels spread over the scene's 
    * ``surface_masks``: what ``jacobinerf-label --propagation surface`` labels by on a run shaped with masks: the
      graph also joins each training frame's nodes inside one mask (the bank's instances, taken within each frame
      only: what a segmenter's per-image masks give), a click seeds its selection (``SurfaceGraph.seed``) and the
-     resemblance is the masks' (``SurfaceGraph.node_resemblance``); ``surface_masks_node_seeds`` /
+     resemblance is the masks' (``SurfaceGraph.node_resemblance``), and a class scores 0 where that resemblance is
+     below ``jacobinerf-label --min-resemblance``'s default (0.3): a pixel no class reaches stays unlabelled (and
+     counts as wrong);
+     ``surface_masks_node_seeds`` /
      ``surface_masks_pixel_resemblance``: one lever off (a click seeds its node / each pixel's own resemblance, at
-     γ 0.5, its best), ``surface_masks_before``: both off (the labels before these levers); ``geometry_masks``: the
-     spread alone (γ = 0); ``--mask-weights`` / ``--mask-powers`` add ``surface_masks`` with other mask weights / γ;
+     γ 0.5, its best), ``surface_masks_before``: both off (the labels before these levers), all three without the
+     gate, as ``surface_masks_every_pixel`` (``surface_masks`` before the gate); ``geometry_masks``: the spread alone
+     (γ = 0); ``--mask-weights`` / ``--mask-powers`` / ``--min-resemblances`` add ``surface_masks`` with other mask
+     weights / γ / gates;
    * ``logistic_all``: the linear classifier fitted to 20000 labelled pixels of the bank, not to the clicks: how much
      of the classes a linear read-out of these Jacobians can separate at all (an upper bound for ``logistic``, not a
      method: it uses the ground truth).
@@ -51,6 +56,7 @@ import torch
 from torch import Tensor
 
 from jacobinerf_ns.propagation.surface_graph import RESEMBLANCE_POWER, SEGMENT_WEIGHT, TAU, mask_key
+from jacobinerf_ns.propagation.surface_labelling import MIN_MASK_RESEMBLANCE
 
 PIXEL_MASK_POWER = 0.5
 """γ with masks and each pixel's own resemblance (its best in the sweep of 0, 0.5, 1 and 4)."""
@@ -232,10 +238,12 @@ class Levers:
         power: float = RESEMBLANCE_POWER,
         seeds_by_mask: bool = True,
         mask_resemblance: bool = True,
+        min_resemblance: float = MIN_MASK_RESEMBLANCE,
     ) -> Tensor:
         """What ``jacobinerf-label --propagation surface`` scores: the spread's class share × resemblance^γ; with
-        masks (``mask_weight`` > 0) a click seeds its selection and the resemblance is the masks', unless turned off
-        (then a click seeds its node, and the resemblance is each pixel's ``nearest`` score)."""
+        masks (``mask_weight`` > 0) a click seeds its selection and the resemblance is the masks', 0 below
+        ``min_resemblance``, unless turned off (then a click seeds its node, and the resemblance is each pixel's
+        ``nearest`` score, ungated)."""
         from jacobinerf_ns.propagation.surface_graph import class_scores
 
         nodes, graph = self.graph(TAU, mask_weight)
@@ -249,9 +257,9 @@ class Levers:
         if masked and mask_resemblance:
             resemblance = graph.node_resemblance(seeded, classes, self.classes)
         else:
-            resemblance = self.nearest(clicks).clamp_min(0.0).numpy()[nodes]
+            resemblance, min_resemblance = self.nearest(clicks).clamp_min(0.0).numpy()[nodes], 0.0
         scores = torch.zeros(len(self.truth), self.classes)
-        scores[nodes] = torch.from_numpy(class_scores(spread, resemblance, power))
+        scores[nodes] = torch.from_numpy(class_scores(spread, resemblance, power, min_resemblance))
         return scores
 
     def spread(self, clicks: List[int], tau: float = TAU, mask_weight: float = 0.0) -> Tensor:
@@ -262,21 +270,27 @@ class Levers:
         scores[nodes] = torch.from_numpy(graph.spread(seeds, self.classes))
         return scores
 
-    def methods(self, mask_weights=(), mask_powers=()) -> Dict[str, Callable[[List[int]], Tensor]]:
-        """The methods by name; ``mask_weights`` / ``mask_powers`` add ``surface_masks`` with another mask weight /
-        resemblance power γ."""
+    def methods(self, mask_weights=(), mask_powers=(), min_resemblances=()) -> Dict[str, Callable[[List[int]], Tensor]]:
+        """The methods by name; ``mask_weights`` / ``mask_powers`` / ``min_resemblances`` add ``surface_masks`` with
+        another mask weight / resemblance power γ / gate."""
+        every_pixel = partial(self.surface, min_resemblance=0.0)
         return {
             "nearest": self.nearest,
             "logistic": self.logistic,
             "surface": self.surface,
             "surface_masks": lambda clicks: self.surface(clicks, SEGMENT_WEIGHT),
-            "surface_masks_node_seeds": lambda clicks: self.surface(clicks, SEGMENT_WEIGHT, seeds_by_mask=False),
-            "surface_masks_pixel_resemblance": lambda clicks: self.surface(
+            "surface_masks_every_pixel": lambda clicks: every_pixel(clicks, SEGMENT_WEIGHT),
+            "surface_masks_node_seeds": lambda clicks: every_pixel(clicks, SEGMENT_WEIGHT, seeds_by_mask=False),
+            "surface_masks_pixel_resemblance": lambda clicks: every_pixel(
                 clicks, SEGMENT_WEIGHT, PIXEL_MASK_POWER, mask_resemblance=False
             ),
-            "surface_masks_before": lambda clicks: self.surface(
+            "surface_masks_before": lambda clicks: every_pixel(
                 clicks, SEGMENT_WEIGHT, PIXEL_MASK_POWER, seeds_by_mask=False, mask_resemblance=False
             ),
+            **{
+                f"surface_masks_min_{m:g}": partial(self.surface, mask_weight=SEGMENT_WEIGHT, min_resemblance=m)
+                for m in min_resemblances
+            },  # fmt: skip
             "geometry_masks": lambda clicks: self.spread(clicks, mask_weight=SEGMENT_WEIGHT),
             **{f"surface_masks_weight_{w:g}": partial(self.surface, mask_weight=w) for w in mask_weights},
             **{
@@ -292,7 +306,8 @@ class Levers:
     def miou(self, scores: Tensor) -> float:
         from jacobinerf_ns.metrics import confusion_matrix, label_metrics
 
-        predicted = torch.where(self.hit, scores.argmax(dim=-1), torch.zeros_like(self.truth))
+        labelled = self.hit & (scores.amax(dim=-1) > 0)  # a pixel no class reaches stays unlabelled (0: wrong)
+        predicted = torch.where(labelled, scores.argmax(dim=-1), torch.zeros_like(self.truth))
         valid = self.truth > 0
         counts = confusion_matrix(predicted[valid], self.truth[valid], self.classes)
         return label_metrics(counts, sorted(set(self.truth[valid].tolist())))["miou"]
@@ -309,12 +324,14 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, help="also plot mIoU against clicks, one line per method, to this PNG")
     parser.add_argument("--mask-weights", type=float, nargs="*", default=[], help="surface_masks with these weights")
     parser.add_argument("--mask-powers", type=float, nargs="*", default=[], help="surface_masks with these γ")
+    parser.add_argument("--min-resemblances", type=float, nargs="*", default=[],
+                        help="surface_masks with these gates (a class scores 0 below)")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     levers = Levers(cached_bank(args.config, args.stride, args.out))
     results: Dict[str, Dict[int, List[float]]] = {}
     seconds: Dict[str, List[float]] = {}
-    methods = levers.methods(args.mask_weights, args.mask_powers)
+    methods = levers.methods(args.mask_weights, args.mask_powers, args.min_resemblances)
     swept = set(methods) - set(levers.methods())  # asked for by --mask-weights / --mask-powers
     for seed in args.seeds:
         clicks = levers.clicks(seed, max(args.counts))

@@ -30,6 +30,7 @@ from jacobinerf_ns.model_config import JacobiNerfModelConfig  # saved config.yml
 from jacobinerf_ns.probe import SURFACE_SCORES, Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES, affinity
+from jacobinerf_ns.view_cache import FieldView, ViewCache, answers
 
 JACOBIAN = "jacobian"
 DEPTH_IMAGE = "depth_image"
@@ -83,6 +84,10 @@ class JacobiNerfModel(NerfactoModel):
         is never seen halfway through a render."""
         self.score_eval_image: Optional[Callable[[int, dict], None]] = None
         """Given each eval image nerfstudio scores (its index in the eval split, and its render): :meth:`scoring`."""
+        self.view_cache: Optional[ViewCache] = None
+        """Set by the viewer: a render of the camera rendered last reuses its field pass when the probe allows
+        (:mod:`jacobinerf_ns.view_cache`), so a click re-labels the view without a field render; cleared by every
+        training step."""
 
     # ---- head inputs and Jacobians ---------------------------------------------------------------------------
 
@@ -219,8 +224,14 @@ class JacobiNerfModel(NerfactoModel):
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
         """Eval render with :attr:`probe` (read once, so a frame never mixes two probes); rays in chunks that shrink
-        with the number of clicks (their responses are per sample)."""
+        with the number of clicks (their responses are per sample). With :attr:`view_cache`, from the camera's kept
+        field pass where it answers the probe."""
         probe = self.probe
+        if self.view_cache is not None and obb_box is None and ViewCache.serves(probe):
+            view = self.view_cache.view(camera, lambda: self._field_view(camera))
+            if answers(view, probe):
+                outputs = view.probed(probe)
+                return probe.decorate(outputs, camera) if probe is not None and probe.decorate is not None else outputs
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
         height, width = bundle.origins.shape[:2]
         chunk = self.config.eval_num_rays_per_chunk
@@ -237,6 +248,29 @@ class JacobiNerfModel(NerfactoModel):
                     pieces[name].append(output.to(bundle.origins.device))
         outputs = {name: torch.cat(parts).view(height, width, -1) for name, parts in pieces.items()}
         return probe.decorate(outputs, camera) if probe is not None and probe.decorate is not None else outputs
+
+    @torch.no_grad()
+    def _field_view(self, camera: Cameras) -> FieldView:
+        """One eval pass of ``camera`` without a probe, with each pixel's flat ray Jacobian and surface point."""
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
+        height, width = bundle.origins.shape[:2]
+        pieces, flats, points, non_negative = defaultdict(list), [], [], True
+        for start in range(0, height * width, self.config.eval_num_rays_per_chunk):
+            rays = bundle.get_row_major_sliced_ray_bundle(start, start + self.config.eval_num_rays_per_chunk)
+            rays = rays.to(self.device)
+            rays = self.collider(rays) if self.collider is not None else rays
+            with self.field.recording() as captured:
+                outputs = super().get_outputs(rays)
+            head = self._head_inputs(*captured[-1])
+            ray = jacobians.ray_jacobian(head.weights, head.rgb, head.features, self.config.shape_bias)
+            flats.append(jacobians.flatten(ray).to(bundle.origins.device))
+            points.append((rays.origins + rays.directions * outputs["depth"].reshape(-1, 1)).to(bundle.origins.device))
+            non_negative &= jacobians.non_negative(head.features) and jacobians.non_negative(head.weights)
+            for name, output in outputs.items():
+                if isinstance(output, Tensor):
+                    pieces[name].append(output.to(bundle.origins.device))
+        outputs = {name: torch.cat(parts).view(height, width, -1) for name, parts in pieces.items()}
+        return FieldView(outputs, torch.cat(flats), torch.cat(points), non_negative)
 
     def get_image_metrics_and_images(self, outputs, batch):
         if self.score_eval_image is not None:
@@ -288,5 +322,11 @@ class JacobiNerfModel(NerfactoModel):
                 self._positive_counts = None
 
         callbacks.append(TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], switch_phase))
+
+        def forget_the_view(step: int) -> None:
+            if self.view_cache is not None:
+                self.view_cache.clear()
+
         callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], update_threshold))
+        callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], forget_the_view))
         return callbacks

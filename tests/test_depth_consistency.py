@@ -258,8 +258,11 @@ def test_the_label_commands_defaults_are_the_librarys():
     from jacobinerf_ns.commands.label import Label
     from jacobinerf_ns.depth_consistency import DEPTH_TOLERANCE, MIN_AGREEING_VIEWS
     from jacobinerf_ns.propagation.labelling import MIN_EXPLAINED
+    from jacobinerf_ns.propagation.surface_labelling import MIN_MASK_RESEMBLANCE, PIXELS_PER_FRAME
 
     defaults = {field.name: field.default for field in fields(Label)}
     assert defaults["min_explained"] == MIN_EXPLAINED
+    assert defaults["min_resemblance"] == MIN_MASK_RESEMBLANCE
+    assert defaults["surface_pixels"] == PIXELS_PER_FRAME
     assert defaults["min_agreeing_views"] == MIN_AGREEING_VIEWS
     assert defaults["depth_tolerance"] == DEPTH_TOLERANCE

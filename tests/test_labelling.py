@@ -173,11 +173,11 @@ def test_class_scores_are_the_best_click_of_each_class_and_confidence_their_marg
     torch.testing.assert_close(scores, torch.tensor([[[0.4, 0.9, 0.0], [0.5, 0.1, 0.0], [0.0, 0.0, 0.0]]]))
     margin = confidence(scores)
     torch.testing.assert_close(margin, torch.tensor([[0.5 / 0.9, 0.4 / 0.5, 0.0]]))
-    assert label_ids(scores, margin).tolist() == [[2, 1, 1]]
+    assert label_ids(scores, margin).tolist() == [[2, 1, 0]], "no class scores above 0 at the third: unlabelled"
     assert label_ids(scores, margin, min_confidence=0.6).tolist() == [[0, 1, 0]]
-    assert label_ids(scores, margin, hit=torch.tensor([[True, False, True]])).tolist() == [[2, 0, 1]]
+    assert label_ids(scores, margin, hit=torch.tensor([[True, False, True]])).tolist() == [[2, 0, 0]]
     resemblance = torch.tensor([[0.9, 0.49, 0.5]])  # best |cos| to a click
-    assert label_ids(scores, margin, resemblance=resemblance, min_explained=0.5).tolist() == [[2, 0, 1]]
+    assert label_ids(scores, margin, resemblance=resemblance, min_explained=0.5).tolist() == [[2, 0, 0]]
     single = class_scores(responses[..., :1], (1,), num_classes=1)
     torch.testing.assert_close(confidence(single), torch.tensor([[1.0, 1.0, 0.0]]))
 

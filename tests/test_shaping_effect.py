@@ -34,8 +34,8 @@ def test_shaping_opens_a_jacobian_cosine_gap(fields):
 
 def selection_iou(pipeline, scene, instance_name: str) -> float:
     """Click the pixel nearest the centre of an instance in the training view that shows most of it; IoU of the
-    viewer's selection with the instance's mask, pooled over the held-out views and a third of the other training
-    views (every third, all around the scene)."""
+    viewer's selection by the Jacobians (*Label propagation: nearest*) with the instance's mask, pooled over the
+    held-out views and a third of the other training views (every third, all around the scene)."""
     from jacobinerf_ns.viewer.session import ViewerSession
 
     instance = instance_names(scene).index(instance_name)
@@ -45,7 +45,8 @@ def selection_iou(pipeline, scene, instance_name: str) -> float:
     where = torch.nonzero(train_labels[view] == instance).float()
     y, x = where[(where - where.mean(dim=0)).norm(dim=-1).argmin()].long().tolist()
     rays = train_outputs.cameras[view : view + 1].generate_rays(camera_indices=0, keep_shape=True)
-    session = ViewerSession(pipeline.model)  # the panel's defaults: threshold 0.5, σ 0.1, 3D responses
+    # no dataset: the selection by the Jacobians alone (|cos| > the panel's threshold, σ 0.1, 3D), what shaping shapes
+    session = ViewerSession(pipeline.model)
     session.selection.select(rays[y : y + 1, x])
     if session.selection.clicked is None:  # the click hits no surface: the viewer selects nothing
         return 0.0
@@ -80,8 +81,8 @@ SHOWN_INSTANCES = ("floor", "walls", "ball_red", "ball_blue", "box_green", "box_
 SMALL_OBJECT = (
     "One click does not select this object reliably yet: after shaping, IoU 0.37-0.91 (blue ball), 0.18-0.84 (yellow "
     "box), 0.09-0.91 (vase) on machine seeds 42, 1 and 2, where the floor, the walls, the red ball and the green box "
-    "reach 0.57-0.99 on each (docs/testing.md). Labels that spread over whole objects (the real-room issue) are what "
-    "will fix it."
+    "reach 0.57-0.99 on each (docs/testing.md). This is the selection by the Jacobians alone; the viewer's default "
+    "selection spreads over the run's masks and surfaces and selects each of them whole (test_viewer_panel)."
 )
 NOT_SELECTED_YET = {
     "ball_blue": SMALL_OBJECT,

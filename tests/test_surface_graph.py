@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from jacobinerf_ns.propagation.labelling import confidence, label_ids
 from jacobinerf_ns.propagation.surface_graph import (
     ALPHA,
     build_surface_graph,
@@ -14,6 +16,7 @@ from jacobinerf_ns.propagation.surface_graph import (
     mask_key,
     unit_rows,
 )
+from jacobinerf_ns.propagation.surface_labelling import MIN_MASK_RESEMBLANCE
 
 
 def dense_spread(graph, seeds: np.ndarray, num_classes: int, steps: int) -> np.ndarray:
@@ -118,6 +121,18 @@ def test_a_click_on_one_colour_of_an_object_labels_the_whole_object():
     assert np.mean(read == truth[0]) > 0.99
 
 
+def test_a_class_does_not_reach_a_point_that_resembles_none_of_its_clicks():
+    """``class_scores``' gate: a class scores 0 where the point's resemblance to it is below ``min_resemblance``
+    however much of the spread it has, and a point no class reaches stays unlabelled."""
+    spread = np.array([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])
+    resemblance = np.array([[0.9, 0.2], [0.3, 0.4], [0.6, 0.49]])
+    np.testing.assert_allclose(class_scores(spread, resemblance, power=1), spread * resemblance)
+    gated = class_scores(spread, resemblance, power=1, min_resemblance=0.5)
+    np.testing.assert_allclose(gated, [[0.81, 0.0], [0.0, 0.0], [0.12, 0.0]])
+    scores = torch.from_numpy(gated)
+    assert label_ids(scores, confidence(scores)).tolist() == [1, 0, 1], "the middle point resembles no class"
+
+
 def test_a_selection_keeps_to_the_clicked_object_and_leaves_its_look_alike():
     """Two balls that look alike (same Jacobians) on a floor that does not, two metres apart; one click on the first.
     Selecting by the Jacobians alone (``|cos| > 0.8``, the viewer's rule) takes both balls; the selection spread over
@@ -177,7 +192,8 @@ def test_a_mask_carries_a_click_over_a_part_whose_jacobians_differ():
     resemblance = graph.node_resemblance(nodes, classes, 2)  # the masks' mean directions
     in_a_mask = masks[: len(ball)] >= 0
     assert resemblance[: len(ball), 0][in_a_mask].min() > 0.9, "every masked node of the ball resembles the click"
-    labels = class_scores(graph.spread_seeds(nodes, classes, 2), resemblance).argmax(axis=1)
+    scores = class_scores(graph.spread_seeds(nodes, classes, 2), resemblance, min_resemblance=MIN_MASK_RESEMBLANCE)
+    labels = label_ids(torch.from_numpy(scores), confidence(torch.from_numpy(scores))).numpy() - 1  # the product's
     assert np.mean(labels[: len(ball)] == 0) > 0.99, "the whole ball"
     assert np.mean(labels[len(ball) :] == 1) > 0.99, "the box stays the box"
     # a spread selection keeps to the Jacobian edges, masks or not

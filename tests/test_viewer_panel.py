@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -31,6 +32,7 @@ from jacobinerf_ns.propagation.labelling import (
 )
 from jacobinerf_ns.propagation.rendering import render_responses
 from jacobinerf_ns.scene import pixel_click, scene_from_outputs
+from jacobinerf_ns.view_cache import ViewCache, answers
 from jacobinerf_ns.viewer.decoration import CONFIDENCE, LABELS, RESPONSE, SELECTION, Decoration, decorate
 from jacobinerf_ns.viewer.export import export_selection
 from jacobinerf_ns.viewer.panel import AUTOSAVE_FILE, JacobiNerfPanel, click_ray
@@ -79,6 +81,14 @@ def session_and_camera(model, scene, scene_outputs):
     return ViewerSession(model, scene=lambda: scene), scene_outputs.cameras[0:1]
 
 
+@pytest.fixture()
+def nearest_session_and_camera(session_and_camera):
+    """A session with *Label propagation: nearest* (labels by the nearest click, selection by the threshold)."""
+    session, camera = session_and_camera
+    session.set_propagation("nearest")
+    return session, camera
+
+
 def painted(session, camera, clicks=PAINTED):
     for name, (y, x) in clicks:
         message = session.labels.add(ray_at(camera, y, x), name)
@@ -94,6 +104,7 @@ def stand_in_pipeline(model, scene, scene_outputs, parser, sample_scene):
         train_dataparser_outputs=scene_outputs,
         eval_dataset=SimpleNamespace(_dataparser_outputs=parser.get_dataparser_outputs("test")),
         dataparser=SimpleNamespace(config=SimpleNamespace(data=sample_scene)),
+        training_masks=lambda: None,  # a run shaped without masks
     )
     pipeline.jacobinerf = JacobiNerfPanel(pipeline.model, pipeline.datamanager)
     return pipeline
@@ -135,8 +146,68 @@ def test_panel_elements_are_found_by_the_viewer_and_drive_the_session(scene, sce
     assert panel.message.startswith("Error: ZeroDivisionError")
 
 
-def test_select_then_render_gives_response_and_selection_outputs(session_and_camera):
-    session, camera = session_and_camera
+def test_labels_and_selection_spread_over_the_surfaces_by_default_and_the_graph_reports_its_progress(
+    panel, model, scene
+):
+    """The panel starts on *Label propagation: surface* (what ``jacobinerf-label`` labels by default); rendering the
+    training frames' graph tells the status how far it is, frame by frame, with the time left; a session without the
+    dataset has nothing to spread over and labels by the nearest click."""
+    assert panel.labels.classes_propagation.value == "surface" == panel.session.settings.propagation
+    assert ViewerSession(model).settings.propagation == "nearest"
+    reports = []
+    session = ViewerSession(model, scene=lambda: scene, progress=reports.append)
+    graph = session.surface.nodes()
+    frames = len(scene.training_frames())
+    assert len(reports) == frames and len(graph) > 0
+    assert reports[0].endswith(f": 0 of {frames}")
+    later = [re.search(f": {done} of {frames}, about \\d+ s left$", reports[done]) for done in range(1, frames)]
+    assert all(later), reports
+    assert session.surface.nodes() is graph and len(reports) == frames, "rendered once per run"
+
+
+def test_a_kept_field_pass_relabels_the_view_as_a_full_render_would(panel, scene_outputs):
+    """Once a viewer click is armed the model keeps the viewer's last field pass: a new label click re-labels the view
+    from it (no field pass) to what a full render gives, a moved camera renders the field again, and a recolouring
+    (which changes the samples' colours) is always rendered in full."""
+    session, camera = panel.session, scene_outputs.cameras[0:1]
+    model = session.model
+    assert model.view_cache is None, "not before a viewer is running"
+    panel.viewer_control.viser_server.scene = SimpleNamespace(on_pointer_event=lambda event_type: lambda cb: cb)
+    panel.select.cb_hook(panel.select)
+    cache = model.view_cache
+    assert cache is not None and panel.message == "Click in the scene to select an entity."
+
+    def full_render() -> dict:
+        model.view_cache = None
+        try:
+            return model.get_outputs_for_camera(camera)
+        finally:
+            model.view_cache = cache
+
+    session.selection.select(ray_at(camera, 18, 24))
+    painted(session, camera, PAINTED[:2])
+    kept = model.get_outputs_for_camera(camera)
+    assert cache.passes == 1 and answers(cache.kept, model.probe), "served from the kept pass"
+    expected = full_render()
+    for key in ("rgb", "depth", RESPONSE, SELECTION, LABELS, CONFIDENCE):
+        torch.testing.assert_close(kept[key], expected[key], atol=1e-5, rtol=1e-4)
+    painted(session, camera, PAINTED[2:])  # two more label clicks: the labels change, the field does not
+    relabelled = model.get_outputs_for_camera(camera)
+    assert cache.passes == 1, "no field pass for a click"
+    torch.testing.assert_close(relabelled[LABELS], full_render()[LABELS], atol=1e-5, rtol=1e-4)
+    assert not torch.equal(relabelled[LABELS], kept[LABELS])
+    model.get_outputs_for_camera(scene_outputs.cameras[1:2])
+    assert cache.passes == 2, "a moved camera renders the field"
+    session.recolor(ray_at(camera, 18, 24), (0.9, 0.1, 0.1))
+    recolored = model.get_outputs_for_camera(camera)
+    assert cache.passes == 2 and not ViewCache.serves(model.probe)
+    torch.testing.assert_close(recolored["rgb"], full_render()["rgb"])
+    cache.clear()
+    assert cache.kept is None
+
+
+def test_select_then_render_gives_response_and_selection_outputs(nearest_session_and_camera):
+    session, camera = nearest_session_and_camera
     session.selection.select(ray_at(camera, 18, 24))
     assert session.selection.clicked is not None
     outputs = session.model.get_outputs_for_camera(camera)
@@ -261,10 +332,10 @@ def test_a_session_without_a_dataset_paints_labels_but_cannot_save_them(model, s
     assert not (tmp_path / "clicks.json").exists()
 
 
-def test_labels_and_confidence_outputs_are_the_class_scores_of_the_labelling_api(session_and_camera):
+def test_labels_and_confidence_outputs_are_the_class_scores_of_the_labelling_api(nearest_session_and_camera):
     """The viewer draws what ``jacobinerf-label`` writes: class score = best click of the class, label = best class,
     confidence = margin of the two best; unlabelled and confident (1) where the ray hits nothing."""
-    session, camera = session_and_camera
+    session, camera = nearest_session_and_camera
     painted(session, camera)
     outputs = session.model.get_outputs_for_camera(camera)
     height, width = int(camera.height), int(camera.width)
@@ -542,8 +613,8 @@ def test_loading_clicks_that_hit_nothing_is_an_error_and_keeps_the_session(sessi
     assert nothing.files.load(classes_only, "classes.json") == "Loaded 0 clicks of 3 classes from classes.json."
 
 
-def test_the_suggested_click_is_where_the_clicks_explain_the_view_least(session_and_camera):
-    session, camera = session_and_camera
+def test_the_suggested_click_is_where_the_clicks_explain_the_view_least(nearest_session_and_camera):
+    session, camera = nearest_session_and_camera
     painted(session, camera)
     with pytest.raises(JacobiNerfError, match="Paint a label first"):
         ViewerSession(session.model, scene=lambda: session.scene).suggestions.suggest(camera)
@@ -615,8 +686,10 @@ def test_spread_over_the_surfaces_the_suggestion_follows_the_best_class_score(se
     assert session.suggestions.suggest(camera).guide == "best cosine"
 
 
-def test_the_least_explained_training_view_is_chosen_from_low_resolution_renders(session_and_camera, scene_outputs):
-    session, camera = session_and_camera
+def test_the_least_explained_training_view_is_chosen_from_low_resolution_renders(
+    nearest_session_and_camera, scene_outputs
+):
+    session, camera = nearest_session_and_camera
     painted(session, camera)
     cameras = scene_outputs.cameras
     small = low_resolution(cameras[3:4], 16)

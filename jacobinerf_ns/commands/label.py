@@ -42,11 +42,11 @@ class Label:
     """Perturbation magnitude σ."""
     frames: Literal["all", "train", "eval"] = "all"
     """Which frames of the dataset to label."""
-    propagation: Literal["nearest", "surface"] = "nearest"
-    """How the clicks' classes reach pixels: nearest (each pixel takes the class of the click its Jacobian is most
-    like, frame by frame) or surface (the classes spread from the clicks over the surfaces the training frames see,
-    across alike Jacobians: a click labels the whole surface it lies on, and every frame agrees; --min-explained does
-    not apply)."""
+    propagation: Literal["surface", "nearest"] = "surface"
+    """How the clicks' classes reach pixels: surface (the classes spread from the clicks over the surfaces the
+    training frames see, across alike Jacobians and the run's masks: a click labels the whole surface and mask it lies
+    on, and every frame agrees) or nearest (each pixel takes the class of the click its Jacobian is most like, frame by
+    frame)."""
     masks: bool = True
     """--propagation surface: join the graph's nodes inside each mask of a training image (the masks the run was
     shaped with: --pipeline.datamanager.masks-dir or the dataset's labels), so a click labels the whole mask it lies
@@ -58,8 +58,12 @@ class Label:
     min_confidence: float = 0.0
     """Pixels whose confidence (s1 − s2) / s1 is below this get id 0 (unlabelled)."""
     min_explained: float = 0.5  # labelling.MIN_EXPLAINED (literal: --help imports no torch)
-    """Pixels that resemble no click (best |cos| of their Jacobian to a click's below this, the measure 'Suggest next
-    click' uses) get id 0; 0 gives every pixel that hits a surface a class (--propagation nearest)."""
+    """--propagation nearest: pixels that resemble no click (best |cos| of their Jacobian to a click's below this, the
+    measure 'Suggest next click' uses) get id 0; 0 gives every pixel that hits a surface a class."""
+    min_resemblance: float = 0.3  # surface_labelling.MIN_MASK_RESEMBLANCE
+    """--propagation surface on a run with masks: a class reaches no pixel whose mask resembles its clicks' masks less
+    than this (|cos| of their mean Jacobians), so a mask nobody clicked anything like stays id 0; 0 gives every pixel
+    that hits a surface a class (without masks the spread labels every such pixel)."""
     voxel_size: Optional[float] = None
     """Voxel of the point cloud, in the units of the poses (default: one pixel's footprint at near depths)."""
     min_agreeing_views: int = 2  # depth_consistency.MIN_AGREEING_VIEWS
@@ -156,7 +160,8 @@ class Label:
             return lambda frame: label_frame(model, frame.camera, clicks, self.space, self.mode, self.sigma, **options)
         cameras = track([frame.camera for frame in frames], "Spreading over the surfaces", console=CONSOLE)
         masks = frame_masks(datamanager, frames) if self.masks else None
-        surface = SurfaceLabelling.spread(surface_graph(model, cameras, self.surface_pixels, masks), clicks)
+        graph = surface_graph(model, cameras, self.surface_pixels, masks)
+        surface = SurfaceLabelling.spread(graph, clicks, min_resemblance=self.min_resemblance)
         return lambda frame: surface.label_frame(model, frame.camera, self.min_confidence)
 
     def check_options(self) -> None:
@@ -166,10 +171,9 @@ class Label:
             raise JacobiNerfError(
                 f"--min-confidence {self.min_confidence} must lie in [0, 1] (confidence is a margin)."
             )
-        if not 0.0 <= self.min_explained <= 1.0:
-            raise JacobiNerfError(
-                f"--min-explained {self.min_explained} must lie in [0, 1] (it is a cosine; 0 labels every pixel)."
-            )
+        for option, value in (("--min-explained", self.min_explained), ("--min-resemblance", self.min_resemblance)):
+            if not 0.0 <= value <= 1.0:
+                raise JacobiNerfError(f"{option} {value} must lie in [0, 1] (it is a cosine; 0 labels every pixel).")
         if self.min_agreeing_views < 0:
             raise JacobiNerfError(f"--min-agreeing-views {self.min_agreeing_views} must be 0 (no depth check) or more.")
         if not 0.0 < self.depth_tolerance < 1.0:
@@ -237,6 +241,7 @@ class Label:
             "sigma": self.sigma,
             "min_confidence": self.min_confidence,
             "min_explained": self.min_explained,
+            "min_resemblance": self.min_resemblance,
             "propagation": self.propagation,
             "surface_pixels": self.surface_pixels,
             "masks": self.masks,

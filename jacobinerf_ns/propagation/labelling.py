@@ -190,10 +190,10 @@ def label_ids(
     resemblance: Optional[Tensor] = None,
     min_explained: float = 0.0,
 ) -> Tensor:
-    """Class id of the best score (1-based); 0 where ``margin < min_confidence``, where ``hit`` is false or where
-    ``resemblance`` (:func:`explained`) is below ``min_explained``."""
+    """Class id of the best score (1-based); 0 where no class scores above 0, where ``margin < min_confidence``,
+    where ``hit`` is false or where ``resemblance`` (:func:`explained`) is below ``min_explained``."""
     ids = scores.argmax(dim=-1) + 1
-    keep = margin >= min_confidence
+    keep = (margin >= min_confidence) & (scores.amax(dim=-1) > 0)
     if hit is not None:
         keep &= hit
     if resemblance is not None:

@@ -325,8 +325,12 @@ def normalised_affinity(edge_sets, size: int):
     return normalised.astype(np.float32).tocsr()
 
 
-def class_scores(spread: np.ndarray, resemblance: np.ndarray, power: float = RESEMBLANCE_POWER) -> np.ndarray:
+def class_scores(
+    spread: np.ndarray, resemblance: np.ndarray, power: float = RESEMBLANCE_POWER, min_resemblance: float = 0.0
+) -> np.ndarray:
     """``(P, C)`` ``F_c / Σ_c' F_c' · r_c^γ`` from read spread scores ``F`` and class resemblances ``r`` (both
-    ``(P, C)``; ``r_c`` = best ``|cos|`` of the point's Jacobian to a click of class ``c``, 0 without one)."""
+    ``(P, C)``; ``r_c`` = best ``|cos|`` of the point's Jacobian to a click of class ``c``, 0 without one), and 0
+    where ``r_c < min_resemblance``: a class does not reach a point that resembles none of its clicks."""
     share = spread / np.maximum(spread.sum(axis=-1, keepdims=True), 1e-30)
-    return share * np.clip(resemblance, 0.0, 1.0) ** power
+    resemblance = np.clip(resemblance, 0.0, 1.0)
+    return np.where(resemblance >= min_resemblance, share * resemblance**power, 0.0)

@@ -7,10 +7,13 @@ the same spread, so frames agree where they see the same surface, and a click's 
 alike Jacobians it lies on; a pixel's score also weighs how much it resembles the class's clicks
 (:func:`.surface_graph.class_scores`).
 
-Unlike :func:`.labelling.label_frame`, no pixel that hits a surface is left unlabelled for resembling no click (the
-spread reaches it through its neighbours); ``explained`` is still the clicks' own resemblance. *Suggest next click*
-follows :meth:`SurfaceFrame.covered`, the best class score, instead: under the spread a pixel no click resembles may
-be well labelled already.
+Where the graph has masks, a class reaches a pixel only where the pixel resembles it (the masks' resemblance ``r_c ≥
+min_resemblance``): a pixel that resembles no class (a mask nobody clicked, a floater) stays unlabelled, as
+:func:`.labelling.label_frame` leaves pixels that resemble no click. Without masks every pixel that hits a surface gets
+a class: there a pixel's resemblance is its own Jacobian's, and the part of an object unlike its click (a two-coloured
+object's other colour) is what the spread exists to reach. ``explained`` is still the clicks' own resemblance. *Suggest
+next click* follows :meth:`SurfaceFrame.covered`, the best class score, instead: under the spread a pixel no click
+resembles may be well labelled already.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ if TYPE_CHECKING:
 
     from jacobinerf_ns.model import JacobiNerfModel
 
+MIN_MASK_RESEMBLANCE = 0.3
+"""With masks, a class reaches no pixel whose mask resembles its clicks' masks less than this (``|cos|`` of their mean
+unit Jacobians; docs/propagation_levers.md measures 0.3 and 0.5)."""
 PIXELS_PER_FRAME = 2048
 """Graph nodes per frame (before dropping pixels that hit nothing): a grid of stride ``√(H·W / this)``."""
 
@@ -117,10 +123,17 @@ class SurfaceLabelling:
     node_resemblance: Optional[np.ndarray]
     """``(N, C)`` the masks' resemblance at the nodes (:meth:`.surface_graph.SurfaceGraph.node_resemblance`), read
     at a ray like the spread; ``None`` without masks: a ray's resemblance is its own Jacobian's."""
+    min_resemblance: float = MIN_MASK_RESEMBLANCE
+    """With masks, a class scores 0 at a ray whose resemblance to it is below this (:func:`.surface_graph.class_scores`;
+    without masks it does not apply)."""
 
     @classmethod
     def spread(
-        cls, graph: SurfaceGraph, clicks: ResolvedClicks, columns: Optional[Dict[int, np.ndarray]] = None
+        cls,
+        graph: SurfaceGraph,
+        clicks: ResolvedClicks,
+        columns: Optional[Dict[int, np.ndarray]] = None,
+        min_resemblance: float = MIN_MASK_RESEMBLANCE,
     ) -> "SurfaceLabelling":
         """The clicks' classes spread over ``graph`` (:func:`surface_graph`) from the nodes they seed
         (:meth:`~.surface_graph.SurfaceGraph.seed_nodes`: their surface points must be known,
@@ -132,7 +145,7 @@ class SurfaceLabelling:
         classes = np.asarray(clicks.class_ids) - 1
         spread = graph.spread_seeds(nodes, classes, clicks.num_classes, columns)
         resemblance = None if graph.masks is None else graph.node_resemblance(nodes, classes, clicks.num_classes)
-        return cls(graph, spread, clicks, resemblance)
+        return cls(graph, spread, clicks, resemblance, min_resemblance)
 
     def cosines(self, jacobians: Tensor) -> Tensor:
         """``(R, K)`` ``|cos|`` between rays' flat Jacobians ``(R, D)`` and the clicks'."""
@@ -147,10 +160,10 @@ class SurfaceLabelling:
         spread = self.graph.read(self.node_scores, points, unit)
         if self.node_resemblance is None:
             ids, count = self.clicks.class_ids, self.clicks.num_classes
-            resemblance = labelling_class_scores(self.cosines(jacobians), ids, count).numpy()
+            resemblance, gate = labelling_class_scores(self.cosines(jacobians), ids, count).numpy(), 0.0
         else:
-            resemblance = self.graph.read(self.node_resemblance, points, unit)
-        return torch.from_numpy(class_scores(spread, resemblance))
+            resemblance, gate = self.graph.read(self.node_resemblance, points, unit), self.min_resemblance
+        return torch.from_numpy(class_scores(spread, resemblance, min_resemblance=gate))
 
     def frame_scores(self, model: JacobiNerfModel, camera: Cameras, dismissed: Optional[Tensor] = None) -> SurfaceFrame:
         """One camera's pixels read from the spread (:class:`SurfaceFrame`); ``dismissed`` ``(D, 3, F[+1])``:
@@ -325,7 +338,7 @@ class SurfacePropagation:
             ),
         )
         graph, columns = self.graph(views)
-        spread = SurfaceLabelling.spread(graph, clicks, columns)
+        spread = SurfaceLabelling.spread(graph, clicks, columns, min_resemblance=0.0)  # the protocol labels every pixel
         label_of_class = torch.tensor(labels)
         return FittedPropagation(
             pixels,

@@ -43,6 +43,7 @@ from jacobinerf_ns.compat import (
 )
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.scene import dataset_scene, frame_masks
+from jacobinerf_ns.view_cache import ViewCache
 from jacobinerf_ns.viewer.export import export_selection
 from jacobinerf_ns.viewer.session import ViewerSession
 from jacobinerf_ns.viewer.settings import ViewerSettings
@@ -96,7 +97,9 @@ class JacobiNerfPanel(nn.Module):
         # A plain, underscored reference: not a submodule, and skipped by the viewer's attribute walk.
         object.__setattr__(self, "_datamanager", datamanager)
         scene = cache(lambda: dataset_scene(datamanager))
-        self.session = ViewerSession(model, scene=scene, masks=lambda frames: frame_masks(datamanager, frames))
+        self.session = ViewerSession(
+            model, scene=scene, masks=lambda frames: frame_masks(datamanager, frames), progress=self.say
+        )
         self._suggestion: Optional[Suggestion] = None  # the one the marker shows (what 'Skip suggestion' dismisses)
         self.viewer_control = ViewerControl()
         # The last message, shown whole (wrapped) by the status element; `activity` is named to sort first.
@@ -108,7 +111,13 @@ class JacobiNerfPanel(nn.Module):
         )
         self.sigma = ViewerSlider("Perturbation σ", 0.1, 0.001, 1.0, 0.001, cb_hook=self.setting("sigma"))
         self.threshold = ViewerSlider(
-            "Selection threshold", ViewerSettings.threshold, 0.0, 1.0, 0.01, cb_hook=self.setting("threshold")
+            "Selection threshold",
+            ViewerSettings.threshold,
+            0.0,
+            1.0,
+            0.01,
+            cb_hook=self.setting("threshold"),
+            hint="With Label propagation: nearest, the |cos| to the clicked Jacobian above which a pixel is selected",
         )
         self.space = ViewerDropdown("Response", "3d", ["3d", "2d"], cb_hook=self.setting("space"))
         self.recolor_to = ViewerRGB("Recolor to", (230, 40, 40))
@@ -142,14 +151,14 @@ class JacobiNerfPanel(nn.Module):
         folder.classes = ViewerMarkdown("Legend", self.legend_markdown())
         folder.classes_propagation = ViewerDropdown(
             "Label propagation",
-            "nearest",
-            ["nearest", "surface"],
+            ViewerSettings.propagation,
+            ["surface", "nearest"],
             cb_hook=self.reported(
                 lambda: self.session.set_propagation(self.labels.classes_propagation.value), rerender=True
             ),
-            hint="nearest: each pixel takes the class of the click it looks most like; surface: the clicks' classes "
-            "spread over the surfaces of the training frames (as jacobinerf-label --propagation surface), and so "
-            "does the selected entity",
+            hint="surface: the clicks' classes spread over the surfaces (and masks) of the training frames, as "
+            "jacobinerf-label labels, and so does the selected entity; nearest: each pixel takes the class of the "
+            "click it looks most like, and the selection is by the threshold",
         )
         folder.click_choice = ViewerDropdown(
             "Label clicks", NO_CLICKS, [NO_CLICKS], hint="The click 'Delete click' removes"
@@ -227,6 +236,9 @@ class JacobiNerfPanel(nn.Module):
         if not hasattr(self.viewer_control, "viser_server"):
             self.say("No viewer is running.")
             return
+
+        if self.session.model.view_cache is None:  # a viewer is running: keep its last field pass
+            self.session.model.view_cache = ViewCache()
 
         def once(click: ViewerClick) -> None:
             self.viewer_control.unregister_pointer_cb()

@@ -41,8 +41,10 @@ class ViewerSession:
     """Selection, label clicks, suggestions, click-set files and recolouring of one model, with the viewer's settings.
 
     ``scene`` gives the run's :class:`~jacobinerf_ns.scene.Scene` (called once, when first needed). Without it
-    (benchmarks) label clicks stay in nerfstudio's frame and cannot be saved or loaded. ``masks`` gives frames' masks
-    (:func:`jacobinerf_ns.scene.frame_masks`), which labels spread over the surfaces join.
+    (benchmarks) label clicks stay in nerfstudio's frame and cannot be saved or loaded, and nothing spreads over the
+    surfaces (propagation ``nearest``). ``masks`` gives frames' masks (:func:`jacobinerf_ns.scene.frame_masks`), which
+    labels and selections spread over the surfaces join; ``progress`` is told how rendering the training frames for
+    the surface graph goes (once per run).
     """
 
     def __init__(
@@ -50,12 +52,13 @@ class ViewerSession:
         model: JacobiNerfModel,
         scene: Optional[Callable[[], Scene]] = None,
         masks: Optional[Callable[[Sequence[Frame]], Optional[List[Optional[Tensor]]]]] = None,
+        progress: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.model = model
-        self.settings = ViewerSettings()
+        self.settings = ViewerSettings() if scene is not None else ViewerSettings(propagation="nearest")
         self.surface_check = SurfaceCheck(model, lambda: self.scene)
         self.labels = LabelClicks(model, lambda: self.scene, self.publish, self.surface_check.warning)
-        self.surface = SurfaceSpread(model, lambda: self.scene, self.labels, masks)
+        self.surface = SurfaceSpread(model, lambda: self.scene, self.labels, masks, progress)
         self.selection = Selection(model, self.settings, self.publish, self.surface_check.warning, self.surface.nodes)
         self.suggestions = Suggestions(model, self.settings, self.labels, self.surface.current)
         self.files = ClickFiles(model, self.labels, lambda: self.scene)

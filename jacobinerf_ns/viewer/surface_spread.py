@@ -5,7 +5,7 @@ graph, built once, and the spread of the current label clicks, redone when the c
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
     from jacobinerf_ns.model import JacobiNerfModel
 
+Item = TypeVar("Item")
+
 
 class SurfaceSpread:
     """Nodes of the run's training frames (and their masks, where ``masks`` gives them) and the spread of ``labels``'
-    clicks over them."""
+    clicks over them; ``progress`` is told, frame by frame, how rendering the nodes goes."""
 
     def __init__(
         self,
@@ -31,8 +33,9 @@ class SurfaceSpread:
         scene: Callable[[], Optional[Scene]],
         labels: LabelClicks,
         masks: Optional[Callable[[Sequence[Frame]], Optional[List[Optional[Tensor]]]]] = None,
+        progress: Optional[Callable[[str], None]] = None,
     ) -> None:
-        self.model, self.scene, self.labels, self.masks = model, scene, labels, masks
+        self.model, self.scene, self.labels, self.masks, self.progress = model, scene, labels, masks, progress
         self.graph: Optional[SurfaceGraph] = None
         self.columns: Dict[int, np.ndarray] = {}
         """Each seeded node's spread: a new click costs one spread, a deleted one none."""
@@ -48,7 +51,10 @@ class SurfaceSpread:
                 raise JacobiNerfError("Spreading over the surfaces needs the run's training frames: no dataset.")
             frames = scene.training_frames()
             masks = None if self.masks is None else self.masks(frames)
-            self.graph = surface_graph(self.model, (frame.camera for frame in frames), masks=masks)
+            cameras = [frame.camera for frame in frames]
+            if self.progress is not None:
+                cameras = reporting(cameras, self.progress)
+            self.graph = surface_graph(self.model, cameras, masks=masks)
         return self.graph
 
     def current(self) -> SurfaceLabelling:
@@ -60,3 +66,13 @@ class SurfaceSpread:
             self._spread = (key, SurfaceLabelling.spread(graph, self.labels.resolved(), self.columns))
             self.seconds = time.perf_counter() - began
         return self._spread[1]
+
+
+def reporting(items: Sequence[Item], report: Callable[[str], None]) -> Iterator[Item]:
+    """``items``, telling ``report`` before each how many are done and about how long the rest will take (the
+    viewer's status: nerfstudio's viewer has no progress bar for a panel's work)."""
+    began = time.perf_counter()
+    for done, item in enumerate(items):
+        left = "" if done == 0 else f", about {(time.perf_counter() - began) / done * (len(items) - done):.0f} s left"
+        report(f"Rendering the training frames for the surface graph (once per run): {done} of {len(items)}{left}")
+        yield item
