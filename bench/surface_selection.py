@@ -19,8 +19,9 @@ instances within each frame, what per-image masks give), the spreads run over it
 
 * ``masks_cover_<c>_shared_<s>``: the masks the click's mask reaches (``SurfaceGraph.mask_selection``: a mask joins
   when more than ``c`` of its nodes that the selection's frames see lie on the selection's surface, and those are
-  more than ``s`` of its nodes), what the viewer's *Select entity* selects with masks; a pixel of an eval frame (no
-  masks) takes the share of its nearest masked nodes.
+  more than ``s`` of its nodes, and its mean unit Jacobian is at least ``--likeness`` like the clicked mask's;
+  ``_like_<l>`` for a value other than the default), what the viewer's *Select entity* selects with masks; a pixel of
+  an eval frame (no masks) takes the share of its nearest masked nodes.
 
 Report: mean IoU over the objects and the share above 0.5 (the real-room issue asks for ≥ 0.6 and ≥ 70%); markdown on
 stdout and in ``<out>/selection.md``.
@@ -39,7 +40,13 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from jacobinerf_ns.propagation.surface_graph import ALPHA, MASK_COVER, MASK_MIN_SHARED, SPREAD_STEPS
+from jacobinerf_ns.propagation.surface_graph import (
+    ALPHA,
+    MASK_COVER,
+    MASK_MIN_LIKENESS,
+    MASK_MIN_SHARED,
+    SPREAD_STEPS,
+)
 
 LEVERS = runpy.run_path(str(Path(__file__).with_name("propagation_levers.py")))
 SHAPING_STUDY = runpy.run_path(str(Path(__file__).with_name("shaping_study.py")))
@@ -91,6 +98,7 @@ def main() -> None:
     parser.add_argument("--masks", action="store_true", help="the graph with the frames' masks; the masks' selection")
     parser.add_argument("--cover", type=float, nargs="+", default=[MASK_COVER], help="mask selection: seen share")
     parser.add_argument("--min-shared", type=float, nargs="+", default=[MASK_MIN_SHARED], help="mask selection")
+    parser.add_argument("--likeness", type=float, nargs="+", default=[MASK_MIN_LIKENESS], help="mask selection")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     bank = torch.load(args.bank, map_location="cpu", weights_only=False)
@@ -109,11 +117,13 @@ def main() -> None:
         if args.masks:
             nodes, graph = levers.graph(LEVERS["TAU"], LEVERS["SEGMENT_WEIGHT"])
             node = int(np.flatnonzero(nodes == click)[0])
-            for cover, shared in itertools.product(args.cover, args.min_shared):
+            for cover, shared, like in itertools.product(args.cover, args.min_shared, args.likeness):
                 began = time.perf_counter()
-                share = graph.mask_selection(node, cover=cover, min_shared=shared)
+                share = graph.mask_selection(node, cover=cover, min_shared=shared, min_likeness=like)
                 mask_seconds.append(time.perf_counter() - began)
-                selections[f"masks_cover_{cover:g}_shared_{shared:g}"] = on_bank(levers, nodes, share > 0.5)
+                name = f"masks_cover_{cover:g}_shared_{shared:g}"
+                name += "" if like == MASK_MIN_LIKENESS else f"_like_{like:g}"
+                selections[name] = on_bank(levers, nodes, share > 0.5)
         for name, selected in selections.items():
             iou = float((selected & target).sum() / (selected | target).sum().clamp_min(1))
             ious.setdefault(name, []).append(iou)

@@ -62,6 +62,10 @@ MASK_COVER = 0.7
 selection's surface (docs/propagation_levers.md compares 0.5 to 0.8) ..."""
 MASK_MIN_SHARED = 0.1
 """... and those are more than this share of all its nodes (docs/propagation_levers.md compares 0.1 to 0.3)."""
+MASK_MIN_LIKENESS = 0.5
+"""... and its mean unit Jacobian is at least this like the clicked mask's (``|cos|``): a mask of another object whose
+nodes a selected mask's stray nodes (a render behind a semi-transparent edge) happen to cover stays out
+(docs/propagation_levers.md)."""
 FRAME_SHIFT = 32
 """A node's mask is ``frame << FRAME_SHIFT`` + the mask's id within its frame (:func:`mask_key`)."""
 
@@ -199,12 +203,18 @@ class SurfaceGraph:
         return spread[:, 0] / np.maximum(spread.sum(axis=1), 1e-30)
 
     def mask_selection(
-        self, node: int, reach: float = MASK_REACH, cover: float = MASK_COVER, min_shared: float = MASK_MIN_SHARED
+        self,
+        node: int,
+        reach: float = MASK_REACH,
+        cover: float = MASK_COVER,
+        min_shared: float = MASK_MIN_SHARED,
+        min_likeness: float = MASK_MIN_LIKENESS,
     ) -> np.ndarray:
         """``(N,)`` one click's entity over the masks, 1 selected, 0 not. From the mask of ``node``, a mask joins
         when, of its nodes that a frame with a selected mask sees (within ``reach`` · :attr:`spacing` of a node of
-        that frame), more than ``cover`` lie on the selection's surface (as near a selected mask's node), and those
-        are more than ``min_shared`` of its nodes; until none joins. Another frame's mask of the same object shares
+        that frame), more than ``cover`` lie on the selection's surface (as near a selected mask's node), those
+        are more than ``min_shared`` of its nodes, and its mean unit Jacobian's ``|cos|`` to the clicked mask's is at
+        least ``min_likeness``; until none joins. Another frame's mask of the same object shares
         what both frames see of it, a neighbour's mask only its edge. A node in no mask takes the share of its
         :data:`READ_NEIGHBOURS` nearest masked nodes that are selected."""
         from scipy.spatial import cKDTree
@@ -222,10 +232,12 @@ class SurfaceGraph:
             return np.bincount(of_node, weights=np.isfinite(distances), minlength=count)
 
         selected = np.arange(count) == self.mask_index[node]
+        directions = unit_rows(self.mask_directions)
+        alike = np.abs(directions @ directions[self.mask_index[node]]) >= min_likeness
         while True:
             shared = near(selected[of_node])
             seen = near(np.isin(frame_of_node, np.unique(frame_of_node[selected[of_node]])))
-            grown = selected | ((shared > cover * seen) & (shared > min_shared * sizes))
+            grown = selected | ((shared > cover * seen) & (shared > min_shared * sizes) & alike)
             if (grown == selected).all():
                 break
             selected = grown
