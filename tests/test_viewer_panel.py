@@ -458,8 +458,8 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
 LARGE_SURFACE = (
     "One click's spread decays across a large surface while the rest reaches it over its edges: the floor and walls "
     "are selected less fully than by the cosine (floor 0.46 and 0.79 against 0.95 and 0.88 on machine seeds 1 and 2, "
-    "walls 0.51-0.93 against 0.62-0.97 on 1, 2, 42); on seed 42 the floor's most interior pixel of view 0 hits no "
-    "surface (docs/labelling.md)."
+    "walls 0.51-0.93 against 0.62-0.97 on 1, 2, 42; measured before the test clicked deeper where a click hits no "
+    "surface)."
 )
 SPREAD_SELECTION_GAPS = {
     "floor": LARGE_SURFACE,

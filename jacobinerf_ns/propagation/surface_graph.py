@@ -65,7 +65,10 @@ MASK_MIN_SHARED = 0.1
 MASK_MIN_LIKENESS = 0.5
 """... and its mean unit Jacobian is at least this like the clicked mask's (``|cos|``): a mask of another object whose
 nodes a selected mask's stray nodes (a render behind a semi-transparent edge) happen to cover stays out
-(docs/propagation_levers.md)."""
+(docs/propagation_levers.md) ..."""
+MASK_SURE_COVER = 0.9
+"""... unless more than this share of what is seen of it lies on the selection's surface: then it joins whatever its
+Jacobians (the other side of a two-coloured object)."""
 FRAME_SHIFT = 32
 """A node's mask is ``frame << FRAME_SHIFT`` + the mask's id within its frame (:func:`mask_key`)."""
 
@@ -214,7 +217,8 @@ class SurfaceGraph:
         when, of its nodes that a frame with a selected mask sees (within ``reach`` · :attr:`spacing` of a node of
         that frame), more than ``cover`` lie on the selection's surface (as near a selected mask's node), those
         are more than ``min_shared`` of its nodes, and its mean unit Jacobian's ``|cos|`` to the clicked mask's is at
-        least ``min_likeness``; until none joins. Another frame's mask of the same object shares
+        least ``min_likeness`` or more than :data:`MASK_SURE_COVER` of what is seen lies on the surface; until none
+        joins. Another frame's mask of the same object shares
         what both frames see of it, a neighbour's mask only its edge. A node in no mask takes the share of its
         :data:`READ_NEIGHBOURS` nearest masked nodes that are selected."""
         from scipy.spatial import cKDTree
@@ -237,7 +241,8 @@ class SurfaceGraph:
         while True:
             shared = near(selected[of_node])
             seen = near(np.isin(frame_of_node, np.unique(frame_of_node[selected[of_node]])))
-            grown = selected | ((shared > cover * seen) & (shared > min_shared * sizes) & alike)
+            on_surface = (shared > cover * seen) & (shared > min_shared * sizes)
+            grown = selected | (on_surface & (alike | (shared > MASK_SURE_COVER * seen)))
             if (grown == selected).all():
                 break
             selected = grown
