@@ -143,6 +143,11 @@ def non_negative(factor: Tensor) -> bool:
     return bool(factor.min() >= -ROUNDING * factor.abs().max())
 
 
+def ray_responses(ray_jacobians: Tensor, sources: Tensor) -> Tensor:
+    """``(R, K)`` ``|⟨J_p, J_k⟩|`` of flat ray Jacobians ``(R, D)`` and sources ``(K, 3, F[+1])``."""
+    return (ray_jacobians @ flatten(sources).T).abs()
+
+
 def linear_responses(
     weights: Tensor, rgb: Tensor, features: Tensor, sources: Tensor, shape_bias: bool = False
 ) -> Tuple[Tensor, Tensor]:
@@ -154,7 +159,7 @@ def linear_responses(
     Otherwise ``⟨j_i, J_k⟩ = (1/3) Σ_c s_ic ⟨h_i, J_k[c]⟩`` is evaluated per sample, without forming the
     ``(R, N, 3, F)`` point Jacobians.
     """
-    ray = (flatten(ray_jacobian(weights, rgb, features, shape_bias)) @ flatten(sources).T).abs()
+    ray = ray_responses(flatten(ray_jacobian(weights, rgb, features, shape_bias)), sources)
     if all(non_negative(factor) for factor in (features, sources, weights)):
         return ray, ray
     inputs = with_bias_input(features, shape_bias)  # (R, N, F')

@@ -39,6 +39,9 @@ DIRECTIONS_NORM = "directions_norm"
 RESPONSE_CHUNK_BYTES = 1 << 28
 """Eval chunks shrink so that a chunk's per-sample response products stay under this size."""
 RESPONSE_CHUNK_MIN_RAYS = 256
+VIEW_JACOBIANS, VIEW_POINTS = "view_jacobians", "view_points"
+"""A field pass's per-pixel flat ray Jacobians and surface points while :meth:`JacobiNerfModel._field_view` gathers
+them (never in a render's outputs)."""
 
 
 def resolve_implementation(requested: str) -> Literal["tcnn", "torch"]:
@@ -227,50 +230,52 @@ class JacobiNerfModel(NerfactoModel):
         with the number of clicks (their responses are per sample). With :attr:`view_cache`, from the camera's kept
         field pass where it answers the probe."""
         probe = self.probe
+        view = None
         if self.view_cache is not None and obb_box is None and ViewCache.serves(probe):
             view = self.view_cache.view(camera, lambda: self._field_view(camera))
-            if answers(view, probe):
-                outputs = view.probed(probe)
-                return probe.decorate(outputs, camera) if probe is not None and probe.decorate is not None else outputs
+        if view is not None and answers(view, probe):
+            outputs = view.probed(probe)
+        else:
+            chunk = self.config.eval_num_rays_per_chunk
+            if probe is not None and probe.sources is not None:
+                per_ray = self.config.num_nerf_samples_per_ray * len(probe.sources) * 3 * 4  # bytes of ⟨h_i, J_k[c]⟩
+                chunk = int(min(chunk, max(RESPONSE_CHUNK_MIN_RAYS, RESPONSE_CHUNK_BYTES // per_ray)))
+            evaluate = self.get_outputs if probe is None else partial(self._probed_outputs, probe=probe)
+            outputs = self._render_in_chunks(camera, chunk, evaluate, obb_box)
+        return probe.decorate(outputs, camera) if probe is not None and probe.decorate is not None else outputs
+
+    def _render_in_chunks(
+        self, camera: Cameras, chunk: int, evaluate: Callable[[RayBundle], dict], obb_box=None
+    ) -> Dict[str, Tensor]:
+        """``evaluate``'s outputs of ``camera``'s rays (collided), ``chunk`` rays at a time, as ``(H, W, ·)``."""
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
         height, width = bundle.origins.shape[:2]
-        chunk = self.config.eval_num_rays_per_chunk
-        if probe is not None and probe.sources is not None:
-            per_ray = self.config.num_nerf_samples_per_ray * len(probe.sources) * 3 * 4  # bytes of ⟨h_i, J_k[c]⟩
-            chunk = int(min(chunk, max(RESPONSE_CHUNK_MIN_RAYS, RESPONSE_CHUNK_BYTES // per_ray)))
         pieces = defaultdict(list)
         for start in range(0, height * width, chunk):
             rays = bundle.get_row_major_sliced_ray_bundle(start, start + chunk).to(self.device)
             rays = self.collider(rays) if self.collider is not None else rays
-            outputs = self.get_outputs(rays) if probe is None else self._probed_outputs(rays, probe)
-            for name, output in outputs.items():
+            for name, output in evaluate(rays).items():
                 if isinstance(output, Tensor):
                     pieces[name].append(output.to(bundle.origins.device))
-        outputs = {name: torch.cat(parts).view(height, width, -1) for name, parts in pieces.items()}
-        return probe.decorate(outputs, camera) if probe is not None and probe.decorate is not None else outputs
+        return {name: torch.cat(parts).view(height, width, -1) for name, parts in pieces.items()}
 
     @torch.no_grad()
     def _field_view(self, camera: Cameras) -> FieldView:
         """One eval pass of ``camera`` without a probe, with each pixel's flat ray Jacobian and surface point."""
-        bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
-        height, width = bundle.origins.shape[:2]
-        pieces, flats, points, non_negative = defaultdict(list), [], [], True
-        for start in range(0, height * width, self.config.eval_num_rays_per_chunk):
-            rays = bundle.get_row_major_sliced_ray_bundle(start, start + self.config.eval_num_rays_per_chunk)
-            rays = rays.to(self.device)
-            rays = self.collider(rays) if self.collider is not None else rays
+        field_pass, non_negative = super().get_outputs, []
+
+        def evaluate(rays: RayBundle) -> dict:
             with self.field.recording() as captured:
-                outputs = super().get_outputs(rays)
+                outputs = field_pass(rays)
             head = self._head_inputs(*captured[-1])
             ray = jacobians.ray_jacobian(head.weights, head.rgb, head.features, self.config.shape_bias)
-            flats.append(jacobians.flatten(ray).to(bundle.origins.device))
-            points.append((rays.origins + rays.directions * outputs["depth"].reshape(-1, 1)).to(bundle.origins.device))
-            non_negative &= jacobians.non_negative(head.features) and jacobians.non_negative(head.weights)
-            for name, output in outputs.items():
-                if isinstance(output, Tensor):
-                    pieces[name].append(output.to(bundle.origins.device))
-        outputs = {name: torch.cat(parts).view(height, width, -1) for name, parts in pieces.items()}
-        return FieldView(outputs, torch.cat(flats), torch.cat(points), non_negative)
+            non_negative.append(jacobians.non_negative(head.features) and jacobians.non_negative(head.weights))
+            points = rays.origins + rays.directions * outputs["depth"].reshape(-1, 1)
+            return {**outputs, VIEW_JACOBIANS: jacobians.flatten(ray), VIEW_POINTS: points}
+
+        outputs = self._render_in_chunks(camera, self.config.eval_num_rays_per_chunk, evaluate)
+        flat, points = outputs.pop(VIEW_JACOBIANS).flatten(0, 1), outputs.pop(VIEW_POINTS).flatten(0, 1)
+        return FieldView(outputs, flat, points, all(non_negative))
 
     def get_image_metrics_and_images(self, outputs, batch):
         if self.score_eval_image is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from jacobinerf_ns.jacobians import flatten, non_negative
+from jacobinerf_ns.jacobians import non_negative, ray_responses
 from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, SURFACE_SCORES, Probe
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ class FieldView:
         if probe is None:
             return outputs
         if probe.sources is not None:
-            sources = flatten(probe.sources.to(self.jacobians)).reshape(len(probe.sources), -1)
-            responses = (probe.sigma * (self.jacobians @ sources.T).abs()).view(height, width, -1)
+            responses = probe.sigma * ray_responses(self.jacobians, probe.sources.to(self.jacobians))
+            responses = responses.view(height, width, -1)
             outputs[RESPONSES["2d"]] = outputs[RESPONSES["3d"]] = responses
             outputs[JACOBIAN_NORM] = self.jacobians.norm(dim=-1).view(height, width, 1)
         if probe.surface is not None:

@@ -236,8 +236,7 @@ class SurfaceGraph:
             return np.bincount(of_node, weights=np.isfinite(distances), minlength=count)
 
         selected = np.arange(count) == self.mask_index[node]
-        directions = unit_rows(self.mask_directions)
-        alike = np.abs(directions @ directions[self.mask_index[node]]) >= min_likeness
+        alike = np.abs(self.mask_directions @ self.mask_directions[self.mask_index[node]]) >= min_likeness
         while True:
             shared = near(selected[of_node])
             seen = near(np.isin(frame_of_node, np.unique(frame_of_node[selected[of_node]])))
