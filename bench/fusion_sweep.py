@@ -2,18 +2,19 @@
 capture without depth maps) with other settings of the multi-view check, against the scene's true surface.
 
     python bench/fusion_sweep.py --export OUT/default --out SWEEP [--tolerances 0.03 0.02] [--views 2 3] \
-        [--frames all] [--data DATA]
+        [--angles 2] [--frames all] [--data DATA]
 
-For each ``--depth-tolerance`` × ``--min-agreeing-views``, the export (its frames: ``ids/``, ``depth/``) is copied to
-``SWEEP/t{τ}_v{n}`` and ``jacobinerf-label`` reruns on it with the export's own run, clicks and labelling settings
-(``export.json``): the rerun keeps every frame and fuses only the point cloud. Each cloud is scored by
-``bench/point_cloud_accuracy.py`` (``--data``: the run's data folder by default); the table is printed and written to
-``SWEEP/fusion_sweep.json``.
+For each ``--depth-tolerance`` × ``--min-agreeing-views`` × ``--min-triangulation-angle`` (``--angles``), the export
+(its frames: ``ids/``, ``depth/``) is copied to ``SWEEP/t{τ}_v{n}_a{angle}`` and ``jacobinerf-label`` reruns on it
+with the export's own run, clicks and labelling settings (``export.json``): the rerun keeps every frame and fuses only
+the point cloud. Each cloud is scored by ``bench/point_cloud_accuracy.py`` (``--data``: the run's data folder by
+default); the table is printed and written to ``SWEEP/fusion_sweep.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import runpy
 import shutil
@@ -26,15 +27,16 @@ RELABEL_OPTIONS = ("space", "mode", "sigma", "min_confidence", "min_explained", 
 """The export's settings (``export.json``) the rerun repeats, so that it keeps the export's frames."""
 
 
-def fuse_again(export: Path, manifest: dict, frames: str, tolerance: float, views: int, out: Path) -> None:
+def fuse_again(export: Path, manifest: dict, frames: str, tolerance: float, views: int, angle: float, out: Path):
     """The export's frames (``--frames frames``; ``manifest``: its ``export.json``) fused again into ``out`` at the
-    rendered depth with ``tolerance`` and ``views``."""
+    rendered depth with ``tolerance``, ``views`` and ``angle``."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(export, out, ignore=shutil.ignore_patterns("transforms.json", "labelled_points.ply"))
     written = len(list((export / "ids").glob("*.png")))
     command = ["jacobinerf-label", "--load-config", manifest["config"], "--clicks", manifest["clicks_file"],
                "--output-dir", str(out), "--frames", frames, "--no-captured-depth",
-               "--depth-tolerance", str(tolerance), "--min-agreeing-views", str(views)]  # fmt: skip
+               "--depth-tolerance", str(tolerance), "--min-agreeing-views", str(views),
+               "--min-triangulation-angle", str(angle)]  # fmt: skip
     for key in RELABEL_OPTIONS:
         command += [f"--{key.replace('_', '-')}", str(manifest[key])]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -50,21 +52,22 @@ def main() -> None:
     parser.add_argument("--frames", default="all", choices=["all", "train", "eval"], help="the export's --frames")
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.03, 0.02])
     parser.add_argument("--views", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--angles", type=float, nargs="+", default=[2.0], help="--min-triangulation-angle values")
     parser.add_argument("--data", type=Path, help="the scene with the true depth (default: the run's data folder)")
     parser.add_argument("--depth-scale", type=float, default=1e-3, help="poses' units per depth unit (mm → m)")
     args = parser.parse_args()
     manifest = json.loads((args.export / "export.json").read_text())
     data = args.data or data_of(Path(manifest["config"]))
     rows = []
-    for tolerance in args.tolerances:
-        for views in args.views:
-            out = args.out / f"t{tolerance:g}_v{views}"
-            fuse_again(args.export, manifest, args.frames, tolerance, views, out)
-            figures = POINT_CLOUD["measure"](out, data, args.depth_scale)
-            rows.append({"depth_tolerance": tolerance, "min_agreeing_views": views, **figures})
-            print(f"τ {tolerance:g}, {views} views: accuracy {figures['accuracy']:.3f}, completeness "
-                  f"{figures['completeness']:.3f}, median distance {figures['median_distance']:.3f}, "
-                  f"{figures['points']} points", flush=True)  # fmt: skip
+    for tolerance, views, angle in itertools.product(args.tolerances, args.views, args.angles):
+        out = args.out / f"t{tolerance:g}_v{views}_a{angle:g}"
+        fuse_again(args.export, manifest, args.frames, tolerance, views, angle, out)
+        figures = POINT_CLOUD["measure"](out, data, args.depth_scale)
+        rows.append({"depth_tolerance": tolerance, "min_agreeing_views": views, "min_triangulation_angle": angle,
+                     **figures})  # fmt: skip
+        print(f"τ {tolerance:g}, {views} views, {angle:g}°: accuracy {figures['accuracy']:.3f}, completeness "
+              f"{figures['completeness']:.3f}, median distance {figures['median_distance']:.3f}, "
+              f"{figures['points']} points", flush=True)  # fmt: skip
     (args.out / "fusion_sweep.json").write_text(json.dumps(rows, indent=2))
 
 

@@ -1,10 +1,12 @@
 """Labels and points on what is not there: the sample scene under open sky, labelled as a user labels it.
 
     python bench/open_background.py --out OUT [--steps 800] [--shaping-start 400] [--seed 42] [--clicks 10] \
-        [--propagation surface|nearest]
+        [--propagation surface|nearest] [--closed-room]
 
 1. **Scene**: the sample scene with ``open_background`` (the objects on a floor patch, open sky behind them: depth 0
-   and void there), written into ``OUT/scene``.
+   and void there), written into ``OUT/scene``; with ``--closed-room``, the sample scene as the demo renders it (a
+   closed room: its run without the depth loss, fused at the rendered depth, is the sample scene with its depth
+   removed).
 2. **Runs**: the demo's recipe (:func:`jacobinerf_ns.runs.train`, ``--steps`` with shaping from ``--shaping-start``,
    the scene's instance masks, machine seed ``--seed``), once with the depth loss (the default: the scene has depth
    maps) and once without (``--pipeline.model.depth-loss-mult 0``: a capture without depth).
@@ -40,14 +42,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="machine seed of the runs")
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--propagation", default="surface", choices=["surface", "nearest"])
+    parser.add_argument("--closed-room", action="store_true", help="the demo's sample scene instead (no open sky)")
     args = parser.parse_args()
 
     from jacobinerf_ns import files, runs
     from jacobinerf_ns.sample_scene import make_sample_scene
 
-    scene = make_sample_scene(args.out / "scene", open_background=True)
+    scene = make_sample_scene(args.out / "scene", open_background=not args.closed_room)
+    title = "Closed room" if args.closed_room else "Open background"
     lines = [
-        f"Open background ({scene}): the demo's recipe ({args.steps} steps, shaping from {args.shaping_start}, machine "
+        f"{title} ({scene}): the demo's recipe ({args.steps} steps, shaping from {args.shaping_start}, machine "
         f"seed {args.seed}), {args.clicks} clicks, all frames, --propagation {args.propagation}.",
         "",
         "| run | export | " + " | ".join(name for _, name in FIGURES) + " |",

@@ -11,12 +11,16 @@ one ray rendered through X), with a relative tolerance τ:
   X and disagrees.
 
 A point is confirmed when at least ``min_views`` views other than its own agree: a floater that one view renders is
-seen past, or not seen, by the others. Depths are nerfstudio's: distances along unit ray directions, NaN where the
-ray hits nothing.
+seen past, or not seen, by the others. A view whose line of sight to X lies within a small angle of the ray X was
+seen along has no parallax on X: it would render the same distance wherever X lies along that ray (a far shell of
+"sky" that every view renders at about the same distance agrees with itself), so, as in multi-view stereo's
+minimum triangulation angle, it does not judge X; its own viewpoint is the 0° case. Depths are nerfstudio's:
+distances along unit ray directions, NaN where the ray hits nothing.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
@@ -32,9 +36,10 @@ office_0 (fx = 150 px), and 5 cm at 1.7 m: the accuracy the fused point cloud ai
 MIN_AGREEING_VIEWS = 2
 """Default number of other views that must agree: one view's ray can meet another view's ray near a surface by
 chance; two confirmations triangulate the point."""
-SAME_VIEWPOINT = 1e-3
-"""A view whose centre lies within this fraction of a point's distance from the point's own viewpoint is that
-viewpoint: it rendered the point and cannot confirm it."""
+MIN_TRIANGULATION_ANGLE = 2.0
+"""Degrees between a point's own ray and a view's line of sight to it below which the view does not judge the point
+(no parallax; COLMAP's stereo filter uses 1°). A far shell confirmed only by nearby viewpoints is rejected by it
+(docs/labelling.md)."""
 
 
 @dataclass(frozen=True)
@@ -132,23 +137,33 @@ def agreement(distance: Tensor, rendered: Tensor, tolerance: float) -> Tuple[Ten
     return agrees, ~(distance > rendered * (1.0 + tolerance))
 
 
+def parallax(points: Tensor, viewpoints: Tensor, centre: Tensor, min_angle: float) -> Tensor:
+    """``(P,)`` bool: a view at ``centre`` ``(3,)`` sees each of the ``(P, 3)`` points at least ``min_angle`` degrees
+    away from the ray it was seen along from ``viewpoints`` ``(P, 3)`` or ``(1, 3)``."""
+    own = torch.nn.functional.normalize(points - viewpoints, dim=-1)
+    other = torch.nn.functional.normalize(points - centre.to(points), dim=-1)
+    return (own * other).sum(dim=-1) <= math.cos(math.radians(min_angle))
+
+
 def view_support(
-    points: Tensor, views: Sequence[DepthView], tolerance: float, viewpoints: Optional[Tensor] = None
+    points: Tensor,
+    views: Sequence[DepthView],
+    tolerance: float,
+    viewpoints: Optional[Tensor] = None,
+    min_angle: float = MIN_TRIANGULATION_ANGLE,
 ) -> ViewSupport:
     """How many ``views`` agree with and see each of the ``(P, 3)`` points (nerfstudio's frame).
 
     ``viewpoints`` ``(P, 3)`` or ``(1, 3)``: where each point was seen from (the frame it was back-projected from, a
-    click's ray origin); a view there (:data:`SAME_VIEWPOINT`) does not judge it. Memory grows with P, not with the
-    number of views.
+    click's ray origin); a view within ``min_angle`` degrees of that ray (:func:`parallax`) does not judge it. Memory
+    grows with P, not with the number of views.
     """
     agreeing = torch.zeros(len(points), dtype=torch.long, device=points.device)
     seeing = torch.zeros_like(agreeing)
     for view in views:
         coords, distance, inside = project(points, view.camera)
         if viewpoints is not None:
-            offset = (camera_centre(view.camera).to(points) - viewpoints).norm(dim=-1)
-            own = offset <= SAME_VIEWPOINT * (points - viewpoints).norm(dim=-1)
-            inside &= ~own
+            inside &= parallax(points, viewpoints, camera_centre(view.camera), min_angle)
         index = torch.nonzero(inside).flatten()
         rendered = sample_depth(view.depth.to(points.device), coords[index])
         agrees, sees = agreement(distance[index], rendered, tolerance)

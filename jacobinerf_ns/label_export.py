@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 from jacobinerf_ns import files
-from jacobinerf_ns.depth_consistency import DepthView, agreement, camera_centre, view_support
+from jacobinerf_ns.depth_consistency import (
+    MIN_TRIANGULATION_ANGLE,
+    DepthView,
+    agreement,
+    camera_centre,
+    view_support,
+)
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.labels import read_label_map
 from jacobinerf_ns.pointcloud import VoxelVote, backproject, to_original_frame, write_ply
@@ -153,6 +159,7 @@ class ExportFolder:
         min_views: int,
         tolerance: float,
         captured: Optional[Callable[[Frame], Optional[torch.Tensor]]] = None,
+        min_angle: float = MIN_TRIANGULATION_ANGLE,
     ) -> Tuple[int, float, float]:
         """Fuses the frames' labelled pixels (id ≠ 0) into ``labelled_points.ply`` (image colours, ids; voxel
         majority vote); returns (points, voxel, share of the labelled pixels kept).
@@ -160,8 +167,9 @@ class ExportFolder:
         Where ``captured(frame)`` gives the capture's depth (distances along the rays, NaN: none;
         :func:`~jacobinerf_ns.pointcloud.captured_distance`), a pixel is fused at the captured depth, and only if the
         rendered depth agrees with it (``|r − c| ≤ τ c``: its label is the captured surface's, not a floater's).
-        Elsewhere it is fused at the rendered depth, and only if at least ``min_views`` of the ``judges`` (other
-        than its own frame) agree (:func:`~jacobinerf_ns.depth_consistency.view_support`; 0: no check).
+        Elsewhere it is fused at the rendered depth, and only if at least ``min_views`` of the ``judges`` (those
+        with ``min_angle`` degrees of parallax on it) agree (:func:`~jacobinerf_ns.depth_consistency.view_support`; 0:
+        no check).
 
         Default voxel: the footprint of one pixel (``distance / fx``) at the near end of the rendered distances
         (:data:`FOOTPRINT_PERCENTILE`), so the cloud keeps about the detail of one view whatever the scene's units,
@@ -186,7 +194,8 @@ class ExportFolder:
             points = backproject(frame.camera, distance)
             if min_views > 0:
                 unchecked = chosen & ~has_sensor
-                support = view_support(points[unchecked], judges, tolerance, camera_centre(frame.camera)[None])
+                viewpoint = camera_centre(frame.camera)[None]
+                support = view_support(points[unchecked], judges, tolerance, viewpoint, min_angle)
                 chosen[unchecked] = support.confirmed(min_views)
             kept += int(chosen.sum())
             colors = to_uint8(load_rgb(frame.image, *rendered.shape))[chosen.numpy()]

@@ -99,6 +99,30 @@ def test_points_only_one_view_renders_are_dropped_and_the_floor_is_kept(views):
     assert (support.seeing <= len(views) - 1).all(), "a point's own view does not judge it"
 
 
+def test_a_far_shell_that_every_view_renders_is_not_confirmed_by_views_without_parallax():
+    """A field that explains the room by a far "sky" shell renders it at about the same distance from every nearby
+    viewpoint, so each view agrees with the others' shell points; views within the minimum triangulation angle of a
+    point's own ray cannot place it along that ray and do not judge it. The floor below, seen at wide angles, stays
+    confirmed."""
+    shell = 200.0  # distance every view renders above the horizon
+    looking_out = [camera_at(position, (position[0], position[1] + 5.0, 0.8)) for position in POSITIONS]
+    views = []
+    for camera in looking_out:
+        floor = floor_depth(camera)
+        views.append(DepthView(camera, torch.where(torch.isfinite(floor), floor, torch.full_like(floor, shell))))
+    own = views[0]
+    points = points_of(own).reshape(-1, 3)
+    far = own.depth.flatten() == shell
+    assert far.any() and (~far).any()
+    viewpoint = centre(own)[None]
+    without_parallax = view_support(points, views, 0.03, viewpoint, min_angle=0.0)
+    assert without_parallax.confirmed(2)[far].float().mean() > 0.8, "the nearby views agree with the shell"
+    support = view_support(points, views, 0.03, viewpoint)
+    assert not support.confirmed(1)[far].any()
+    near_floor = ~far & (own.depth.flatten() < 8.0)
+    assert near_floor.any() and support.confirmed(2)[near_floor].float().mean() > 0.8
+
+
 def test_a_view_that_shows_something_in_front_of_a_point_does_not_judge_it(views):
     point = torch.tensor([[0.1, 0.05, 0.0]])  # on the floor, seen by every view
     before = view_support(point, views, 0.03)
@@ -256,7 +280,7 @@ def test_the_label_commands_defaults_are_the_librarys():
     from dataclasses import fields
 
     from jacobinerf_ns.commands.label import Label
-    from jacobinerf_ns.depth_consistency import DEPTH_TOLERANCE, MIN_AGREEING_VIEWS
+    from jacobinerf_ns.depth_consistency import DEPTH_TOLERANCE, MIN_AGREEING_VIEWS, MIN_TRIANGULATION_ANGLE
     from jacobinerf_ns.propagation.labelling import MIN_EXPLAINED
     from jacobinerf_ns.propagation.surface_labelling import MIN_MASK_RESEMBLANCE, PIXELS_PER_FRAME
 
@@ -266,3 +290,4 @@ def test_the_label_commands_defaults_are_the_librarys():
     assert defaults["surface_pixels"] == PIXELS_PER_FRAME
     assert defaults["min_agreeing_views"] == MIN_AGREEING_VIEWS
     assert defaults["depth_tolerance"] == DEPTH_TOLERANCE
+    assert defaults["min_triangulation_angle"] == MIN_TRIANGULATION_ANGLE

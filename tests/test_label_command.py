@@ -534,6 +534,7 @@ def test_a_bad_clicks_file_stops_before_loading_the_run(tmp_path, value, expecte
         (["--min-resemblance", "-0.1"], "--min-resemblance -0.1 must lie in [0, 1]"),
         (["--min-agreeing-views", "-1"], "--min-agreeing-views -1 must be 0 (no depth check) or more"),
         (["--depth-tolerance", "0"], "--depth-tolerance 0.0 must lie in (0, 1)"),
+        (["--min-triangulation-angle", "90"], "--min-triangulation-angle 90.0 must lie in [0, 90) (degrees)"),
         (["--surface-pixels", "0"], "--surface-pixels 0 must be 1 or more"),
         (["--load-config", "nowhere/config.yml"], "--load-config nowhere/config.yml is not a file"),
     ],

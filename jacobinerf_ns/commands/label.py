@@ -71,6 +71,9 @@ class Label:
     views render a surface where it is (0: no depth check)."""
     depth_tolerance: float = 0.03  # depth_consistency.DEPTH_TOLERANCE
     """Relative distance within which a view's rendered depth agrees with a point's (or with the captured depth)."""
+    min_triangulation_angle: float = 2.0  # depth_consistency.MIN_TRIANGULATION_ANGLE
+    """Degrees: a training view judges a point only if its line of sight to the point is at least this far from the
+    ray the point was seen along (a view without parallax would agree with a surface placed anywhere on that ray)."""
     captured_depth: bool = True
     """Where the scene has depth maps (depth_file_path), fuse the point cloud at the captured depth, keeping the
     pixels whose rendered depth agrees with it; else (or with --no-captured-depth) at the rendered depth."""
@@ -122,10 +125,12 @@ class Label:
             for frame in track(todo, description="Labelling frames", console=CONSOLE):
                 folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)
-        for warning in unconfirmed_clicks(clicks.surfaces, judges, self.min_agreeing_views, self.depth_tolerance):
+        check = dict(min_views=self.min_agreeing_views, tolerance=self.depth_tolerance)
+        angle = self.min_triangulation_angle
+        for warning in unconfirmed_clicks(clicks.surfaces, judges, **check, min_angle=angle):
             CONSOLE.print(f"[yellow]jacobinerf: {warning}")
         points, voxel, kept = folder.write_points(
-            scene, frames, self.voxel_size, judges, self.min_agreeing_views, self.depth_tolerance, captured
+            scene, frames, self.voxel_size, judges, **check, captured=captured, min_angle=angle
         )
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
@@ -179,6 +184,10 @@ class Label:
         if not 0.0 < self.depth_tolerance < 1.0:
             raise JacobiNerfError(
                 f"--depth-tolerance {self.depth_tolerance} must lie in (0, 1) (a share of the distance)."
+            )
+        if not 0.0 <= self.min_triangulation_angle < 90.0:
+            raise JacobiNerfError(
+                f"--min-triangulation-angle {self.min_triangulation_angle} must lie in [0, 90) (degrees)."
             )
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise JacobiNerfError(f"--voxel-size {self.voxel_size} must be positive (or left out for the default).")

@@ -11,9 +11,10 @@ import torch
 from jacobinerf_ns.depth_consistency import (
     DEPTH_TOLERANCE,
     MIN_AGREEING_VIEWS,
-    SAME_VIEWPOINT,
+    MIN_TRIANGULATION_ANGLE,
     agreement,
     camera_centre,
+    parallax,
     project,
     unconfirmed_message,
 )
@@ -35,8 +36,10 @@ class SurfaceCheck:
         scene: Callable[[], Optional[Scene]],
         min_views: int = MIN_AGREEING_VIEWS,
         tolerance: float = DEPTH_TOLERANCE,
+        min_angle: float = MIN_TRIANGULATION_ANGLE,
     ) -> None:
         self.model, self.scene, self.min_views, self.tolerance = model, scene, min_views, tolerance
+        self.min_angle = min_angle
 
     def warning(self, click: EvaluatedClick) -> str:
         """``""`` when at least ``min_views`` training views other than the click's own viewpoint render a surface
@@ -53,12 +56,11 @@ class SurfaceCheck:
         if not cameras:
             return ""
         origin, point = torch.tensor(click.origin), torch.tensor(click.surface)
-        reach = SAME_VIEWPOINT * float((point - origin).norm())
         centres, distances = [], []
         for camera in cameras:
             _, distance, inside = project(point[None], camera)
             centre = camera_centre(camera).to(point)
-            if bool(inside[0]) and float((centre - origin).norm()) > reach:
+            if bool(inside[0]) and bool(parallax(point[None], origin[None], centre, self.min_angle)[0]):
                 centres.append(centre)
                 distances.append(distance)
         agreeing = seeing = 0
