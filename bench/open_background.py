@@ -69,7 +69,8 @@ def main() -> None:
                             "all", "--propagation", args.propagation], check=True)  # fmt: skip
         for export, figures in json.loads((labels / "label_quality.json").read_text()).items():
             if isinstance(figures, dict) and "accuracy" in figures:
-                lines.append(f"| {name} | {export} | " + " | ".join(f"{figures[key]:.3f}" for key, _ in FIGURES) + " |")
+                cells = ("–" if figures[key] is None else f"{figures[key]:.3f}" for key, _ in FIGURES)  # no sky: None
+                lines.append(f"| {name} | {export} | " + " | ".join(cells) + " |")
     report = "\n".join(lines)
     print(report)
     files.write_text(args.out / "open_background.md", report + "\n")
