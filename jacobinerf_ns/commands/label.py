@@ -125,22 +125,20 @@ class Label:
             for frame in track(todo, description="Labelling frames", console=CONSOLE):
                 folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)
-        check = dict(min_views=self.min_agreeing_views, tolerance=self.depth_tolerance)
-        angle = self.min_triangulation_angle
-        for warning in unconfirmed_clicks(clicks.surfaces, judges, **check, min_angle=angle):
+        views, tolerance, angle = self.min_agreeing_views, self.depth_tolerance, self.min_triangulation_angle
+        for warning in unconfirmed_clicks(clicks.surfaces, judges, views, tolerance, angle):
             CONSOLE.print(f"[yellow]jacobinerf: {warning}")
         points, voxel, kept = folder.write_points(
-            scene, frames, self.voxel_size, judges, **check, captured=captured, min_angle=angle
+            scene, frames, self.voxel_size, judges, views, tolerance, captured, angle
         )
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
         checked = (
-            f"{kept:.0%} of the labelled pixels: those at least {self.min_agreeing_views} other training views agree on"
-            if self.min_agreeing_views
+            f"{kept:.0%} of the labelled pixels: those at least {views} other training views agree on"
+            if views
             else "every labelled pixel: no depth check"
         )
         if captured is not None:
-            views = self.min_agreeing_views
             elsewhere = f", elsewhere where {views} other views agree" if views else ""
             checked = f"{kept:.0%} of the labelled pixels: at the captured depth where the render agrees{elsewhere}"
         CONSOLE.print(

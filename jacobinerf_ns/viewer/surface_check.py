@@ -42,8 +42,9 @@ class SurfaceCheck:
         self.min_angle = min_angle
 
     def warning(self, click: EvaluatedClick) -> str:
-        """``""`` when at least ``min_views`` training views other than the click's own viewpoint render a surface
-        where the click's ray meets one; else a sentence saying it may be a floater (to append to the status)."""
+        """``""`` when at least ``min_views`` training views with ``min_angle`` degrees of parallax on the click's
+        surface (:func:`~jacobinerf_ns.depth_consistency.parallax`; its own viewpoint has none) render a surface
+        there; else a sentence saying it may be a floater (to append to the status)."""
         from nerfstudio.cameras.cameras import CameraType
         from nerfstudio.cameras.rays import RayBundle
 
