@@ -2,10 +2,11 @@
 capture without depth maps) with other settings of the multi-view check, against the scene's true surface.
 
     python bench/fusion_sweep.py --export OUT/default --out SWEEP [--tolerances 0.03 0.02] [--views 2 3] \
-        [--angles 2] [--frames all] [--data DATA]
+        [--angles 2] [--spreads 0.03 inf] [--frames all] [--data DATA]
 
-For each ``--depth-tolerance`` × ``--min-agreeing-views`` × ``--min-triangulation-angle`` (``--angles``), the export
-(its frames: ``ids/``, ``depth/``) is copied to ``SWEEP/t{τ}_v{n}_a{angle}`` and ``jacobinerf-label`` reruns on it
+For each ``--depth-tolerance`` × ``--min-agreeing-views`` × ``--min-triangulation-angle`` (``--angles``) ×
+``--max-depth-spread`` (``--spreads``), the export (its frames: ``ids/``, ``depth/``, ``expected_depth/``) is copied to
+``SWEEP/t{τ}_v{n}_a{angle}_s{spread}`` and ``jacobinerf-label`` reruns on it
 with the export's own run, clicks and labelling settings (``export.json``): the rerun keeps every frame and fuses only
 the point cloud. Each cloud is scored by ``bench/point_cloud_accuracy.py`` (``--data``: the run's data folder by
 default); the table is printed and written to ``SWEEP/fusion_sweep.json``.
@@ -21,22 +22,24 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Tuple
 
 POINT_CLOUD = runpy.run_path(str(Path(__file__).with_name("point_cloud_accuracy.py")))
 RELABEL_OPTIONS = ("space", "mode", "sigma", "min_confidence", "min_explained", "propagation", "surface_pixels")
 """The export's settings (``export.json``) the rerun repeats, so that it keeps the export's frames."""
 
 
-def fuse_again(export: Path, manifest: dict, frames: str, tolerance: float, views: int, angle: float, out: Path):
+def fuse_again(export: Path, manifest: dict, frames: str, settings: Tuple[float, int, float, float], out: Path):
     """The export's frames (``--frames frames``; ``manifest``: its ``export.json``) fused again into ``out`` at the
-    rendered depth with ``tolerance``, ``views`` and ``angle``."""
+    rendered depth with ``settings``: tolerance, views, angle and spread."""
+    tolerance, views, angle, spread = settings
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(export, out, ignore=shutil.ignore_patterns("transforms.json", "labelled_points.ply"))
     written = len(list((export / "ids").glob("*.png")))
     command = ["jacobinerf-label", "--load-config", manifest["config"], "--clicks", manifest["clicks_file"],
                "--output-dir", str(out), "--frames", frames, "--no-captured-depth",
                "--depth-tolerance", str(tolerance), "--min-agreeing-views", str(views),
-               "--min-triangulation-angle", str(angle)]  # fmt: skip
+               "--min-triangulation-angle", str(angle), "--max-depth-spread", str(spread)]  # fmt: skip
     for key in RELABEL_OPTIONS:
         command += [f"--{key.replace('_', '-')}", str(manifest[key])]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -53,20 +56,22 @@ def main() -> None:
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.03, 0.02])
     parser.add_argument("--views", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--angles", type=float, nargs="+", default=[2.0], help="--min-triangulation-angle values")
+    parser.add_argument("--spreads", type=float, nargs="+", default=[0.03], help="--max-depth-spread values")
     parser.add_argument("--data", type=Path, help="the scene with the true depth (default: the run's data folder)")
     parser.add_argument("--depth-scale", type=float, default=1e-3, help="poses' units per depth unit (mm → m)")
     args = parser.parse_args()
     manifest = json.loads((args.export / "export.json").read_text())
     data = args.data or data_of(Path(manifest["config"]))
     rows = []
-    for tolerance, views, angle in itertools.product(args.tolerances, args.views, args.angles):
-        out = args.out / f"t{tolerance:g}_v{views}_a{angle:g}"
-        fuse_again(args.export, manifest, args.frames, tolerance, views, angle, out)
+    for settings in itertools.product(args.tolerances, args.views, args.angles, args.spreads):
+        tolerance, views, angle, spread = settings
+        out = args.out / f"t{tolerance:g}_v{views}_a{angle:g}_s{spread:g}"
+        fuse_again(args.export, manifest, args.frames, settings, out)
         figures = POINT_CLOUD["measure"](out, data, args.depth_scale)
         rows.append({"depth_tolerance": tolerance, "min_agreeing_views": views, "min_triangulation_angle": angle,
-                     **figures})  # fmt: skip
-        print(f"τ {tolerance:g}, {views} views, {angle:g}°: accuracy {figures['accuracy']:.3f}, completeness "
-              f"{figures['completeness']:.3f}, median distance {figures['median_distance']:.3f}, "
+                     "max_depth_spread": spread, **figures})  # fmt: skip
+        print(f"τ {tolerance:g}, {views} views, {angle:g}°, spread {spread:g}: accuracy {figures['accuracy']:.3f}, "
+              f"completeness {figures['completeness']:.3f}, median distance {figures['median_distance']:.3f}, "
               f"{figures['points']} points", flush=True)  # fmt: skip
     (args.out / "fusion_sweep.json").write_text(json.dumps(rows, indent=2))
 

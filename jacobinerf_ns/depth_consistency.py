@@ -16,6 +16,11 @@ seen along has no parallax on X: it would render the same distance wherever X li
 "sky" that every view renders at about the same distance agrees with itself), so, as in multi-view stereo's
 minimum triangulation angle, it does not judge X; its own viewpoint is the 0° case. Depths are nerfstudio's:
 distances along unit ray directions, NaN where the ray hits nothing.
+
+A pixel's own render must also place one surface on its ray before its point is fused: where the ray's weights
+spread along it (half on a near surface, half on a far shell) its median distance ``m`` is where no surface is, and
+views may still agree with it. The ray has **one surface** when its mean (expected) termination distance ``e`` agrees
+with the median: ``|e − m| ≤ s m`` (:func:`one_surface`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ MIN_TRIANGULATION_ANGLE = 2.0
 """Degrees between a point's own ray and a view's line of sight to it below which the view does not judge the point
 (no parallax; COLMAP's stereo filter uses 1°). A far shell confirmed only by nearby viewpoints is rejected by it
 (docs/labelling.md)."""
+MAX_DEPTH_SPREAD = 0.03
+"""Default ``s`` of :func:`one_surface`: the depth tolerance τ, the precision the point cloud aims at
+(docs/labelling.md measures it)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,12 @@ def agreement(distance: Tensor, rendered: Tensor, tolerance: float) -> Tuple[Ten
     nothing), and whether it sees them (agrees or sees past them); ``(P,)``."""
     agrees = (distance - rendered).abs() <= tolerance * rendered
     return agrees, ~(distance > rendered * (1.0 + tolerance))
+
+
+def one_surface(depth: Tensor, expected_depth: Tensor, max_spread: float) -> Tensor:
+    """Whether each ray places one surface: its median termination distance ``depth`` and its mean ``expected_depth``
+    (same shape) agree, ``|e − m| ≤ max_spread · m`` (False where either is NaN)."""
+    return (expected_depth - depth).abs() <= max_spread * depth
 
 
 def parallax(points: Tensor, viewpoints: Tensor, centre: Tensor, min_angle: float) -> Tensor:

@@ -5,14 +5,16 @@ and point cloud it ends with.
     OUT/ids/<stem>.png           class ids (uint8/uint16), 0 = unlabelled, id = position in classes + 1
     OUT/overlay/<stem>.png       class colours over the image
     OUT/confidence/<stem>.png    8-bit confidence (margin of the two best class scores)
-    OUT/depth/<stem>.npy         rendered depth along each pixel's ray (nerfstudio's frame, NaN: hits nothing)
+    OUT/depth/<stem>.npy         rendered depth along each pixel's ray: the median termination distance
+                                 (nerfstudio's frame, NaN: hits nothing)
+    OUT/expected_depth/<stem>.npy  the mean termination distance (nerfstudio's expected_depth; NaN: hits nothing)
     OUT/labelled_points.ply      labelled pixels fused at the captured depth where the rendered one agrees with it,
-                                 else at depth/ where the views agree; voxel majority vote,
-                                 original frame, RGB + int32 label
+                                 else at depth/ where the ray has one surface and the views agree; voxel majority
+                                 vote, original frame, RGB + int32 label
     OUT/classes.json             id → name, colour (the jacobinerf-data layout)
     OUT/transforms.json          the input's frames + semantics_file_path → ids/: written last, marks a complete export
 
-Every file is written then renamed, so a frame is complete when its four files exist; a rerun with the same click
+Every file is written then renamed, so a frame is complete when its five files exist; a rerun with the same click
 set, run and settings keeps those frames and renders the others.
 """
 
@@ -30,10 +32,12 @@ import torch
 
 from jacobinerf_ns import files
 from jacobinerf_ns.depth_consistency import (
+    MAX_DEPTH_SPREAD,
     MIN_TRIANGULATION_ANGLE,
     DepthView,
     agreement,
     camera_centre,
+    one_surface,
     view_support,
 )
 from jacobinerf_ns.errors import JacobiNerfError
@@ -46,7 +50,7 @@ if TYPE_CHECKING:
     from jacobinerf_ns.scene import Frame, Scene
 
 MANIFEST = "export.json"
-FRAME_FILES = {"ids": ".png", "overlay": ".png", "confidence": ".png", "depth": ".npy"}
+FRAME_FILES = {"ids": ".png", "overlay": ".png", "confidence": ".png", "depth": ".npy", "expected_depth": ".npy"}
 POINTS, CLASSES, TRANSFORMS = "labelled_points.ply", "classes.json", "transforms.json"
 UNLABELLED = "unlabelled"
 PATH_KEYS = ("file_path", "depth_file_path", "mask_path")
@@ -139,9 +143,11 @@ class ExportFolder:
     def write_frame(self, frame: Frame, labels: FrameLabels, colors: torch.Tensor) -> None:
         height, width = labels.ids.shape
         rgb = load_rgb(frame.image, height, width)
-        depth = torch.where(labels.hit, labels.depth, torch.full_like(labels.depth, float("nan")))
-        with files.atomic_path(self.frame_path("depth", frame)) as temporary:
-            np.save(temporary, depth.numpy().astype(np.float32))
+        for kind in ("depth", "expected_depth"):
+            depth = getattr(labels, kind)
+            depth = torch.where(labels.hit, depth, torch.full_like(depth, float("nan")))
+            with files.atomic_path(self.frame_path(kind, frame)) as temporary:
+                np.save(temporary, depth.numpy().astype(np.float32))
         files.save_image(self.frame_path("confidence", frame), to_uint8(labels.confidence))
         files.save_image(self.frame_path("overlay", frame), to_uint8(label_overlay(rgb, labels.ids, colors)))
         files.save_image(self.frame_path("ids", frame), label_image(labels.ids))
@@ -160,6 +166,7 @@ class ExportFolder:
         tolerance: float,
         captured: Optional[Callable[[Frame], Optional[torch.Tensor]]] = None,
         min_angle: float = MIN_TRIANGULATION_ANGLE,
+        max_spread: float = MAX_DEPTH_SPREAD,
     ) -> Tuple[int, float, float]:
         """Fuses the frames' labelled pixels (id ≠ 0) into ``labelled_points.ply`` (image colours, ids; voxel
         majority vote); returns (points, voxel, share of the labelled pixels kept).
@@ -167,9 +174,10 @@ class ExportFolder:
         Where ``captured(frame)`` gives the capture's depth (distances along the rays, NaN: none;
         :func:`~jacobinerf_ns.pointcloud.captured_distance`), a pixel is fused at the captured depth, and only if the
         rendered depth agrees with it (``|r − c| ≤ τ c``: its label is the captured surface's, not a floater's).
-        Elsewhere it is fused at the rendered depth, and only if at least ``min_views`` of the ``judges`` (those
-        with ``min_angle`` degrees of parallax on it) agree (:func:`~jacobinerf_ns.depth_consistency.view_support`; 0:
-        no check).
+        Elsewhere it is fused at the rendered depth, and only if its ray has one surface (its expected depth agrees
+        with its depth within ``max_spread``: :func:`~jacobinerf_ns.depth_consistency.one_surface`) and at least
+        ``min_views`` of the ``judges`` (those with ``min_angle`` degrees of parallax on it) agree
+        (:func:`~jacobinerf_ns.depth_consistency.view_support`; ``min_views`` 0: no check).
 
         Default voxel: the footprint of one pixel (``distance / fx``) at the near end of the rendered distances
         (:data:`FOOTPRINT_PERCENTILE`), so the cloud keeps about the detail of one view whatever the scene's units,
@@ -193,6 +201,7 @@ class ExportFolder:
             distance = torch.where(has_sensor, sensor, torch.nan_to_num(rendered))
             points = backproject(frame.camera, distance)
             if min_views > 0:
+                chosen &= has_sensor | one_surface(rendered, self._depth(frame, "expected_depth"), max_spread)
                 unchecked = chosen & ~has_sensor
                 viewpoint = camera_centre(frame.camera)[None]
                 support = view_support(points[unchecked], judges, tolerance, viewpoint, min_angle)
@@ -204,9 +213,9 @@ class ExportFolder:
         write_ply(self.root / POINTS, points, colors, labels)
         return len(points), voxel_size, kept / max(labelled, 1)
 
-    def _depth(self, frame: Frame) -> torch.Tensor:
-        """``(H, W)`` rendered depth of a written frame (NaN: hits nothing)."""
-        return torch.from_numpy(np.load(self.frame_path("depth", frame)))
+    def _depth(self, frame: Frame, kind: str = "depth") -> torch.Tensor:
+        """``(H, W)`` rendered ``depth`` (or ``expected_depth``) of a written frame (NaN: hits nothing)."""
+        return torch.from_numpy(np.load(self.frame_path(kind, frame)))
 
     def _frame_points(self, scene: Scene, frame: Frame) -> np.ndarray:
         """``(P, 3)`` points of a frame's hit pixels in the original frame."""

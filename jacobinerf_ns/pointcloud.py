@@ -107,7 +107,7 @@ class VoxelVote:
 
     def result(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(V, 3)`` float32 points, ``(V, 3)`` uint8 colours and ``(V,)`` int32 labels, one per occupied voxel."""
-        if not self._pending:
+        if self._rows == 0:  # nothing added, or only empty batches
             return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.int32)
         keys, counts, position_sums, color_sums = _reduce(*(np.concatenate(part) for part in zip(*self._pending)))
         _, voxel = np.unique(keys[:, :3], axis=0, return_inverse=True)

@@ -193,8 +193,9 @@ def test_the_viewer_warns_about_a_click_on_a_floater(views):
 
 
 def true_depth_export(sample_scene: Path, out: Path, render_error: float = 1.0):
-    """An export folder whose renders are the sample scene's true depth (× ``render_error``), with a floater painted
-    into frame 0 and half of every frame unlabelled; the scene, the folder and each frame's true distances."""
+    """An export folder whose renders are the sample scene's true depth (× ``render_error``; one surface per ray: the
+    expected depth is the depth), with a floater painted into frame 0 and half of every frame unlabelled; the scene,
+    the folder and each frame's true distances."""
     from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
     from jacobinerf_ns.label_export import ExportFolder
     from jacobinerf_ns.scene import scene_from_outputs
@@ -202,7 +203,7 @@ def true_depth_export(sample_scene: Path, out: Path, render_error: float = 1.0):
     parser = LabelledNerfstudioDataParserConfig(data=sample_scene).setup()
     scene = scene_from_outputs(sample_scene, {"train": parser.get_dataparser_outputs("train")})
     folder = ExportFolder(out)
-    for kind in ("depth", "ids"):
+    for kind in ("depth", "expected_depth", "ids"):
         (out / kind).mkdir(parents=True)
     scale = float(scene.outputs.dataparser_scale)
     distances = {}
@@ -216,6 +217,7 @@ def true_depth_export(sample_scene: Path, out: Path, render_error: float = 1.0):
         if index == 0:
             distance[10:40, 36:60] *= 0.6  # a floater only this frame renders (in the labelled half)
         np.save(folder.frame_path("depth", frame), distance.astype(np.float32))
+        np.save(folder.frame_path("expected_depth", frame), distance.astype(np.float32))
         ids = np.ones_like(z, dtype=np.uint8)
         ids[:, : ids.shape[1] // 2] = 0  # unlabelled: out of the point cloud
         Image.fromarray(ids).save(folder.frame_path("ids", frame))
@@ -250,6 +252,23 @@ def test_the_point_cloud_keeps_labelled_points_the_views_agree_on(sample_scene, 
     assert filtered["completeness"] > 0.9 * unfiltered["completeness"], (unfiltered, filtered)
 
 
+def test_pixels_whose_ray_spreads_its_weight_along_it_stay_out_of_the_point_cloud(sample_scene, tmp_path):
+    """True renders, but frame 1's rays spread their weight along them (mean termination distance 1.5 × the median,
+    which sits on the true surface, so every view agrees with it): none of its pixels enters the point cloud by
+    default, all that the views confirm do with ``max_spread`` inf, and a frame with one surface per ray keeps the
+    same pixels either way."""
+    scene, folder, distances = true_depth_export(sample_scene, tmp_path / "out")
+    spread, sharp = scene.frames[1], scene.frames[2]
+    np.save(folder.frame_path("expected_depth", spread), (1.5 * distances[spread.stem]).astype(np.float32))
+    judges = folder.depth_views(scene.frames)
+
+    def kept(frame, max_spread):
+        return folder.write_points(scene, [frame], None, judges, 2, 0.03, None, 2.0, max_spread)[2]
+
+    assert kept(spread, float("inf")) > 0.9 and kept(spread, 0.03) == 0.0
+    assert kept(sharp, 0.03) == kept(sharp, float("inf")) > 0.9
+
+
 def test_the_point_cloud_lies_at_the_captured_depth_where_the_render_agrees_with_it(sample_scene, tmp_path):
     """Renders 2% too far (within the tolerance) and a floater in frame 0: with the scene's depth maps the points
     lie on the true surface, and the floater's pixels, whose render disagrees with the capture, are dropped."""
@@ -280,7 +299,12 @@ def test_the_label_commands_defaults_are_the_librarys():
     from dataclasses import fields
 
     from jacobinerf_ns.commands.label import Label
-    from jacobinerf_ns.depth_consistency import DEPTH_TOLERANCE, MIN_AGREEING_VIEWS, MIN_TRIANGULATION_ANGLE
+    from jacobinerf_ns.depth_consistency import (
+        DEPTH_TOLERANCE,
+        MAX_DEPTH_SPREAD,
+        MIN_AGREEING_VIEWS,
+        MIN_TRIANGULATION_ANGLE,
+    )
     from jacobinerf_ns.propagation.labelling import MIN_EXPLAINED
     from jacobinerf_ns.propagation.surface_labelling import MIN_MASK_RESEMBLANCE, PIXELS_PER_FRAME
 
@@ -291,3 +315,4 @@ def test_the_label_commands_defaults_are_the_librarys():
     assert defaults["min_agreeing_views"] == MIN_AGREEING_VIEWS
     assert defaults["depth_tolerance"] == DEPTH_TOLERANCE
     assert defaults["min_triangulation_angle"] == MIN_TRIANGULATION_ANGLE
+    assert defaults["max_depth_spread"] == MAX_DEPTH_SPREAD

@@ -325,6 +325,9 @@ def test_voxel_vote_keeps_the_majority_label_whatever_the_batches(monkeypatch):
     unlabelled = VoxelVote(1.0)
     unlabelled.add(points[:3], colors[:3], np.zeros(3, np.int64))
     assert set(unlabelled.result()[2].tolist()) == {0}
+    empty = VoxelVote(1.0)
+    empty.add(points[:0], colors[:0], noisy[:0])  # a frame none of whose pixels is kept
+    assert [part.shape for part in empty.result()] == [(0, 3), (0, 3), (0,)]
 
 
 def test_the_weakest_region_is_the_lowest_box_that_hits_a_surface():

@@ -40,7 +40,7 @@ def test_a_frame_reads_the_spread_at_its_pixels(model):
     frames = [cameras[index : index + 1] for index in range(2)]
     points, jacobians, _ = render_nodes(model, frames, pixels_per_frame=12 * 18)
     bundle = frames[0].generate_rays(camera_indices=0, keep_shape=True)[3:4, 5]
-    ((jacobian, point, _, _),) = surface_passes(model, bundle)
+    ((jacobian, point, *_),) = surface_passes(model, bundle)
     torch.testing.assert_close(jacobian, pixel_jacobians(model, frames[0], torch.tensor([[3, 5]])).flatten(1))
     clicks = ResolvedClicks(jacobian, (1,), 1, (), (ClickSurface("c", bundle.origins[0], point[0]),))
     graph = build_surface_graph(points.numpy(), jacobians.numpy())

@@ -419,7 +419,7 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
                                        clicked.jacobian)  # fmt: skip
     bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
     passes = list(surface_passes(session.model, bundle))
-    jacobians, points = torch.cat([j for j, *_ in passes]), torch.cat([p for _, p, *_ in passes])
+    jacobians, points = torch.cat([rays.jacobians for rays in passes]), torch.cat([rays.points for rays in passes])
     click = clicked.jacobian.flatten().float().cpu()
     likeness = (jacobians @ click).abs() / (jacobians.norm(dim=-1) * click.norm()).clamp_min(1e-12)
     expected = spread.selected(spread.read_rays(jacobians, points)[:, 0], likeness).view(shown["rgb"].shape[:2])

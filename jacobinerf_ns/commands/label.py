@@ -74,6 +74,9 @@ class Label:
     min_triangulation_angle: float = 2.0  # depth_consistency.MIN_TRIANGULATION_ANGLE
     """Degrees: a training view judges a point only if its line of sight to the point is at least this far from the
     ray the point was seen along (a view without parallax would agree with a surface placed anywhere on that ray)."""
+    max_depth_spread: float = 0.03  # depth_consistency.MAX_DEPTH_SPREAD
+    """A labelled pixel fused at its rendered depth must place one surface on its ray: its mean (expected)
+    termination distance within this share of its median one (depth/); inf: no such check."""
     captured_depth: bool = True
     """Where the scene has depth maps (depth_file_path), fuse the point cloud at the captured depth, keeping the
     pixels whose rendered depth agrees with it; else (or with --no-captured-depth) at the rendered depth."""
@@ -129,17 +132,18 @@ class Label:
         for warning in unconfirmed_clicks(clicks.surfaces, judges, views, tolerance, angle):
             CONSOLE.print(f"[yellow]jacobinerf: {warning}")
         points, voxel, kept = folder.write_points(
-            scene, frames, self.voxel_size, judges, views, tolerance, captured, angle
+            scene, frames, self.voxel_size, judges, views, tolerance, captured, angle, self.max_depth_spread
         )
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
         checked = (
-            f"{kept:.0%} of the labelled pixels: those at least {views} other training views agree on"
+            f"{kept:.0%} of the labelled pixels: those whose ray has one surface that at least {views} other "
+            "training views agree on"
             if views
             else "every labelled pixel: no depth check"
         )
         if captured is not None:
-            elsewhere = f", elsewhere where {views} other views agree" if views else ""
+            elsewhere = f", elsewhere where the ray has one surface that {views} other views agree on" if views else ""
             checked = f"{kept:.0%} of the labelled pixels: at the captured depth where the render agrees{elsewhere}"
         CONSOLE.print(
             f"Labelled {len(frames)} frames into {self.output_dir} (ids/, overlay/, confidence/); "
@@ -186,6 +190,10 @@ class Label:
         if not 0.0 <= self.min_triangulation_angle < 90.0:
             raise JacobiNerfError(
                 f"--min-triangulation-angle {self.min_triangulation_angle} must lie in [0, 90) (degrees)."
+            )
+        if not self.max_depth_spread > 0:
+            raise JacobiNerfError(
+                f"--max-depth-spread {self.max_depth_spread} must be positive (a share of the distance; inf: no check)."
             )
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise JacobiNerfError(f"--voxel-size {self.voxel_size} must be positive (or left out for the default).")

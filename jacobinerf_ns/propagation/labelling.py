@@ -209,12 +209,14 @@ def label_ids(
 @dataclass(frozen=True)
 class FrameLabels:
     """A frame labelled by one render: ``(H, W)`` ids, confidence and how well the clicks explain each pixel
-    (:func:`explained`), and the render's depth and accumulation."""
+    (:func:`explained`), and the render's depth (median termination distance), expected depth (mean) and
+    accumulation."""
 
     ids: Tensor
     confidence: Tensor
     explained: Tensor
     depth: Tensor
+    expected_depth: Tensor
     accumulation: Tensor
 
     @property
@@ -258,6 +260,7 @@ def label_frame(
         confidence=margin,
         explained=torch.where(hit, how_well, torch.ones_like(how_well)),
         depth=outputs["depth"].cpu()[..., 0],
+        expected_depth=outputs["expected_depth"].cpu()[..., 0],
         accumulation=accumulation,
     )
 

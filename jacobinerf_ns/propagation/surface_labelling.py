@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterable, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -73,16 +73,35 @@ def node_stride(camera: Cameras, pixels_per_frame: int) -> int:
     return max(1, round(math.sqrt(int(camera.height) * int(camera.width) / pixels_per_frame)))
 
 
-def surface_passes(model: JacobiNerfModel, bundle: RayBundle) -> Iterable[Tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """Chunked eval passes over a flat ``bundle``: ``(R, D)`` flat Jacobians, ``(R, 3)`` surface points (origin +
-    depth · direction), ``(R,)`` depth and accumulation, on the CPU."""
+class SurfacePass(NamedTuple):
+    """One chunk of rays rendered in eval mode, on the CPU."""
+
+    jacobians: Tensor
+    """``(R, D)`` flat ray Jacobians."""
+    points: Tensor
+    """``(R, 3)`` surface points: origin + depth · direction."""
+    depth: Tensor
+    """``(R,)`` median termination distance."""
+    expected_depth: Tensor
+    """``(R,)`` mean termination distance."""
+    accumulation: Tensor
+    """``(R,)``."""
+
+
+def surface_passes(model: JacobiNerfModel, bundle: RayBundle) -> Iterable[SurfacePass]:
+    """Chunked eval passes over a flat ``bundle``."""
     chunk = model.config.eval_num_rays_per_chunk
     for start in range(0, len(bundle), chunk):
         rays = bundle[start : start + chunk]
         jacobian, outputs, _ = ray_jacobians(model, rays)
         depth = outputs["depth"].reshape(-1).float().cpu()
-        points = rays.origins.cpu() + rays.directions.cpu() * depth[:, None]
-        yield jacobian.flatten(1).float().cpu(), points, depth, outputs["accumulation"].reshape(-1).float().cpu()
+        yield SurfacePass(
+            jacobians=jacobian.flatten(1).float().cpu(),
+            points=rays.origins.cpu() + rays.directions.cpu() * depth[:, None],
+            depth=depth,
+            expected_depth=outputs["expected_depth"].reshape(-1).float().cpu(),
+            accumulation=outputs["accumulation"].reshape(-1).float().cpu(),
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,7 @@ class SurfaceFrame:
     explained: Tensor
     """The clicks' own resemblance (:func:`.labelling.explained`: best ``|cos|`` to a click)."""
     depth: Tensor
+    expected_depth: Tensor
     accumulation: Tensor
     like_dismissed: Optional[Tensor]
     """Best ``|cos|`` to a dismissed suggestion (``None`` without any)."""
@@ -171,20 +191,24 @@ class SurfaceLabelling:
         height, width = int(camera.height), int(camera.width)
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
         dismissed_units = None if dismissed is None else unit_rows(dismissed.flatten(1).float().cpu().numpy())
-        scores, explained, like_dismissed, depths, accumulations = [], [], [], [], []
-        for jacobian, point, depth, accumulation in surface_passes(model, bundle):
-            scores.append(self.read_rays(jacobian, point))
-            explained.append(self.cosines(jacobian).amax(dim=-1).clamp(0.0, 1.0))
+        scores, explained, like_dismissed, passes = [], [], [], []
+        for rays in surface_passes(model, bundle):
+            scores.append(self.read_rays(rays.jacobians, rays.points))
+            explained.append(self.cosines(rays.jacobians).amax(dim=-1).clamp(0.0, 1.0))
             if dismissed_units is not None:
-                units = unit_rows(jacobian.float().cpu().numpy())
+                units = unit_rows(rays.jacobians.float().cpu().numpy())
                 like_dismissed.append(torch.from_numpy(np.abs(units @ dismissed_units.T).max(axis=-1)).clamp(0.0, 1.0))
-            depths.append(depth)
-            accumulations.append(accumulation)
+            passes.append(rays)
+
+        def image(name: str) -> Tensor:
+            return torch.cat([getattr(rays, name) for rays in passes]).view(height, width)
+
         return SurfaceFrame(
             scores=torch.cat(scores).view(height, width, -1),
             explained=torch.cat(explained).view(height, width),
-            depth=torch.cat(depths).view(height, width),
-            accumulation=torch.cat(accumulations).view(height, width),
+            depth=image("depth"),
+            expected_depth=image("expected_depth"),
+            accumulation=image("accumulation"),
             like_dismissed=torch.cat(like_dismissed).view(height, width) if like_dismissed else None,
         )
 
@@ -198,6 +222,7 @@ class SurfaceLabelling:
             confidence=margin,
             explained=torch.where(hit, frame.explained, torch.ones_like(frame.explained)),
             depth=frame.depth,
+            expected_depth=frame.expected_depth,
             accumulation=frame.accumulation,
         )
 
@@ -274,10 +299,10 @@ def render_nodes(
             ids = torch.where(found > 0, mask_key(view, found), ids)
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True)[grid[:, 0], grid[:, 1]]
         start = 0
-        for jacobian, point, _, accumulation in surface_passes(model, bundle):
-            hit = accumulation >= MIN_ACCUMULATION
-            points.append(point[hit])
-            jacobians.append(jacobian[hit])
+        for rays in surface_passes(model, bundle):
+            hit = rays.accumulation >= MIN_ACCUMULATION
+            points.append(rays.points[hit])
+            jacobians.append(rays.jacobians[hit])
             node_masks.append(ids[start : start + len(hit)][hit.cpu()])
             start += len(hit)
     return torch.cat(points), torch.cat(jacobians), torch.cat(node_masks)
@@ -328,13 +353,15 @@ class SurfacePropagation:
         passes = list(surface_passes(self.model, bundle))
         labels = sorted(set(click_labels))
         clicks = ResolvedClicks(
-            jacobians=torch.cat([jacobian for jacobian, *_ in passes]),
+            jacobians=torch.cat([rays.jacobians for rays in passes]),
             class_ids=tuple(labels.index(label) + 1 for label in click_labels),
             num_classes=len(labels),
             skipped=(),
             surfaces=tuple(
                 ClickSurface(f"click {index}", origin, point)
-                for index, (origin, point) in enumerate(zip(bundle.origins, torch.cat([p for _, p, *_ in passes])))
+                for index, (origin, point) in enumerate(
+                    zip(bundle.origins, torch.cat([rays.points for rays in passes]))
+                )
             ),
         )
         graph, columns = self.graph(views)
