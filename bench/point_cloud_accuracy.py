@@ -5,8 +5,11 @@ back-projected are the truth.
     python bench/point_cloud_accuracy.py --export labelled/ --data DATA [--depth-scale 0.001] [--json out.json]
 
 Prints, for ``labelled_points.ply``: its points, the share within ``max(5 cm, two pixel footprints)`` of the true
-surface (accuracy), the share of the true surface with a point within that distance (completeness), the median
-distance, and the share of the pixels without a true surface (depth 0) that ``ids/`` labels (background).
+surface (accuracy), the share of the true surface with a point within that distance (completeness: of every frame;
+``completeness_of_exported``: of the frames the export labelled, ``ids/``), the median distance, the share of the
+points on the surface whose label is the true class there (``label_accuracy``: the export's ``classes.json`` names
+against the scene's; ``None`` without semantic maps), and the share of the pixels without a true surface (depth 0)
+that ``ids/`` labels (background).
 """
 
 from __future__ import annotations
@@ -18,13 +21,20 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData
 
-from jacobinerf_ns.surface_accuracy import background_share, surface_shares, true_surface
+from jacobinerf_ns.surface_accuracy import background_share, label_accuracy, surface_shares, true_surface
 
 
 def measure(export: Path, data: Path, depth_scale: float) -> dict:
     vertex = PlyData.read(str(export / "labelled_points.ply"))["vertex"]
     points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=-1).astype(np.float64)
-    figures = {"points": len(points), **surface_shares(points, true_surface(data, depth_scale))}
+    truth = true_surface(data, depth_scale)
+    figures = {"points": len(points), **surface_shares(points, truth)}
+    exported = {path.stem for path in (export / "ids").glob("*.png")}
+    seen = surface_shares(points, true_surface(data, depth_scale, stems=exported))
+    figures["completeness_of_exported"] = seen["completeness"]
+    rows = json.loads((export / "classes.json").read_text())["semantic_classes"]
+    names = np.array([row["name"] for row in sorted(rows, key=lambda row: row["index"])], dtype=object)
+    figures["label_accuracy"] = label_accuracy(points, names[np.asarray(vertex["label"])], truth)
     figures["background_labelled"] = background_share(export, data, depth_scale)
     return figures
 

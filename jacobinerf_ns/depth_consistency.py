@@ -45,6 +45,10 @@ MIN_TRIANGULATION_ANGLE = 2.0
 """Degrees between a point's own ray and a view's line of sight to it below which the view does not judge the point
 (no parallax; COLMAP's stereo filter uses 1°). A far shell confirmed only by nearby viewpoints is rejected by it
 (docs/labelling.md)."""
+CAPTURE_TOLERANCE = 0.03
+"""Default relative distance within which a pixel's rendered depth agrees with the capture's, for the pixel to be
+fused at the captured depth (a floater's pixel, rendered in front of the captured surface, stays out): τ. Looser
+values cover more of the surface with pixels whose labels are less often right (docs/labelling.md)."""
 MAX_DEPTH_SPREAD = 0.03
 """Default ``s`` of :func:`one_surface`: the depth tolerance τ, the precision the point cloud aims at
 (docs/labelling.md measures it)."""

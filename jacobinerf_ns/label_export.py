@@ -32,6 +32,7 @@ import torch
 
 from jacobinerf_ns import files
 from jacobinerf_ns.depth_consistency import (
+    CAPTURE_TOLERANCE,
     MAX_DEPTH_SPREAD,
     MIN_TRIANGULATION_ANGLE,
     DepthView,
@@ -167,13 +168,15 @@ class ExportFolder:
         captured: Optional[Callable[[Frame], Optional[torch.Tensor]]] = None,
         min_angle: float = MIN_TRIANGULATION_ANGLE,
         max_spread: float = MAX_DEPTH_SPREAD,
+        capture_tolerance: float = CAPTURE_TOLERANCE,
     ) -> Tuple[int, float, float]:
         """Fuses the frames' labelled pixels (id ≠ 0) into ``labelled_points.ply`` (image colours, ids; voxel
         majority vote); returns (points, voxel, share of the labelled pixels kept).
 
         Where ``captured(frame)`` gives the capture's depth (distances along the rays, NaN: none;
         :func:`~jacobinerf_ns.pointcloud.captured_distance`), a pixel is fused at the captured depth, and only if the
-        rendered depth agrees with it (``|r − c| ≤ τ c``: its label is the captured surface's, not a floater's).
+        rendered depth agrees with it (``|r − c| ≤ τ_c c``, ``capture_tolerance``: its label is the captured
+        surface's, not a floater's).
         Elsewhere it is fused at the rendered depth, and only if its ray has one surface (its expected depth agrees
         with its depth within ``max_spread``: :func:`~jacobinerf_ns.depth_consistency.one_surface`) and at least
         ``min_views`` of the ``judges`` (those with ``min_angle`` degrees of parallax on it) agree
@@ -197,7 +200,7 @@ class ExportFolder:
             if sensor is None:
                 sensor = torch.full_like(rendered, float("nan"))
             has_sensor = torch.isfinite(sensor)
-            chosen &= ~has_sensor | agreement(torch.nan_to_num(rendered), sensor, tolerance)[0]
+            chosen &= ~has_sensor | agreement(torch.nan_to_num(rendered), sensor, capture_tolerance)[0]
             distance = torch.where(has_sensor, sensor, torch.nan_to_num(rendered))
             points = backproject(frame.camera, distance)
             if min_views > 0:

@@ -3,7 +3,10 @@ back-projected, each true point with the distance within which a point counts as
 footprints × distance / fx)`` (``footprints`` pixel footprints of its own frame).
 
 * accuracy: share of the cloud's points within the tolerance of their nearest true point;
-* completeness: share of the true points with a cloud point within their tolerance;
+* completeness: share of the true points with a cloud point within their tolerance (of every frame, or of the frames
+  an export labelled: the surface it could cover);
+* label accuracy: share of the cloud's points on the true surface whose label names the true class of their nearest
+  true point (the scene's semantic maps; void not scored);
 * background: share of the pixels without a true surface (depth 0) that an export labels.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Collection, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +31,8 @@ class TrueSurface:
     """``(N, 3)`` true surface points in the poses' frame."""
     tolerances: np.ndarray
     """``(N,)`` distance within which a point counts as on each."""
+    classes: Optional[np.ndarray] = None
+    """``(N,)`` true class name of each (``semantics_file_path`` and ``classes.json``; ``None`` without them)."""
 
 
 def _frames(data_dir: Path) -> Tuple[dict, list]:
@@ -43,14 +48,27 @@ def true_depth(data_dir: Path, frame: dict, depth_scale: float) -> np.ndarray:
 
 
 def true_surface(
-    data_dir: Path, depth_scale: float = 1e-3, min_distance: float = MIN_DISTANCE, footprints: float = FOOTPRINTS
+    data_dir: Path,
+    depth_scale: float = 1e-3,
+    min_distance: float = MIN_DISTANCE,
+    footprints: float = FOOTPRINTS,
+    stems: Optional[Collection[str]] = None,
 ) -> TrueSurface:
     """The true surface of every frame with a ``depth_file_path`` (pinhole, OpenGL poses; ``depth_scale``: poses'
-    units per depth unit, nerfstudio's ``depth_unit_scale_factor``)."""
+    units per depth unit, nerfstudio's ``depth_unit_scale_factor``), or of those whose image's stem is in ``stems``."""
+    from PIL import Image
+
     meta, frames = _frames(data_dir)
-    points, tolerances = [], []
+    if stems is not None:
+        frames = [frame for frame in frames if Path(frame["file_path"]).stem in stems]
+    names = _class_names(data_dir)
+    with_classes = names is not None and all("semantics_file_path" in frame for frame in frames)
+    points, tolerances, classes = [], [], []
     for frame in frames:
         depth = true_depth(data_dir, frame, depth_scale)
+        if with_classes:
+            semantics = np.asarray(Image.open(Path(data_dir) / frame["semantics_file_path"]))
+            classes.append(semantics[depth > 0])
         fx, fy, cx, cy = (float(frame.get(key, meta.get(key))) for key in ("fl_x", "fl_y", "cx", "cy"))
         scale = depth.shape[1] / float(frame.get("w", meta.get("w", depth.shape[1])))  # depth maps may be resized
         ys, xs = np.mgrid[: depth.shape[0], : depth.shape[1]] + 0.5
@@ -60,7 +78,24 @@ def true_surface(
         camera = (rays * depth)[:, valid]
         points.append(camera.T @ pose[:3, :3].T + pose[:3, 3])
         tolerances.append(np.maximum(min_distance, footprints * np.linalg.norm(camera, axis=0) / (fx * scale)))
-    return TrueSurface(np.concatenate(points), np.concatenate(tolerances))
+    if not with_classes:
+        return TrueSurface(np.concatenate(points), np.concatenate(tolerances))
+    ids = np.concatenate(classes)
+    table = np.array([names.get(index, VOID) for index in range(int(ids.max(initial=0)) + 1)], dtype=object)
+    return TrueSurface(np.concatenate(points), np.concatenate(tolerances), table[ids])
+
+
+VOID = "void"
+"""The true class that is not scored: semantic id 0 (``void`` in Replica's and the sample scene's ``classes.json``)."""
+
+
+def _class_names(data_dir: Path) -> Optional[Dict[int, str]]:
+    """Semantic id → name from ``classes.json`` (``semantic_classes``: index, name), id 0 as :data:`VOID`."""
+    path = Path(data_dir) / "classes.json"
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text()).get("semantic_classes", [])
+    return {**{int(row["index"]): str(row["name"]) for row in rows}, 0: VOID}
 
 
 def surface_shares(points: np.ndarray, truth: TrueSurface) -> Dict[str, float]:
@@ -76,6 +111,18 @@ def surface_shares(points: np.ndarray, truth: TrueSurface) -> Dict[str, float]:
         "completeness": float(np.mean(covered <= truth.tolerances)),
         "median_distance": float(np.median(distance)),
     }
+
+
+def label_accuracy(points: np.ndarray, names: np.ndarray, truth: TrueSurface) -> Optional[float]:
+    """Share of the ``(P, 3)`` points on the true surface whose class ``names`` ``(P,)`` is the true class of their
+    nearest true point (true void not scored); ``None`` without true classes or such points."""
+    from scipy.spatial import cKDTree
+
+    if truth.classes is None or len(points) == 0:
+        return None
+    distance, nearest = cKDTree(truth.points).query(points)
+    scored = (distance <= truth.tolerances[nearest]) & (truth.classes[nearest] != VOID)
+    return float(np.mean(names[scored] == truth.classes[nearest][scored])) if scored.any() else None
 
 
 def background_share(export_dir: Path, data_dir: Path, depth_scale: float = 1e-3) -> Optional[float]:

@@ -290,6 +290,8 @@ def test_the_point_cloud_lies_at_the_captured_depth_where_the_render_agrees_with
     fused, kept = fused_shares(folder, truth, scene, scene.frames, None, judges, 0, 0.03, capture)
     floater = 30 * 24 / (len(scene.frames) * 48 * 32)  # the floater's share of the labelled pixels
     assert 1.0 - 1.5 * floater < kept < 1.0, "only the floater's pixels disagree with the capture"
+    tight = folder.write_points(scene, scene.frames, None, judges, 0, 0.03, capture, 2.0, 0.03, 0.01)[2]
+    assert tight == 0.0, "with a capture tolerance under the renders' 2% error no pixel agrees with the capture"
     assert rendered["accuracy"] < 0.99 and fused["accuracy"] > 0.999, (rendered, fused)
     assert fused["median_distance"] < 0.1 * rendered["median_distance"], (rendered, fused)
 
@@ -300,6 +302,7 @@ def test_the_label_commands_defaults_are_the_librarys():
 
     from jacobinerf_ns.commands.label import Label
     from jacobinerf_ns.depth_consistency import (
+        CAPTURE_TOLERANCE,
         DEPTH_TOLERANCE,
         MAX_DEPTH_SPREAD,
         MIN_AGREEING_VIEWS,
@@ -316,3 +319,19 @@ def test_the_label_commands_defaults_are_the_librarys():
     assert defaults["depth_tolerance"] == DEPTH_TOLERANCE
     assert defaults["min_triangulation_angle"] == MIN_TRIANGULATION_ANGLE
     assert defaults["max_depth_spread"] == MAX_DEPTH_SPREAD
+    assert defaults["capture_tolerance"] == CAPTURE_TOLERANCE
+
+
+def test_the_point_clouds_labels_are_scored_against_the_scenes_semantic_maps(sample_scene):
+    """``label_accuracy``: points on the true surface carrying their true class score 1, another class 0; points off
+    the surface are not scored."""
+    from jacobinerf_ns.surface_accuracy import VOID, label_accuracy, true_surface
+
+    truth = true_surface(sample_scene)
+    assert truth.classes is not None and len(truth.classes) == len(truth.points)
+    assert {"floor", "wall", "ball", "box", "vase"} <= set(truth.classes)
+    picked = np.random.default_rng(0).choice(np.flatnonzero(truth.classes != VOID), 500, replace=False)
+    points, names = truth.points[picked], truth.classes[picked]
+    assert label_accuracy(points, names, truth) == 1.0
+    assert label_accuracy(points, np.where(names == "floor", "wall", "floor"), truth) == 0.0
+    assert label_accuracy(points + 100.0, names, truth) is None

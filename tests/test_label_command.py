@@ -540,6 +540,7 @@ def test_a_bad_clicks_file_stops_before_loading_the_run(tmp_path, value, expecte
         (["--depth-tolerance", "0"], "--depth-tolerance 0.0 must lie in (0, 1)"),
         (["--min-triangulation-angle", "90"], "--min-triangulation-angle 90.0 must lie in [0, 90) (degrees)"),
         (["--max-depth-spread", "0"], "--max-depth-spread 0.0 must be positive"),
+        (["--capture-tolerance", "1"], "--capture-tolerance 1.0 must lie in (0, 1)"),
         (["--surface-pixels", "0"], "--surface-pixels 0 must be 1 or more"),
         (["--load-config", "nowhere/config.yml"], "--load-config nowhere/config.yml is not a file"),
     ],

@@ -70,7 +70,7 @@ class Label:
     """A labelled pixel enters the point cloud, and a click's surface passes, when at least this many other training
     views render a surface where it is (0: no depth check)."""
     depth_tolerance: float = 0.03  # depth_consistency.DEPTH_TOLERANCE
-    """Relative distance within which a view's rendered depth agrees with a point's (or with the captured depth)."""
+    """Relative distance within which a view's rendered depth agrees with a point's."""
     min_triangulation_angle: float = 2.0  # depth_consistency.MIN_TRIANGULATION_ANGLE
     """Degrees: a training view judges a point only if its line of sight to the point is at least this far from the
     ray the point was seen along (a view without parallax would agree with a surface placed anywhere on that ray)."""
@@ -80,6 +80,9 @@ class Label:
     captured_depth: bool = True
     """Where the scene has depth maps (depth_file_path), fuse the point cloud at the captured depth, keeping the
     pixels whose rendered depth agrees with it; else (or with --no-captured-depth) at the rendered depth."""
+    capture_tolerance: float = 0.03  # depth_consistency.CAPTURE_TOLERANCE
+    """Relative distance within which a pixel's rendered depth agrees with the captured depth (a floater's pixel,
+    rendered in front of the captured surface, stays out); looser covers more of the surface, with less sure labels."""
     overwrite: bool = False
     """Replace an export (or write into a non-empty folder) instead of refusing."""
     force: bool = False
@@ -132,7 +135,16 @@ class Label:
         for warning in unconfirmed_clicks(clicks.surfaces, judges, views, tolerance, angle):
             CONSOLE.print(f"[yellow]jacobinerf: {warning}")
         points, voxel, kept = folder.write_points(
-            scene, frames, self.voxel_size, judges, views, tolerance, captured, angle, self.max_depth_spread
+            scene,
+            frames,
+            self.voxel_size,
+            judges,
+            views,
+            tolerance,
+            captured,
+            angle,
+            self.max_depth_spread,
+            self.capture_tolerance,
         )
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
@@ -183,10 +195,12 @@ class Label:
                 raise JacobiNerfError(f"{option} {value} must lie in [0, 1] (it is a cosine; 0 labels every pixel).")
         if self.min_agreeing_views < 0:
             raise JacobiNerfError(f"--min-agreeing-views {self.min_agreeing_views} must be 0 (no depth check) or more.")
-        if not 0.0 < self.depth_tolerance < 1.0:
-            raise JacobiNerfError(
-                f"--depth-tolerance {self.depth_tolerance} must lie in (0, 1) (a share of the distance)."
-            )
+        for option, value in (
+            ("--depth-tolerance", self.depth_tolerance),
+            ("--capture-tolerance", self.capture_tolerance),
+        ):
+            if not 0.0 < value < 1.0:
+                raise JacobiNerfError(f"{option} {value} must lie in (0, 1) (a share of the distance).")
         if not 0.0 <= self.min_triangulation_angle < 90.0:
             raise JacobiNerfError(
                 f"--min-triangulation-angle {self.min_triangulation_angle} must lie in [0, 90) (degrees)."
