@@ -55,6 +55,22 @@ MAX_DEPTH_SPREAD = 0.03
 
 
 @dataclass(frozen=True)
+class FusionCheck:
+    """What a labelled pixel must pass to enter the point cloud (``jacobinerf-label``'s options of the same meaning).
+
+    At the captured depth ``c``: its rendered depth ``r`` agrees, ``|r − c| ≤ capture_tolerance · c``. At the
+    rendered depth: its ray has one surface (:func:`one_surface`, ``max_spread``) and at least ``min_views`` views
+    with ``min_angle`` degrees of parallax agree within ``tolerance`` (:func:`view_support`); ``min_views`` 0: neither.
+    """
+
+    min_views: int = MIN_AGREEING_VIEWS
+    tolerance: float = DEPTH_TOLERANCE
+    min_angle: float = MIN_TRIANGULATION_ANGLE
+    max_spread: float = MAX_DEPTH_SPREAD
+    capture_tolerance: float = CAPTURE_TOLERANCE
+
+
+@dataclass(frozen=True)
 class DepthView:
     """A view that judges points: a one-camera ``camera`` (nerfstudio's frame) and its ``(H, W)`` rendered ``depth``
     at the camera's resolution (distance along each pixel's unit ray, NaN where the ray hits nothing)."""

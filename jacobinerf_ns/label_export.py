@@ -32,10 +32,8 @@ import torch
 
 from jacobinerf_ns import files
 from jacobinerf_ns.depth_consistency import (
-    CAPTURE_TOLERANCE,
-    MAX_DEPTH_SPREAD,
-    MIN_TRIANGULATION_ANGLE,
     DepthView,
+    FusionCheck,
     agreement,
     camera_centre,
     one_surface,
@@ -163,24 +161,17 @@ class ExportFolder:
         frames: Sequence[Frame],
         voxel_size: Optional[float],
         judges: Sequence[DepthView],
-        min_views: int,
-        tolerance: float,
+        check: FusionCheck,
         captured: Optional[Callable[[Frame], Optional[torch.Tensor]]] = None,
-        min_angle: float = MIN_TRIANGULATION_ANGLE,
-        max_spread: float = MAX_DEPTH_SPREAD,
-        capture_tolerance: float = CAPTURE_TOLERANCE,
     ) -> Tuple[int, float, float]:
         """Fuses the frames' labelled pixels (id ≠ 0) into ``labelled_points.ply`` (image colours, ids; voxel
         majority vote); returns (points, voxel, share of the labelled pixels kept).
 
         Where ``captured(frame)`` gives the capture's depth (distances along the rays, NaN: none;
         :func:`~jacobinerf_ns.pointcloud.captured_distance`), a pixel is fused at the captured depth, and only if the
-        rendered depth agrees with it (``|r − c| ≤ τ_c c``, ``capture_tolerance``: its label is the captured
-        surface's, not a floater's).
-        Elsewhere it is fused at the rendered depth, and only if its ray has one surface (its expected depth agrees
-        with its depth within ``max_spread``: :func:`~jacobinerf_ns.depth_consistency.one_surface`) and at least
-        ``min_views`` of the ``judges`` (those with ``min_angle`` degrees of parallax on it) agree
-        (:func:`~jacobinerf_ns.depth_consistency.view_support`; ``min_views`` 0: no check).
+        rendered depth agrees with it (its label is the captured surface's, not a floater's); elsewhere at the
+        rendered depth, where its ray has one surface that the ``judges`` agree on. ``check`` holds the thresholds
+        (:class:`~jacobinerf_ns.depth_consistency.FusionCheck`).
 
         Default voxel: the footprint of one pixel (``distance / fx``) at the near end of the rendered distances
         (:data:`FOOTPRINT_PERCENTILE`), so the cloud keeps about the detail of one view whatever the scene's units,
@@ -200,15 +191,15 @@ class ExportFolder:
             if sensor is None:
                 sensor = torch.full_like(rendered, float("nan"))
             has_sensor = torch.isfinite(sensor)
-            chosen &= ~has_sensor | agreement(torch.nan_to_num(rendered), sensor, capture_tolerance)[0]
+            chosen &= ~has_sensor | agreement(torch.nan_to_num(rendered), sensor, check.capture_tolerance)[0]
             distance = torch.where(has_sensor, sensor, torch.nan_to_num(rendered))
             points = backproject(frame.camera, distance)
-            if min_views > 0:
-                chosen &= has_sensor | one_surface(rendered, self._depth(frame, "expected_depth"), max_spread)
+            if check.min_views > 0:
+                chosen &= has_sensor | one_surface(rendered, self._depth(frame, "expected_depth"), check.max_spread)
                 unchecked = chosen & ~has_sensor
                 viewpoint = camera_centre(frame.camera)[None]
-                support = view_support(points[unchecked], judges, tolerance, viewpoint, min_angle)
-                chosen[unchecked] = support.confirmed(min_views)
+                support = view_support(points[unchecked], judges, check.tolerance, viewpoint, check.min_angle)
+                chosen[unchecked] = support.confirmed(check.min_views)
             kept += int(chosen.sum())
             colors = to_uint8(load_rgb(frame.image, *rendered.shape))[chosen.numpy()]
             vote.add(to_original_frame(points[chosen], scene.outputs).numpy(), colors, ids[chosen].numpy())

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jacobinerf_ns.depth_consistency import DepthView, project, view_support
+from jacobinerf_ns.depth_consistency import DepthView, FusionCheck, project, view_support
 from jacobinerf_ns.pointcloud import backproject
 from jacobinerf_ns.propagation.labelling import ClickSurface, unconfirmed_clicks
 from jacobinerf_ns.scene import Frame, Scene
@@ -245,8 +245,8 @@ def test_the_point_cloud_keeps_labelled_points_the_views_agree_on(sample_scene, 
     scene, folder, _ = true_depth_export(sample_scene, tmp_path / "out")
     judges = folder.depth_views(scene.frames)
     truth = true_surface(sample_scene)
-    unfiltered, kept_all = fused_shares(folder, truth, scene, scene.frames, None, judges, 0, 0.03)
-    filtered, kept = fused_shares(folder, truth, scene, scene.frames, None, judges, 2, 0.03)
+    unfiltered, kept_all = fused_shares(folder, truth, scene, scene.frames, None, judges, FusionCheck(min_views=0))
+    filtered, kept = fused_shares(folder, truth, scene, scene.frames, None, judges, FusionCheck())
     assert kept_all == 1.0 and kept < 1.0
     assert unfiltered["accuracy"] < 0.99 and filtered["accuracy"] > 0.999, (unfiltered, filtered)
     assert filtered["completeness"] > 0.9 * unfiltered["completeness"], (unfiltered, filtered)
@@ -263,7 +263,7 @@ def test_pixels_whose_ray_spreads_its_weight_along_it_stay_out_of_the_point_clou
     judges = folder.depth_views(scene.frames)
 
     def kept(frame, max_spread):
-        return folder.write_points(scene, [frame], None, judges, 2, 0.03, None, 2.0, max_spread)[2]
+        return folder.write_points(scene, [frame], None, judges, FusionCheck(max_spread=max_spread))[2]
 
     assert kept(spread, float("inf")) > 0.9 and kept(spread, 0.03) == 0.0
     assert kept(sharp, 0.03) == kept(sharp, float("inf")) > 0.9
@@ -286,12 +286,15 @@ def test_the_point_cloud_lies_at_the_captured_depth_where_the_render_agrees_with
 
     judges = folder.depth_views(scene.frames)
     truth = true_surface(sample_scene)
-    rendered, _ = fused_shares(folder, truth, scene, scene.frames, None, judges, 0, 0.03)
-    fused, kept = fused_shares(folder, truth, scene, scene.frames, None, judges, 0, 0.03, capture)
+    no_check = FusionCheck(min_views=0)
+    rendered, _ = fused_shares(folder, truth, scene, scene.frames, None, judges, no_check)
+    fused, kept = fused_shares(folder, truth, scene, scene.frames, None, judges, no_check, capture)
     floater = 30 * 24 / (len(scene.frames) * 48 * 32)  # the floater's share of the labelled pixels
     assert 1.0 - 1.5 * floater < kept < 1.0, "only the floater's pixels disagree with the capture"
-    tight = folder.write_points(scene, scene.frames, None, judges, 0, 0.03, capture, 2.0, 0.03, 0.01)[2]
-    assert tight == 0.0, "with a capture tolerance under the renders' 2% error no pixel agrees with the capture"
+    strict = FusionCheck(min_views=0, capture_tolerance=0.01)
+    assert folder.write_points(scene, scene.frames, None, judges, strict, capture)[2] == 0.0, (
+        "with a capture tolerance under the renders' 2% error no pixel agrees with the capture"
+    )
     assert rendered["accuracy"] < 0.99 and fused["accuracy"] > 0.999, (rendered, fused)
     assert fused["median_distance"] < 0.1 * rendered["median_distance"], (rendered, fused)
 

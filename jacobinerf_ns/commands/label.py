@@ -93,6 +93,7 @@ class Label:
         from rich.progress import track
 
         from jacobinerf_ns.clicks import read_clicks, require_clicks
+        from jacobinerf_ns.depth_consistency import FusionCheck
         from jacobinerf_ns.label_export import ExportFolder
         from jacobinerf_ns.propagation.labelling import resolve_clicks, unconfirmed_clicks
         from jacobinerf_ns.scene import dataset_scene, scene_mismatch
@@ -131,21 +132,17 @@ class Label:
             for frame in track(todo, description="Labelling frames", console=CONSOLE):
                 folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)
-        views, tolerance, angle = self.min_agreeing_views, self.depth_tolerance, self.min_triangulation_angle
-        for warning in unconfirmed_clicks(clicks.surfaces, judges, views, tolerance, angle):
-            CONSOLE.print(f"[yellow]jacobinerf: {warning}")
-        points, voxel, kept = folder.write_points(
-            scene,
-            frames,
-            self.voxel_size,
-            judges,
-            views,
-            tolerance,
-            captured,
-            angle,
+        check = FusionCheck(
+            self.min_agreeing_views,
+            self.depth_tolerance,
+            self.min_triangulation_angle,
             self.max_depth_spread,
             self.capture_tolerance,
         )
+        views = check.min_views
+        for warning in unconfirmed_clicks(clicks.surfaces, judges, views, check.tolerance, check.min_angle):
+            CONSOLE.print(f"[yellow]jacobinerf: {warning}")
+        points, voxel, kept = folder.write_points(scene, frames, self.voxel_size, judges, check, captured)
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
         checked = (
