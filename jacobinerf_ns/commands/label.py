@@ -133,11 +133,11 @@ class Label:
                 folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)
         check = FusionCheck(
-            self.min_agreeing_views,
-            self.depth_tolerance,
-            self.min_triangulation_angle,
-            self.max_depth_spread,
-            self.capture_tolerance,
+            min_views=self.min_agreeing_views,
+            tolerance=self.depth_tolerance,
+            min_angle=self.min_triangulation_angle,
+            max_spread=self.max_depth_spread,
+            capture_tolerance=self.capture_tolerance,
         )
         views = check.min_views
         for warning in unconfirmed_clicks(clicks.surfaces, judges, views, check.tolerance, check.min_angle):

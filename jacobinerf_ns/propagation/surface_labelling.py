@@ -191,24 +191,21 @@ class SurfaceLabelling:
         height, width = int(camera.height), int(camera.width)
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
         dismissed_units = None if dismissed is None else unit_rows(dismissed.flatten(1).float().cpu().numpy())
-        scores, explained, like_dismissed, passes = [], [], [], []
+        scores, explained, like_dismissed, along_rays = [], [], [], []
         for rays in surface_passes(model, bundle):
             scores.append(self.read_rays(rays.jacobians, rays.points))
             explained.append(self.cosines(rays.jacobians).amax(dim=-1).clamp(0.0, 1.0))
             if dismissed_units is not None:
                 units = unit_rows(rays.jacobians.float().cpu().numpy())
                 like_dismissed.append(torch.from_numpy(np.abs(units @ dismissed_units.T).max(axis=-1)).clamp(0.0, 1.0))
-            passes.append(rays)
-
-        def image(name: str) -> Tensor:
-            return torch.cat([getattr(rays, name) for rays in passes]).view(height, width)
-
+            along_rays.append(torch.stack([rays.depth, rays.expected_depth, rays.accumulation], dim=-1))
+        depth, expected_depth, accumulation = torch.cat(along_rays).view(height, width, 3).unbind(dim=-1)
         return SurfaceFrame(
             scores=torch.cat(scores).view(height, width, -1),
             explained=torch.cat(explained).view(height, width),
-            depth=image("depth"),
-            expected_depth=image("expected_depth"),
-            accumulation=image("accumulation"),
+            depth=depth,
+            expected_depth=expected_depth,
+            accumulation=accumulation,
             like_dismissed=torch.cat(like_dismissed).view(height, width) if like_dismissed else None,
         )
 
