@@ -30,7 +30,7 @@ def measure(export: Path, data: Path, depth_scale: float) -> dict:
     truth = true_surface(data, depth_scale)
     figures = {"points": len(points), **surface_shares(points, truth)}
     exported = {path.stem for path in (export / "ids").glob("*.png")}
-    seen = surface_shares(points, true_surface(data, depth_scale, stems=exported))
+    seen = surface_shares(points, truth.of_frames(exported))
     figures["completeness_of_exported"] = seen["completeness"]
     rows = json.loads((export / "classes.json").read_text())["semantic_classes"]
     names = np.array([row["name"] for row in sorted(rows, key=lambda row: row["index"])], dtype=object)

@@ -5,7 +5,7 @@
                                         [--masks-dir DIR] [--masks-scope auto|image|scene] [--contrastive-images N]
                                         [--seed N]
                                         [--out outputs/bench_replica] [--reuse] [--train-only] [--shaped-only]
-                                        [--no-depth]
+                                        [--no-depth | --depth-loss-mult W]
 
 Trains two runs with ``ns-train jacobinerf`` (the README split: eval = frames with index % 8 == 4): JacobiNeRF, and
 the same field unshaped (``--pipeline.model.shaping-start-step -1``). Every row of the table is then evaluated by
@@ -19,8 +19,8 @@ recorded times and memory are reported). The surrogate used for shaping is named
 ``--masks-scope`` and ``--contrastive-images`` are the datamanager's options for the masks surrogate (e.g. masks
 renumbered per image by ``bench/renumber_masks.py``), ``--seed`` the training seed (``--machine.seed``); ``--shaped-
 only`` trains the JacobiNeRF run alone (with ``--train-only``: for ``bench/compare_runs.py``). office_0 has depth maps,
-so the runs train with the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``; give that its own
-``--out``: ``--reuse`` does not tell the two apart).
+so the runs train with the depth loss unless ``--no-depth`` (``--pipeline.model.depth-loss-mult 0``);
+``--depth-loss-mult`` gives it another weight (give each its own ``--out``: ``--reuse`` does not tell them apart).
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ def train(run: str, args, shaping_start: int) -> Dict:
         str(args.seed),
         *(REPLICA_SMALL_FIELD if args.small_field else []),
         *(["--pipeline.model.depth-loss-mult", "0"] if args.no_depth else []),
+        *([] if args.depth_loss_mult is None else ["--pipeline.model.depth-loss-mult", str(args.depth_loss_mult)]),
         *(["--mixed-precision", "False"] if args.device == "cpu" else []),
     ]
     wall, peak = run_tracked(command)
@@ -206,8 +207,11 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep runs and evaluations already done in --out")
     parser.add_argument("--train-only", action="store_true", help="train the runs, evaluate nothing")
     parser.add_argument("--no-depth", action="store_true", help="train without the depth loss (depth-loss-mult 0)")
+    parser.add_argument("--depth-loss-mult", type=float, help="the depth loss's weight (default: the model's)")
     parser.add_argument("--shaped-only", action="store_true", help="train the JacobiNeRF run only (with --train-only)")
     args = parser.parse_args()
+    if args.no_depth and args.depth_loss_mult is not None:
+        parser.error("--no-depth is --depth-loss-mult 0: give one of them")
     if args.shaped_only and not args.train_only:
         parser.error("--shaped-only needs --train-only: the table compares the shaped run with the unshaped one")
 
@@ -225,10 +229,11 @@ def main() -> None:
         rows[name] = evaluate(run, method, args, photometric)
         if photometric:
             trained[run]["photometric"] = rows[name]["results"]
+    weight = "off" if args.no_depth else "on" if args.depth_loss_mult is None else f"×{args.depth_loss_mult:g}"
     header = (
         f"machine: {platform.machine()} {args.device} ({platform.node()}); {args.steps} steps, shaping from "
         f"{args.shaping_start}, {args.rays} rays/step{', small field' if args.small_field else ''}; "
-        f"depth loss {'off' if args.no_depth else 'on'}; "
+        f"depth loss {weight}; "
         f"settings {' '.join(args.settings)}"
     )
     print(header)

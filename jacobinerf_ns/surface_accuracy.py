@@ -31,8 +31,16 @@ class TrueSurface:
     """``(N, 3)`` true surface points in the poses' frame."""
     tolerances: np.ndarray
     """``(N,)`` distance within which a point counts as on each."""
+    stems: np.ndarray
+    """``(N,)`` stem of the image of each point's frame."""
     classes: Optional[np.ndarray] = None
     """``(N,)`` true class name of each (``semantics_file_path`` and ``classes.json``; ``None`` without them)."""
+
+    def of_frames(self, stems: Collection[str]) -> "TrueSurface":
+        """The surface of the frames whose image's stem is in ``stems``."""
+        keep = np.isin(self.stems, list(stems))
+        classes = None if self.classes is None else self.classes[keep]
+        return TrueSurface(self.points[keep], self.tolerances[keep], self.stems[keep], classes)
 
 
 def _frames(data_dir: Path) -> Tuple[dict, list]:
@@ -52,20 +60,18 @@ def true_surface(
     depth_scale: float = 1e-3,
     min_distance: float = MIN_DISTANCE,
     footprints: float = FOOTPRINTS,
-    stems: Optional[Collection[str]] = None,
 ) -> TrueSurface:
     """The true surface of every frame with a ``depth_file_path`` (pinhole, OpenGL poses; ``depth_scale``: poses'
-    units per depth unit, nerfstudio's ``depth_unit_scale_factor``), or of those whose image's stem is in ``stems``."""
+    units per depth unit, nerfstudio's ``depth_unit_scale_factor``)."""
     from PIL import Image
 
     meta, frames = _frames(data_dir)
-    if stems is not None:
-        frames = [frame for frame in frames if Path(frame["file_path"]).stem in stems]
     names = _class_names(data_dir)
     with_classes = names is not None and all("semantics_file_path" in frame for frame in frames)
-    points, tolerances, classes = [], [], []
+    points, tolerances, stems, classes = [], [], [], []
     for frame in frames:
         depth = true_depth(data_dir, frame, depth_scale)
+        stems.append(np.full(int((depth > 0).sum()), Path(frame["file_path"]).stem, dtype=object))
         if with_classes:
             semantics = np.asarray(Image.open(Path(data_dir) / frame["semantics_file_path"]))
             classes.append(semantics[depth > 0])
@@ -78,11 +84,12 @@ def true_surface(
         camera = (rays * depth)[:, valid]
         points.append(camera.T @ pose[:3, :3].T + pose[:3, 3])
         tolerances.append(np.maximum(min_distance, footprints * np.linalg.norm(camera, axis=0) / (fx * scale)))
+    surface = TrueSurface(np.concatenate(points), np.concatenate(tolerances), np.concatenate(stems))
     if not with_classes:
-        return TrueSurface(np.concatenate(points), np.concatenate(tolerances))
+        return surface
     ids = np.concatenate(classes)
     table = np.array([names.get(index, VOID) for index in range(int(ids.max(initial=0)) + 1)], dtype=object)
-    return TrueSurface(np.concatenate(points), np.concatenate(tolerances), table[ids])
+    return TrueSurface(surface.points, surface.tolerances, surface.stems, table[ids])
 
 
 VOID = "void"

@@ -4,6 +4,7 @@ scene's true depth."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +339,17 @@ def test_the_point_clouds_labels_are_scored_against_the_scenes_semantic_maps(sam
     assert label_accuracy(points, names, truth) == 1.0
     assert label_accuracy(points, np.where(names == "floor", "wall", "floor"), truth) == 0.0
     assert label_accuracy(points + 100.0, names, truth) is None
+
+
+def test_the_true_surface_of_some_frames_is_theirs_alone(sample_scene):
+    """``TrueSurface.of_frames``: the points, tolerances and classes of the named frames' depth maps, nothing else."""
+    from jacobinerf_ns.surface_accuracy import true_depth, true_surface
+
+    truth = true_surface(sample_scene)
+    frames = json.loads((sample_scene / "transforms.json").read_text())["frames"][:2]
+    stems = [Path(frame["file_path"]).stem for frame in frames]
+    some = truth.of_frames(stems)
+    expected = sum(int((true_depth(sample_scene, frame, 1e-3) > 0).sum()) for frame in frames)
+    assert len(some.points) == len(some.tolerances) == len(some.classes) == expected > 0
+    assert set(some.stems) == set(stems)
+    assert len(truth.of_frames(["no_such_frame"]).points) == 0
