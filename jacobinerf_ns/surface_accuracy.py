@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Collection, Dict, Optional, Tuple
 
@@ -35,6 +36,13 @@ class TrueSurface:
     """``(N,)`` stem of the image of each point's frame."""
     classes: Optional[np.ndarray] = None
     """``(N,)`` true class name of each (``semantics_file_path`` and ``classes.json``; ``None`` without them)."""
+
+    @cached_property
+    def tree(self):
+        """A KD-tree of :attr:`points` (scipy's ``cKDTree``), built once for every query against this surface."""
+        from scipy.spatial import cKDTree
+
+        return cKDTree(self.points)
 
     def of_frames(self, stems: Collection[str]) -> "TrueSurface":
         """The surface of the frames whose image's stem is in ``stems``."""
@@ -84,12 +92,12 @@ def true_surface(
         camera = (rays * depth)[:, valid]
         points.append(camera.T @ pose[:3, :3].T + pose[:3, 3])
         tolerances.append(np.maximum(min_distance, footprints * np.linalg.norm(camera, axis=0) / (fx * scale)))
-    surface = TrueSurface(np.concatenate(points), np.concatenate(tolerances), np.concatenate(stems))
-    if not with_classes:
-        return surface
-    ids = np.concatenate(classes)
-    table = np.array([names.get(index, VOID) for index in range(int(ids.max(initial=0)) + 1)], dtype=object)
-    return TrueSurface(surface.points, surface.tolerances, surface.stems, table[ids])
+    true_classes = None
+    if with_classes:
+        ids = np.concatenate(classes)
+        table = np.array([names.get(index, VOID) for index in range(int(ids.max(initial=0)) + 1)], dtype=object)
+        true_classes = table[ids]
+    return TrueSurface(np.concatenate(points), np.concatenate(tolerances), np.concatenate(stems), true_classes)
 
 
 VOID = "void"
@@ -111,7 +119,7 @@ def surface_shares(points: np.ndarray, truth: TrueSurface) -> Dict[str, float]:
 
     if len(points) == 0:
         return {"accuracy": float("nan"), "completeness": 0.0, "median_distance": float("nan")}
-    distance, nearest = cKDTree(truth.points).query(points)
+    distance, nearest = truth.tree.query(points)
     covered, _ = cKDTree(points).query(truth.points)
     return {
         "accuracy": float(np.mean(distance <= truth.tolerances[nearest])),
@@ -123,11 +131,9 @@ def surface_shares(points: np.ndarray, truth: TrueSurface) -> Dict[str, float]:
 def label_accuracy(points: np.ndarray, names: np.ndarray, truth: TrueSurface) -> Optional[float]:
     """Share of the ``(P, 3)`` points on the true surface whose class ``names`` ``(P,)`` is the true class of their
     nearest true point (true void not scored); ``None`` without true classes or such points."""
-    from scipy.spatial import cKDTree
-
     if truth.classes is None or len(points) == 0:
         return None
-    distance, nearest = cKDTree(truth.points).query(points)
+    distance, nearest = truth.tree.query(points)
     scored = (distance <= truth.tolerances[nearest]) & (truth.classes[nearest] != VOID)
     return float(np.mean(names[scored] == truth.classes[nearest][scored])) if scored.any() else None
 
