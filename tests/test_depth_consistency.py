@@ -147,11 +147,11 @@ def test_a_click_on_a_floater_is_named_in_a_warning(views):
         ClickSurface("clicks[0] ('vase' at images/frame_00000.png x 20.5 y 14.5)", origin, points[14, 20]),
         ClickSurface("clicks[1] ('floor' at images/frame_00000.png x 5.5 y 5.5)", origin, points[5, 5]),
     ]
-    warnings = unconfirmed_clicks(surfaces, views, 2, 0.03)
+    warnings = unconfirmed_clicks(surfaces, views, FusionCheck(min_views=2, tolerance=0.03))
     assert len(warnings) == 1
     assert warnings[0].startswith("clicks[0] ('vase' at images/frame_00000.png x 20.5 y 14.5): only 0 of the 4 ")
     assert "it may be a floater" in warnings[0]
-    assert unconfirmed_clicks(surfaces, views, 0, 0.03) == (), "0 views: no check"
+    assert unconfirmed_clicks(surfaces, views, FusionCheck(min_views=0)) == (), "0 views: no check"
 
 
 class FloorField:

@@ -140,7 +140,7 @@ class Label:
             capture_tolerance=self.capture_tolerance,
         )
         views = check.min_views
-        for warning in unconfirmed_clicks(clicks.surfaces, judges, views, check.tolerance, check.min_angle):
+        for warning in unconfirmed_clicks(clicks.surfaces, judges, check):
             CONSOLE.print(f"[yellow]jacobinerf: {warning}")
         points, voxel, kept = folder.write_points(scene, frames, self.voxel_size, judges, check, captured)
         folder.write_classes(click_set.classes, colors)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from jacobinerf_ns.clicks import ClickSet
-from jacobinerf_ns.depth_consistency import MIN_TRIANGULATION_ANGLE, DepthView, unconfirmed_message, view_support
+from jacobinerf_ns.depth_consistency import DepthView, FusionCheck, unconfirmed_message, view_support
 from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, Probe
 from jacobinerf_ns.propagation.rendering import ray_jacobians, render_responses
@@ -136,24 +136,20 @@ def keep_hits(
 
 
 def unconfirmed_clicks(
-    surfaces: Sequence[ClickSurface],
-    views: Sequence[DepthView],
-    min_views: int,
-    tolerance: float,
-    min_angle: float = MIN_TRIANGULATION_ANGLE,
+    surfaces: Sequence[ClickSurface], views: Sequence[DepthView], check: FusionCheck
 ) -> Tuple[str, ...]:
-    """A warning naming each click whose surface fewer than ``min_views`` of the training ``views`` (those with
-    ``min_angle`` degrees of parallax on it) agree on (:mod:`jacobinerf_ns.depth_consistency`): a click on a
-    floater."""
-    if not surfaces or min_views <= 0:
+    """A warning naming each click whose surface fewer than ``check.min_views`` of the training ``views`` (those with
+    ``check.min_angle`` degrees of parallax on it) agree on within ``check.tolerance``
+    (:mod:`jacobinerf_ns.depth_consistency`): a click on a floater."""
+    if not surfaces or check.min_views <= 0:
         return ()
     points = torch.stack([surface.point for surface in surfaces])
     origins = torch.stack([surface.origin for surface in surfaces])
-    support = view_support(points, views, tolerance, origins, min_angle)
+    support = view_support(points, views, check.tolerance, origins, check.min_angle)
     return tuple(
-        f"{surface.name}: {unconfirmed_message(int(agreeing), int(seeing), min_views)}"
+        f"{surface.name}: {unconfirmed_message(int(agreeing), int(seeing), check.min_views)}"
         for surface, agreeing, seeing in zip(surfaces, support.agreeing, support.seeing)
-        if agreeing < min_views
+        if agreeing < check.min_views
     )
 
 
