@@ -116,6 +116,7 @@ def train(run: str, args, shaping_start: int) -> Dict:
         *(REPLICA_SMALL_FIELD if args.small_field else []),
         *(["--pipeline.model.depth-loss-mult", "0"] if args.no_depth else []),
         *([] if args.depth_loss_mult is None else ["--pipeline.model.depth-loss-mult", str(args.depth_loss_mult)]),
+        *(part for name, value in args.model_option for part in (f"--pipeline.model.{name}", value)),
         *(["--mixed-precision", "False"] if args.device == "cpu" else []),
     ]
     wall, peak = run_tracked(command)
@@ -208,6 +209,14 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="train the runs, evaluate nothing")
     parser.add_argument("--no-depth", action="store_true", help="train without the depth loss (depth-loss-mult 0)")
     parser.add_argument("--depth-loss-mult", type=float, help="the depth loss's weight (default: the model's)")
+    parser.add_argument(
+        "--model-option",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="another --pipeline.model.NAME VALUE of ns-train (repeatable), e.g. distortion-loss-mult-with-depth 0.002",
+    )
     parser.add_argument("--shaped-only", action="store_true", help="train the JacobiNeRF run only (with --train-only)")
     args = parser.parse_args()
     if args.no_depth and args.depth_loss_mult is not None:
@@ -234,6 +243,7 @@ def main() -> None:
         f"machine: {platform.machine()} {args.device} ({platform.node()}); {args.steps} steps, shaping from "
         f"{args.shaping_start}, {args.rays} rays/step{', small field' if args.small_field else ''}; "
         f"depth loss {weight}; "
+        f"{''.join(f'{name} {value}; ' for name, value in args.model_option)}"
         f"settings {' '.join(args.settings)}"
     )
     print(header)
