@@ -129,8 +129,20 @@ def test_the_depth_loss_is_added_with_depth_and_only_then():
     assert "depth_loss" not in metrics and plain.keys() == expected.keys()
     assert all(torch.equal(plain[key], expected[key]) for key in plain)
 
-    off = build_tiny_model(depth_loss_mult=0.0)
-    assert "depth_loss" not in training_losses(off, depth)[3]
+    off = build_tiny_model(depth_loss_mult=0.0)  # depth off: nerfacto's distortion loss again
+    outputs, batch, metrics, losses = training_losses(off, depth)
+    assert "depth_loss" not in losses
+    assert losses["distortion_loss"] == off.config.distortion_loss_mult * metrics["distortion"] > 0
+
+
+def test_the_distortion_loss_has_its_own_weight_where_the_depth_loss_supervises():
+    depth = torch.linspace(0.3, 0.9, 6 * 8)[:, None]
+    for weight in (0.0, 0.5):
+        model = build_tiny_model(distortion_loss_mult_with_depth=weight)
+        metrics, losses = training_losses(model, depth)[2:]
+        assert metrics["distortion"] > 0 and losses["distortion_loss"] == weight * metrics["distortion"]
+        metrics, losses = training_losses(model)[2:]  # no depth in the batch: nerfacto's weight
+        assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"]
 
 
 def logged_tags(run: Path) -> set:
