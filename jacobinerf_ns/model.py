@@ -181,7 +181,8 @@ class JacobiNerfModel(NerfactoModel):
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
         if metrics_dict is not None and "depth_loss" in metrics_dict:
             loss_dict["depth_loss"] = self.config.depth_loss_mult * metrics_dict["depth_loss"]
-            loss_dict["distortion_loss"] = self.config.distortion_loss_mult_with_depth * metrics_dict["distortion"]
+            if self.config.distortion_loss_mult_with_depth is not None:
+                loss_dict["distortion_loss"] = self.config.distortion_loss_mult_with_depth * metrics_dict["distortion"]
         if JACOBIAN not in outputs:
             return loss_dict
         if SURROGATE not in batch:

@@ -137,6 +137,9 @@ def test_the_depth_loss_is_added_with_depth_and_only_then():
 
 def test_the_distortion_loss_has_its_own_weight_where_the_depth_loss_supervises():
     depth = torch.linspace(0.3, 0.9, 6 * 8)[:, None]
+    model = build_tiny_model()  # by default nerfacto's weight, with depth as without
+    metrics, losses = training_losses(model, depth)[2:]
+    assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"] > 0
     for weight in (0.0, 0.5):
         model = build_tiny_model(distortion_loss_mult_with_depth=weight)
         metrics, losses = training_losses(model, depth)[2:]
