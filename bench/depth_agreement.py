@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from jacobinerf_ns.pointcloud import captured_distance, depth_file_scale
-from jacobinerf_ns.runs import checkpoint_step, load_step
+from jacobinerf_ns.runs import checkpoint_steps, load_step
 
 NEAR = 0.15
 """Scene units around the captured distance counted as "at the surface" for ``--pixel``."""
@@ -78,7 +78,10 @@ def main() -> None:
     parser.add_argument("--pixel", type=int, nargs=3, metavar=("VIEW", "Y", "X"))
     args = parser.parse_args()
     if args.step is None:
-        args.step = max(checkpoint_step(path) for path in (args.run / "nerfstudio_models").glob("step-*.ckpt"))
+        saved = checkpoint_steps(args.run)
+        if not saved:
+            raise SystemExit(f"{args.run}: no checkpoint in {args.run / 'nerfstudio_models'} (--run: a run folder)")
+        args.step = saved[-1]
     pipeline = load_step(args.run, args.step)
     if pipeline.datamanager.train_dataparser_outputs.metadata.get("depth_filenames") is None:
         raise SystemExit(f"{args.run}: the run's scene has no depth maps (depth_file_path)")

@@ -43,6 +43,8 @@ from typing import Dict, List
 import numpy as np
 import torch
 
+from jacobinerf_ns.runs import checkpoint_steps
+
 PAPER = {"contrastive_batch_size": 64, "mi_loss_mult": 0.01, "temperature": 1.0}
 SETTINGS: Dict[str, Dict[str, object]] = {  # name → jacobinerf-shape options (one factor at a time from the paper's)
     "paper (batch 64, λ 0.01, τ 1)": PAPER,
@@ -73,12 +75,6 @@ def run_dir(out: Path, name: str) -> Path:
     from jacobinerf_ns.runs import run_folder
 
     return run_folder(out / "runs", "study", slug(name))
-
-
-def checkpoint_steps(run: Path) -> List[int]:
-    from jacobinerf_ns.runs import checkpoint_step
-
-    return sorted(checkpoint_step(path) for path in (run / "nerfstudio_models").glob("step-*.ckpt"))
 
 
 def python_command(module: str, *arguments: str, threads: int) -> None:

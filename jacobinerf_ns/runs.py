@@ -92,6 +92,11 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.stem.split("-")[1])
 
 
+def checkpoint_steps(run: Path) -> List[int]:
+    """The steps of the run's saved checkpoints (``RUN/nerfstudio_models/step-*.ckpt``), in increasing order."""
+    return sorted(checkpoint_step(path) for path in (run / "nerfstudio_models").glob("step-*.ckpt"))
+
+
 def load_step(run: Path, step: int) -> JacobiNerfPipeline:
     """The run's pipeline with the checkpoint of ``step`` loaded (ns-eval's loader, told the step)."""
     from nerfstudio.utils.eval_utils import eval_setup

@@ -130,7 +130,7 @@ def test_the_depth_loss_is_added_with_depth_and_only_then():
     assert all(torch.equal(plain[key], expected[key]) for key in plain)
 
     off = build_tiny_model(depth_loss_mult=0.0)  # depth off: nerfacto's distortion loss again
-    outputs, batch, metrics, losses = training_losses(off, depth)
+    metrics, losses = training_losses(off, depth)[2:]
     assert "depth_loss" not in losses
     assert losses["distortion_loss"] == off.config.distortion_loss_mult * metrics["distortion"] > 0
 

@@ -68,7 +68,7 @@ class ShapeRun:
         """The old run's ``TrainerConfig`` turned into the shaping run's."""
         import yaml
 
-        from jacobinerf_ns.runs import checkpoint_path, checkpoint_step
+        from jacobinerf_ns.runs import checkpoint_path, checkpoint_steps
 
         if not self.load_config.is_file():
             raise JacobiNerfError(f"--load-config {self.load_config} does not exist: give the config.yml of a run.")
@@ -82,7 +82,7 @@ class ShapeRun:
                 "jacobinerf-shape continues jacobinerf runs (train one with `ns-train jacobinerf`)."
             )
         checkpoints = self.load_config.parent / "nerfstudio_models"
-        saved = sorted(checkpoint_step(path) for path in checkpoints.glob("step-*.ckpt"))
+        saved = checkpoint_steps(self.load_config.parent)
         if not saved:
             raise JacobiNerfError(f"No checkpoint in {checkpoints}: the run has not saved one yet.")
         if self.load_step is not None and self.load_step not in saved:
