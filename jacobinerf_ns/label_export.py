@@ -4,7 +4,7 @@ and point cloud it ends with.
     OUT/export.json              what made it: click set (digest), run, settings — written first
     OUT/ids/<stem>.png           class ids (uint8/uint16), 0 = unlabelled, id = position in classes + 1
     OUT/overlay/<stem>.png       class colours over the image
-    OUT/confidence/<stem>.png    8-bit confidence (margin of the two best class scores)
+    OUT/confidence/<stem>.png    8-bit confidence (margin of the two best class scores; labelling.md)
     OUT/depth/<stem>.npy         rendered depth along each pixel's ray: the median termination distance
                                  (nerfstudio's frame, NaN: hits nothing)
     OUT/expected_depth/<stem>.npy  the mean termination distance (nerfstudio's expected_depth; NaN: hits nothing)

@@ -10,11 +10,16 @@ import pytest
 import torch
 
 from jacobinerf_ns.evaluation import evaluate_propagation
-from jacobinerf_ns.propagation.labelling import ClickSurface, ResolvedClicks
+from jacobinerf_ns.propagation.labelling import ClickSurface, ResolvedClicks, confidence
 from jacobinerf_ns.propagation.protocol import PropagationProtocol
 from jacobinerf_ns.propagation.rendering import pixel_jacobians
 from jacobinerf_ns.propagation.surface_graph import build_surface_graph
-from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, render_nodes, surface_passes
+from jacobinerf_ns.propagation.surface_labelling import (
+    SurfaceLabelling,
+    render_nodes,
+    surface_confidence,
+    surface_passes,
+)
 from tests.helpers import build_tiny_model, cameras_around_origin, label_views, metric_keys
 
 
@@ -47,3 +52,12 @@ def test_a_frame_reads_the_spread_at_its_pixels(model):
     labels = SurfaceLabelling.spread(graph, clicks).label_frame(model, frames[1])
     assert labels.ids.shape == (12, 18)
     assert torch.equal(labels.ids == 1, labels.hit), "one class: every pixel that hits a surface gets it"
+
+
+def test_over_the_surfaces_confidence_is_the_absolute_margin_so_a_weak_lone_class_reads_unsure():
+    """Surface scores lie in [0, 1]: a class that wins alone with a low score (a pixel that barely resembles its
+    clicks) reads unsure, where the ratio of the two best scores would read it certain."""
+    scores = torch.tensor([[0.9, 0.0], [0.1, 0.0], [0.5, 0.4], [0.0, 0.0]])
+    torch.testing.assert_close(surface_confidence(scores), torch.tensor([0.9, 0.1, 0.1, 0.0]))
+    assert confidence(scores)[1] == 1.0, "the ratio reads the weak lone class as certain"
+    torch.testing.assert_close(surface_confidence(scores[:, :1]), scores[:, 0])

@@ -56,7 +56,8 @@ class Label:
     """--propagation surface: pixels of each training frame (a regular grid) that become nodes of the surface
     graph."""
     min_confidence: float = 0.0
-    """Pixels whose confidence (s1 − s2) / s1 is below this get id 0 (unlabelled)."""
+    """Pixels whose confidence is below this get id 0 (unlabelled): (s1 − s2) / s1 of the two best class scores
+    with --propagation nearest; s1 − s2 with surface, whose scores lie in [0, 1]."""
     min_explained: float = 0.5  # labelling.MIN_EXPLAINED (literal: --help imports no torch)
     """--propagation nearest: pixels that resemble no click (best |cos| of their Jacobian to a click's below this, the
     measure 'Suggest next click' uses) get id 0; 0 gives every pixel that hits a surface a class."""

@@ -160,13 +160,17 @@ def class_scores(responses: Tensor, class_ids: Sequence[int], num_classes: int) 
     return scores.scatter_reduce(-1, index.expand_as(responses), responses, reduce="amax")
 
 
-def confidence(scores: Tensor) -> Tensor:
-    """``(s1 − s2) / max(s1, ε)`` of the two best class scores ``(..., C) → (...)`` (one class: ``s2 = 0``)."""
+def best_two(scores: Tensor) -> Tuple[Tensor, Tensor]:
+    """The two best class scores ``s1 ≥ s2``: ``(..., C) → (...), (...)`` (one class: ``s2 = 0``)."""
     if scores.shape[-1] == 1:
-        best, second = scores[..., 0], torch.zeros_like(scores[..., 0])
-    else:
-        top = scores.topk(2, dim=-1).values
-        best, second = top[..., 0], top[..., 1]
+        return scores[..., 0], torch.zeros_like(scores[..., 0])
+    top = scores.topk(2, dim=-1).values
+    return top[..., 0], top[..., 1]
+
+
+def confidence(scores: Tensor) -> Tensor:
+    """``(s1 − s2) / max(s1, ε)`` of the two best class scores ``(..., C) → (...)`` (:func:`best_two`)."""
+    best, second = best_two(scores)
     return (best - second) / best.clamp_min(CONFIDENCE_EPSILON)
 
 

@@ -35,7 +35,7 @@ from jacobinerf_ns.propagation.labelling import (
     ClickSurface,
     FrameLabels,
     ResolvedClicks,
-    confidence,
+    best_two,
     label_ids,
 )
 from jacobinerf_ns.propagation.labelling import class_scores as labelling_class_scores
@@ -66,6 +66,14 @@ MIN_MASK_RESEMBLANCE = 0.3
 unit Jacobians; docs/propagation_levers.md measures 0.3 and 0.5)."""
 PIXELS_PER_FRAME = 2048
 """Graph nodes per frame (before dropping pixels that hit nothing): a grid of stride ``√(H·W / this)``."""
+
+
+def surface_confidence(scores: Tensor) -> Tensor:
+    """``s1 − s2`` of the two best class scores ``(..., C) → (...)`` (:func:`.labelling.best_two`). Surface scores
+    are absolute (``F_c / ΣF · r_c^γ`` in [0, 1]), so unlike :func:`.labelling.confidence`'s ratio this reads a class
+    that wins alone but barely resembles its clicks (an unclicked object let through by the masks' gate) as unsure."""
+    best, second = best_two(scores)
+    return (best - second).clamp(0.0, 1.0)
 
 
 def node_stride(camera: Cameras, pixels_per_frame: int) -> int:
@@ -210,10 +218,11 @@ class SurfaceLabelling:
         )
 
     def label_frame(self, model: JacobiNerfModel, camera: Cameras, min_confidence: float = 0.0) -> FrameLabels:
-        """Labels of one camera: each pixel that hits a surface takes the best class of :meth:`frame_scores`."""
+        """Labels of one camera: each pixel that hits a surface takes the best class of :meth:`frame_scores`;
+        confidence is :func:`surface_confidence`."""
         frame = self.frame_scores(model, camera)
         hit = frame.hit
-        margin = torch.where(hit, confidence(frame.scores), torch.zeros_like(frame.accumulation))
+        margin = torch.where(hit, surface_confidence(frame.scores), torch.zeros_like(frame.accumulation))
         return FrameLabels(
             ids=label_ids(frame.scores, margin, min_confidence, hit),
             confidence=margin,

@@ -10,7 +10,9 @@ viewer's state, so a frame never mixes two states (the viewer renders in its own
   with its defaults); with labels spread over the surfaces, ``s_c`` is the render's ``SURFACE_SCORES`` and every
   pixel that hits a surface is labelled (as ``jacobinerf-label --propagation surface``);
 * ``jacobinerf_confidence``: the margin ``(s1 − s2) / max(s1, ε)`` of the two best class scores (heatmap, 0 = a
-  tie: click there next); 1 where the ray hits nothing (nothing to label).
+  tie: click there next); over the surfaces ``s1 − s2`` of the surface scores
+  (:func:`~jacobinerf_ns.propagation.surface_labelling.surface_confidence`: a class that wins alone but barely
+  resembles its clicks reads unsure); 1 where the ray hits nothing (nothing to label).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from jacobinerf_ns.propagation.labelling import (
     explained,
     label_ids,
 )
-from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection
+from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection, surface_confidence
 from jacobinerf_ns.visualization import highlight, label_overlay
 
 RESPONSE, SELECTION = "jacobinerf_response", "jacobinerf_selection"
@@ -81,7 +83,7 @@ def decorate(outputs: dict, camera: object, decoration: Decoration) -> dict:
     if decoration.label_ids:
         hit = outputs["accumulation"][..., 0] >= MIN_ACCUMULATION
         if surface_scores is not None:
-            margin = confidence(surface_scores)
+            margin = surface_confidence(surface_scores)
             ids = label_ids(surface_scores, margin, hit=hit)
         else:
             scores = class_scores(responses, decoration.label_ids, len(decoration.colors) - 1)
