@@ -18,7 +18,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.field_heads import FieldHeadNames
-from nerfstudio.model_components.losses import DepthLossType, depth_loss
+from nerfstudio.model_components.losses import DepthLossType, depth_loss, lossfun_distortion, ray_samples_to_sdist
 from nerfstudio.models.nerfacto import NerfactoModel
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
@@ -36,6 +36,7 @@ JACOBIAN = "jacobian"
 DEPTH_IMAGE = "depth_image"
 """nerfstudio's batch key of depth maps (set by the datamanager's dataset when the scene has depth files)."""
 DIRECTIONS_NORM = "directions_norm"
+DISTORTION_WITH_DEPTH = "distortion_with_depth"
 RESPONSE_CHUNK_BYTES = 1 << 28
 """Eval chunks shrink so that a chunk's per-sample response products stay under this size."""
 RESPONSE_CHUNK_MIN_RAYS = 256
@@ -156,10 +157,17 @@ class JacobiNerfModel(NerfactoModel):
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         """nerfacto's metrics, plus depth-nerfacto's DS-NeRF ``depth_loss`` (averaged over the proposal and final
-        samplers' weights) on a training batch with depth maps; depth 0 (invalid) is masked out by the loss."""
+        samplers' weights) on a training batch with depth maps; depth 0 (invalid) is masked out by the loss. Then
+        ``distortion_with_depth``: the part of nerfacto's ``distortion`` (a mean over rays) from the rays with a
+        valid depth, which ``distortion_loss_mult_with_depth`` weighs."""
         metrics_dict = super().get_metrics_dict(outputs, batch)
         if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
             termination_depth = batch[DEPTH_IMAGE].to(self.device)
+            if self.config.distortion_loss_mult_with_depth is not None:
+                per_ray = lossfun_distortion(
+                    ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
+                )
+                metrics_dict[DISTORTION_WITH_DEPTH] = torch.mean(per_ray * (termination_depth[..., 0] > 0))
             sigma = torch.tensor([self.config.depth_sigma], device=self.device)
             samplers = list(zip(outputs["weights_list"], outputs["ray_samples_list"]))
             metrics_dict["depth_loss"] = sum(
@@ -181,8 +189,12 @@ class JacobiNerfModel(NerfactoModel):
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
         if metrics_dict is not None and "depth_loss" in metrics_dict:
             loss_dict["depth_loss"] = self.config.depth_loss_mult * metrics_dict["depth_loss"]
-            if self.config.distortion_loss_mult_with_depth is not None:
-                loss_dict["distortion_loss"] = self.config.distortion_loss_mult_with_depth * metrics_dict["distortion"]
+        if metrics_dict is not None and DISTORTION_WITH_DEPTH in metrics_dict:
+            with_depth = metrics_dict[DISTORTION_WITH_DEPTH]
+            loss_dict["distortion_loss"] = (
+                self.config.distortion_loss_mult * (metrics_dict["distortion"] - with_depth)
+                + self.config.distortion_loss_mult_with_depth * with_depth
+            )
         if JACOBIAN not in outputs:
             return loss_dict
         if SURROGATE not in batch:

@@ -44,14 +44,14 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     """Anchors with fewer positives than this fraction of the batch lower the threshold."""
     positive_ratio_high: float = 0.15
     """Anchors with more positives than this fraction of the batch raise the threshold."""
-    depth_loss_mult: float = 1e-4
-    """Weight of nerfstudio's DS-NeRF depth loss (depth-nerfacto's), added when the batch has depth maps (the scene's
-    frames have depth files); 0 turns it off. Scenes without depth never get it. A tenth of depth-nerfacto's weight;
-    an RGB-D room's labelled model is fuller with 1e-3 and ``distortion_loss_mult_with_depth`` 0 (docs/training.md)."""
-    distortion_loss_mult_with_depth: Optional[float] = None
-    """Weight of nerfacto's distortion loss on the batches the depth loss supervises (None: ``distortion_loss_mult``,
-    as on the others). There the depth loss already draws each ray's weights to the captured surface, the distortion
-    loss's job without depth (the RGB-D recipe sets it to 0: docs/training.md)."""
+    depth_loss_mult: float = 1e-3
+    """Weight of nerfstudio's DS-NeRF depth loss (depth-nerfacto's, and its weight), added when the batch has depth
+    maps (the scene's frames have depth files); 0 turns it off. Scenes without depth never get it."""
+    distortion_loss_mult_with_depth: Optional[float] = 0.0
+    """Weight of nerfacto's distortion loss on the rays the depth loss supervises (a valid depth: > 0), where
+    ``distortion_loss_mult`` holds on the others (None: there too). There the depth loss already draws the ray's
+    weights to the captured surface, the distortion loss's job without depth, and the two together leave holes
+    (docs/training.md)."""
     depth_sigma: float = 0.01
     """σ of the depth loss, in scene units (depth maps are scaled like the poses: × the dataparser's scale);
     nerfstudio's DS-NeRF loss weights samples at distance t by exp(−(t − d)² / (2σ))."""

@@ -137,15 +137,32 @@ def test_the_depth_loss_is_added_with_depth_and_only_then():
 
 def test_the_distortion_loss_has_its_own_weight_where_the_depth_loss_supervises():
     depth = torch.linspace(0.3, 0.9, 6 * 8)[:, None]
-    model = build_tiny_model()  # by default nerfacto's weight, with depth as without
+    model = build_tiny_model(distortion_loss_mult_with_depth=None)  # None: nerfacto's weight, with depth as without
     metrics, losses = training_losses(model, depth)[2:]
     assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"] > 0
+    assert build_tiny_model().config.distortion_loss_mult_with_depth == 0, "by default it steps aside for depth"
     for weight in (0.0, 0.5):
         model = build_tiny_model(distortion_loss_mult_with_depth=weight)
         metrics, losses = training_losses(model, depth)[2:]
-        assert metrics["distortion"] > 0 and losses["distortion_loss"] == weight * metrics["distortion"]
+        assert metrics["distortion"] > 0
+        torch.testing.assert_close(losses["distortion_loss"], weight * metrics["distortion"])
         metrics, losses = training_losses(model)[2:]  # no depth in the batch: nerfacto's weight
         assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"]
+
+
+def test_rays_without_a_valid_depth_keep_nerfactos_distortion_loss():
+    """Depth 0 (the sky, a sensor's hole) supervises nothing: those rays keep ``distortion_loss_mult``."""
+    from nerfstudio.model_components.losses import lossfun_distortion, ray_samples_to_sdist
+
+    depth = torch.linspace(0.3, 0.9, 6 * 8)[:, None]
+    invalid = torch.arange(len(depth))[:, None] % 2 == 0
+    model = build_tiny_model(distortion_loss_mult_with_depth=0.0)
+    outputs, _, metrics, losses = training_losses(model, torch.where(invalid, 0.0, depth))
+    samples, weights = outputs["ray_samples_list"][-1], outputs["weights_list"][-1][..., 0]
+    per_ray = lossfun_distortion(ray_samples_to_sdist(samples), weights)
+    expected = model.config.distortion_loss_mult * torch.mean(per_ray * invalid[:, 0])
+    torch.testing.assert_close(losses["distortion_loss"], expected)
+    assert 0 < expected < model.config.distortion_loss_mult * metrics["distortion"]
 
 
 def logged_tags(run: Path) -> set:
