@@ -79,9 +79,10 @@ def selection_ious(fields, sample_scene) -> dict:
 SHOWN_INSTANCES = ("floor", "walls", "ball_red", "ball_blue", "box_green", "box_yellow", "vase")
 """The sample scene's instances its views show (its cameras look down: none sees the ceiling)."""
 SMALL_OBJECT = (
-    "One click does not select this object reliably yet: after shaping, IoU 0.37-0.91 (blue ball), 0.18-0.84 (yellow "
-    "box), 0.09-0.91 (vase) on machine seeds 42, 1 and 2, where the floor, the walls, the red ball and the green box "
-    "reach 0.57-0.99 on each (docs/testing.md). This is the selection by the Jacobians alone; the viewer's default "
+    "One click does not select this object reliably yet: after shaping, IoU 0.03-0.72 (blue ball), 0.18-0.95 (yellow "
+    "box), 0.32-0.96 (vase) over six runs with today's depth weights (machine seeds 42, 1 and 2, twice each), where "
+    "the floor, the walls, the red ball and the green box reach 0.65-0.99 on each (docs/testing.md). This is the "
+    "selection by the Jacobians alone; the viewer's default "
     "selection spreads over the run's masks and surfaces and selects each of them whole (test_viewer_panel)."
 )
 NOT_SELECTED_YET = {
