@@ -21,20 +21,19 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData
 
-from jacobinerf_ns.surface_accuracy import background_share, label_accuracy, surface_shares, true_surface
+from jacobinerf_ns.surface_accuracy import CloudScore, background_share, true_surface
 
 
 def measure(export: Path, data: Path, depth_scale: float) -> dict:
     vertex = PlyData.read(str(export / "labelled_points.ply"))["vertex"]
     points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=-1).astype(np.float64)
-    truth = true_surface(data, depth_scale)
-    figures = {"points": len(points), **surface_shares(points, truth)}
+    score = CloudScore(points, true_surface(data, depth_scale))
+    figures = {"points": len(points), **score.shares()}
     exported = {path.stem for path in (export / "ids").glob("*.png")}
-    seen = surface_shares(points, truth.of_frames(exported))
-    figures["completeness_of_exported"] = seen["completeness"]
+    figures["completeness_of_exported"] = score.shares(exported)["completeness"]
     rows = json.loads((export / "classes.json").read_text())["semantic_classes"]
     names = np.array([row["name"] for row in sorted(rows, key=lambda row: row["index"])], dtype=object)
-    figures["label_accuracy"] = label_accuracy(points, names[np.asarray(vertex["label"])], truth)
+    figures["label_accuracy"] = score.label_accuracy(names[np.asarray(vertex["label"])])
     figures["background_labelled"] = background_share(export, data, depth_scale)
     return figures
 

@@ -44,12 +44,6 @@ class TrueSurface:
 
         return cKDTree(self.points)
 
-    def of_frames(self, stems: Collection[str]) -> "TrueSurface":
-        """The surface of the frames whose image's stem is in ``stems``."""
-        keep = np.isin(self.stems, list(stems))
-        classes = None if self.classes is None else self.classes[keep]
-        return TrueSurface(self.points[keep], self.tolerances[keep], self.stems[keep], classes)
-
 
 def _frames(data_dir: Path) -> Tuple[dict, list]:
     meta = json.loads((Path(data_dir) / "transforms.json").read_text())
@@ -113,29 +107,52 @@ def _class_names(data_dir: Path) -> Optional[Dict[int, str]]:
     return {**{int(row["index"]): str(row["name"]) for row in rows}, 0: VOID}
 
 
-def surface_shares(points: np.ndarray, truth: TrueSurface) -> Dict[str, float]:
-    """Accuracy and completeness of ``(P, 3)`` points (the poses' frame), and their median distance to the truth."""
-    from scipy.spatial import cKDTree
+@dataclass(frozen=True)
+class CloudScore:
+    """``(P, 3)`` points (the poses' frame) against one true surface; each nearest-neighbour query is made once, however
+    many figures are read."""
 
-    if len(points) == 0:
-        return {"accuracy": float("nan"), "completeness": 0.0, "median_distance": float("nan")}
-    distance, nearest = truth.tree.query(points)
-    covered, _ = cKDTree(points).query(truth.points)
-    return {
-        "accuracy": float(np.mean(distance <= truth.tolerances[nearest])),
-        "completeness": float(np.mean(covered <= truth.tolerances)),
-        "median_distance": float(np.median(distance)),
-    }
+    points: np.ndarray
+    truth: TrueSurface
 
+    @cached_property
+    def nearest(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(P,)`` each point's distance to its nearest true point, and that point's index."""
+        return self.truth.tree.query(self.points)
 
-def label_accuracy(points: np.ndarray, names: np.ndarray, truth: TrueSurface) -> Optional[float]:
-    """Share of the ``(P, 3)`` points on the true surface whose class ``names`` ``(P,)`` is the true class of their
-    nearest true point (true void not scored); ``None`` without true classes or such points."""
-    if truth.classes is None or len(points) == 0:
-        return None
-    distance, nearest = truth.tree.query(points)
-    scored = (distance <= truth.tolerances[nearest]) & (truth.classes[nearest] != VOID)
-    return float(np.mean(names[scored] == truth.classes[nearest][scored])) if scored.any() else None
+    @cached_property
+    def on_surface(self) -> np.ndarray:
+        """``(P,)`` whether each point lies within its nearest true point's tolerance."""
+        distance, nearest = self.nearest
+        return distance <= self.truth.tolerances[nearest]
+
+    @cached_property
+    def covered(self) -> np.ndarray:
+        """``(N,)`` whether each true point has a point of the cloud within its tolerance."""
+        from scipy.spatial import cKDTree
+
+        return cKDTree(self.points).query(self.truth.points)[0] <= self.truth.tolerances
+
+    def shares(self, frames: Optional[Collection[str]] = None) -> Dict[str, float]:
+        """Accuracy, completeness (of the true surface of the frames whose image stems are ``frames``; ``None``: of
+        every frame) and the median distance to the truth."""
+        if len(self.points) == 0:
+            return {"accuracy": float("nan"), "completeness": 0.0, "median_distance": float("nan")}
+        covered = self.covered if frames is None else self.covered[np.isin(self.truth.stems, list(frames))]
+        return {
+            "accuracy": float(np.mean(self.on_surface)),
+            "completeness": float(np.mean(covered)) if len(covered) else 0.0,
+            "median_distance": float(np.median(self.nearest[0])),
+        }
+
+    def label_accuracy(self, names: np.ndarray) -> Optional[float]:
+        """Share of the points on the true surface whose class ``names`` ``(P,)`` is the true class of their nearest
+        true point (true void not scored); ``None`` without true classes or such points."""
+        if self.truth.classes is None or len(self.points) == 0:
+            return None
+        true_names = self.truth.classes[self.nearest[1]]
+        scored = self.on_surface & (true_names != VOID)
+        return float(np.mean(names[scored] == true_names[scored])) if scored.any() else None
 
 
 def background_share(export_dir: Path, data_dir: Path, depth_scale: float = 1e-3) -> Optional[float]:

@@ -230,13 +230,13 @@ def fused_shares(folder, truth, *write_points_args):
     from plyfile import PlyData
 
     from jacobinerf_ns.label_export import POINTS
-    from jacobinerf_ns.surface_accuracy import surface_shares
+    from jacobinerf_ns.surface_accuracy import CloudScore
 
     _, _, kept = folder.write_points(*write_points_args)
     vertex = PlyData.read(str(folder.root / POINTS))["vertex"]
     assert set(np.unique(vertex["label"])) == {1}, "unlabelled pixels stay out"
     points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=-1).astype(np.float64)
-    return surface_shares(points, truth), kept
+    return CloudScore(points, truth).shares(), kept
 
 
 def test_the_point_cloud_keeps_labelled_points_the_views_agree_on(sample_scene, tmp_path):
@@ -327,29 +327,29 @@ def test_the_label_commands_defaults_are_the_librarys():
 
 
 def test_the_point_clouds_labels_are_scored_against_the_scenes_semantic_maps(sample_scene):
-    """``label_accuracy``: points on the true surface carrying their true class score 1, another class 0; points off
-    the surface are not scored."""
-    from jacobinerf_ns.surface_accuracy import VOID, label_accuracy, true_surface
+    """``CloudScore.label_accuracy``: points on the true surface carrying their true class score 1, another class 0;
+    points off the surface are not scored."""
+    from jacobinerf_ns.surface_accuracy import VOID, CloudScore, true_surface
 
     truth = true_surface(sample_scene)
     assert truth.classes is not None and len(truth.classes) == len(truth.points)
     assert {"floor", "wall", "ball", "box", "vase"} <= set(truth.classes)
     picked = np.random.default_rng(0).choice(np.flatnonzero(truth.classes != VOID), 500, replace=False)
     points, names = truth.points[picked], truth.classes[picked]
-    assert label_accuracy(points, names, truth) == 1.0
-    assert label_accuracy(points, np.where(names == "floor", "wall", "floor"), truth) == 0.0
-    assert label_accuracy(points + 100.0, names, truth) is None
+    assert CloudScore(points, truth).label_accuracy(names) == 1.0
+    assert CloudScore(points, truth).label_accuracy(np.where(names == "floor", "wall", "floor")) == 0.0
+    assert CloudScore(points + 100.0, truth).label_accuracy(names) is None
 
 
-def test_the_true_surface_of_some_frames_is_theirs_alone(sample_scene):
-    """``TrueSurface.of_frames``: the points, tolerances and classes of the named frames' depth maps, nothing else."""
-    from jacobinerf_ns.surface_accuracy import true_depth, true_surface
+def test_completeness_of_some_frames_counts_their_true_surface_alone(sample_scene):
+    """A cloud of the true points of two frames covers those frames' surface whole and every frame's only in part;
+    ``frames`` naming no frame covers nothing."""
+    from jacobinerf_ns.surface_accuracy import CloudScore, true_surface
 
     truth = true_surface(sample_scene)
     frames = json.loads((sample_scene / "transforms.json").read_text())["frames"][:2]
     stems = [Path(frame["file_path"]).stem for frame in frames]
-    some = truth.of_frames(stems)
-    expected = sum(int((true_depth(sample_scene, frame, 1e-3) > 0).sum()) for frame in frames)
-    assert len(some.points) == len(some.tolerances) == len(some.classes) == expected > 0
-    assert set(some.stems) == set(stems)
-    assert len(truth.of_frames(["no_such_frame"]).points) == 0
+    score = CloudScore(truth.points[np.isin(truth.stems, stems)], truth)
+    assert score.shares(stems)["completeness"] == 1.0 and score.shares(stems)["accuracy"] == 1.0
+    assert 0.0 < score.shares()["completeness"] < 1.0
+    assert score.shares(["no_such_frame"])["completeness"] == 0.0

@@ -24,7 +24,7 @@ from jacobinerf_ns.clicks import ClickSet, PixelClick, RayClick, scene_fingerpri
 from jacobinerf_ns.label_export import FRAME_FILES
 from jacobinerf_ns.runs import train
 from jacobinerf_ns.sample_scene import INSTANCES, PRIMITIVES, _trace
-from jacobinerf_ns.surface_accuracy import surface_shares, true_surface
+from jacobinerf_ns.surface_accuracy import CloudScore, true_surface
 from tests.helpers import (
     MACHINE_SEED,
     SCENE_EVAL_FRAMES,
@@ -275,7 +275,7 @@ def shares_of(export: Path, sample_scene: Path, name: str) -> dict:
     import open3d as o3d
 
     points = o3d.t.io.read_point_cloud(str(export / "labelled_points.ply")).point["positions"].numpy()
-    shares = surface_shares(points, true_surface(sample_scene))
+    shares = CloudScore(points, true_surface(sample_scene)).shares()
     print(f"point cloud {name}: accuracy / completeness", shares)  # the figures the thresholds were calibrated on
     return shares
 
