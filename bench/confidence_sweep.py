@@ -6,8 +6,8 @@ export's ``ids/`` with every pixel whose ``confidence/`` is below T set to 0 (wh
         [--thresholds 0 0.05 0.1 0.2] [--json sweep.json]
 
 Prints per threshold: mIoU over the classes present, pixel accuracy, the share of labelled ground-truth pixels left
-unlabelled, and the share of background pixels (no true surface: depth 0) labelled. The point cloud is the export's
-and is not fused again.
+unlabelled, and the share of background pixels (no true surface: depth 0) labelled. The point cloud is not fused
+again (``bench/point_cloud_accuracy.py`` scores the export's).
 """
 
 from __future__ import annotations
@@ -15,23 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import runpy
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from jacobinerf_ns.surface_accuracy import background_share
+
 LABEL_QUALITY = runpy.run_path(str(Path(__file__).with_name("label_quality.py")))
 FIGURES = ("miou", "pixel_accuracy", "unlabelled", "background_labelled")
 
 
 def thresholded(export: Path, threshold: float, folder: Path) -> Path:
-    """A copy of ``export`` under ``folder`` whose ``ids/`` are 0 where ``confidence/`` is below ``threshold``."""
+    """A folder under ``folder`` holding the export's ``ids/``, 0 where ``confidence/`` is below ``threshold``."""
     copy = folder / f"min_confidence_{threshold:g}"
     (copy / "ids").mkdir(parents=True)
-    for name in ("classes.json", "labelled_points.ply"):
-        shutil.copy(export / name, copy / name)
     for path in sorted((export / "ids").glob("*.png")):
         ids = np.asarray(Image.open(path))
         confidence = np.asarray(Image.open(export / "confidence" / path.name), dtype=np.float64) / 255.0
@@ -50,8 +49,9 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
         for threshold in args.thresholds:
-            figures = LABEL_QUALITY["scores"](thresholded(args.export, threshold, Path(folder)), args.data, args.clicks)
-            rows[threshold] = {name: figures[name] for name in FIGURES}
+            ids = thresholded(args.export, threshold, Path(folder))
+            figures = LABEL_QUALITY["label_scores"](ids, args.data, args.clicks)
+            rows[threshold] = {**figures, "background_labelled": background_share(ids, args.data)}
     print("| --min-confidence | " + " | ".join(FIGURES) + " |")
     print("|---|" + "---|" * len(FIGURES))
     for threshold, figures in rows.items():

@@ -95,8 +95,12 @@ def label(config: Path, clicks: Path, output: Path, frames: str, *options: str) 
 
 
 def scores(export: Path, data_dir: Path, clicks: Path) -> Dict[str, float]:
-    """mIoU, pixel accuracy and unlabelled share of ``ids/`` against the ground truth, and the point cloud's
-    figures."""
+    """:func:`label_scores` and the point cloud's figures."""
+    return {**label_scores(export, data_dir, clicks), **POINT_CLOUD["measure"](export, data_dir, 1e-3)}
+
+
+def label_scores(export: Path, data_dir: Path, clicks: Path) -> Dict[str, float]:
+    """mIoU, pixel accuracy and unlabelled share of ``ids/`` against the ground truth."""
     from jacobinerf_ns.metrics import confusion_matrix, label_metrics
 
     truth, names = ground_truth(data_dir), class_names(data_dir)
@@ -119,7 +123,6 @@ def scores(export: Path, data_dir: Path, clicks: Path) -> Dict[str, float]:
         "miou": metrics["miou"],
         "pixel_accuracy": float(np.mean(predicted[valid] == expected[valid])),
         "unlabelled": float(np.mean(predicted[valid] == 0)),
-        **POINT_CLOUD["measure"](export, data_dir, 1e-3),
     }
 
 
