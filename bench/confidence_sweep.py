@@ -46,6 +46,10 @@ def main() -> None:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    for option, path in (("--export", args.export / "confidence"), ("--data", args.data / "transforms.json"),
+                         ("--clicks", args.clicks)):  # fmt: skip
+        if not path.exists():
+            parser.error(f"{option}: {path} does not exist (--export: a jacobinerf-label output folder)")
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
         for threshold in args.thresholds:
