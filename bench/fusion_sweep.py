@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Tuple
 
 POINT_CLOUD = runpy.run_path(str(Path(__file__).with_name("point_cloud_accuracy.py")))
-RELABEL_OPTIONS = ("space", "mode", "sigma", "min_confidence", "min_explained", "propagation", "surface_pixels")
+RELABEL_OPTIONS = ("space", "mode", "sigma", "min_confidence", "min_explained", "min_resemblance", "min_class_score",
+                   "propagation", "surface_pixels")  # fmt: skip
 """The export's settings (``export.json``) the rerun repeats, so that it keeps the export's frames."""
 
 

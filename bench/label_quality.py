@@ -8,9 +8,9 @@ the defaults and with every pixel labelled, and the point cloud at the captured 
    the training frames show (a random training frame showing it, a random pixel of the class), then random labelled
    pixels of training frames up to ``--clicks``; each click's class is the ground truth's name of its class.
 2. **Exports**: ``jacobinerf-label`` (a subprocess, as a user runs it, with ``--propagation``) into ``OUT/default``
-   and with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0``) into ``OUT/every_pixel``;
-   ``OUT/default`` fused again at the rendered depth (``--no-captured-depth``) into ``OUT/rendered`` (the rerun keeps
-   the frames and writes only the point cloud).
+   and with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0 --min-class-score 0``) into
+   ``OUT/every_pixel``; ``OUT/default`` fused again at the rendered depth (``--no-captured-depth``) into
+   ``OUT/rendered`` (the rerun keeps the frames and writes only the point cloud).
 3. **Scores** of each export's ``ids/`` over the exported frames against the ground truth (void pixels not scored):
    mIoU over the classes present there, pixel accuracy, and the share of labelled ground-truth pixels the export
    leaves unlabelled; and its point cloud's figures (``bench/point_cloud_accuracy.py``). Printed and written to
@@ -144,8 +144,12 @@ def main() -> None:
     clicks = write_click_set(args.config, args.out, args.clicks, args.seed)
     chosen = ("--propagation", args.propagation, *(["--no-masks"] if args.no_masks else []))
     minutes = {"default": label(args.config, clicks, args.out / "default", args.frames, *chosen)}
-    force = "--min-explained" if args.propagation == "nearest" else "--min-resemblance"
-    every_pixel = (*chosen, force, "0")
+    force = (
+        ("--min-explained", "0")
+        if args.propagation == "nearest"
+        else ("--min-resemblance", "0", "--min-class-score", "0")
+    )
+    every_pixel = (*chosen, *force)
     minutes["every_pixel"] = label(args.config, clicks, args.out / "every_pixel", args.frames, *every_pixel)
     rendered = args.out / "rendered"
     shutil.rmtree(rendered, ignore_errors=True)

@@ -12,8 +12,8 @@
    maps) and once without (``--pipeline.model.depth-loss-mult 0``: a capture without depth).
 3. **Labels**: ``bench/label_quality.py`` on each run, all frames, ``--clicks`` clicks (one per class the training
    frames show, then random labelled pixels): ``jacobinerf-label`` with the defaults (``--propagation`` as given),
-   with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0``), and fused at the rendered depth
-   (``--no-captured-depth``, the only fusion a capture without depth has).
+   with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0 --min-class-score 0``), and fused at
+   the rendered depth (``--no-captured-depth``, the only fusion a capture without depth has).
 
 Report (``OUT/open_background.md`` and stdout): per run and export, the point cloud's share within ``max(5 cm, two
 pixel footprints)`` of the true surface (accuracy), the true surface's share with a point that near (completeness),

@@ -6,7 +6,9 @@ back-projected are the truth.
 
 Prints, for ``labelled_points.ply``: its points, the share within ``max(5 cm, two pixel footprints)`` of the true
 surface (accuracy), the share of the true surface with a point within that distance (completeness: of every frame;
-``completeness_of_exported``: of the frames the export labelled, ``ids/``), the median distance, the share of the
+``completeness_of_exported``: of the frames the export labelled, ``ids/``; ``completeness_of_annotated``: of their
+surface whose true class is not void, what clicks naming the scene's classes are asked to label; ``None`` without
+semantic maps), the median distance, the share of the
 points on the surface whose label is the true class there (``label_accuracy``: the export's ``classes.json`` names
 against the scene's; ``None`` without semantic maps), and the share of the pixels without a true surface (depth 0)
 that ``ids/`` labels (background).
@@ -31,6 +33,7 @@ def measure(export: Path, data: Path, depth_scale: float) -> dict:
     figures = {"points": len(points), **score.shares()}
     exported = {path.stem for path in (export / "ids").glob("*.png")}
     figures["completeness_of_exported"] = score.shares(exported)["completeness"]
+    figures["completeness_of_annotated"] = score.annotated_completeness(exported)
     rows = json.loads((export / "classes.json").read_text())["semantic_classes"]
     names = np.array([row["name"] for row in sorted(rows, key=lambda row: row["index"])], dtype=object)
     figures["label_accuracy"] = score.label_accuracy(names[np.asarray(vertex["label"])])

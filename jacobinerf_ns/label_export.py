@@ -64,6 +64,8 @@ IDENTITY = {
     "sigma": "--sigma",
     "min_confidence": "--min-confidence",
     "min_explained": "--min-explained",
+    "min_resemblance": "--min-resemblance",
+    "min_class_score": "--min-class-score",
     "propagation": "--propagation",
     "surface_pixels": "--surface-pixels",
     "masks": "--masks",

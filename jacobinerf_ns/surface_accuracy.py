@@ -4,7 +4,8 @@ footprints × distance / fx)`` (``footprints`` pixel footprints of its own frame
 
 * accuracy: share of the cloud's points within the tolerance of their nearest true point;
 * completeness: share of the true points with a cloud point within their tolerance (of every frame, or of the frames
-  an export labelled: the surface it could cover);
+  an export labelled: the surface it could cover; or of their annotated surface, void not counted: what a click set
+  naming the scene's classes is asked to label);
 * label accuracy: share of the cloud's points on the true surface whose label names the true class of their nearest
   true point (the scene's semantic maps; void not scored);
 * background: share of the pixels without a true surface (depth 0) that an export labels.
@@ -144,6 +145,18 @@ class CloudScore:
             "completeness": float(np.mean(covered)) if len(covered) else 0.0,
             "median_distance": float(np.median(self.nearest[0])),
         }
+
+    def annotated_completeness(self, frames: Optional[Collection[str]] = None) -> Optional[float]:
+        """Completeness (as :meth:`shares`) of the true surface whose class is not void; ``None`` without true
+        classes or such a surface."""
+        if self.truth.classes is None:
+            return None
+        annotated = self.truth.classes != VOID
+        if frames is not None:
+            annotated &= np.isin(self.truth.stems, list(frames))
+        if not annotated.any():
+            return None
+        return float(np.mean(self.covered[annotated])) if len(self.points) else 0.0
 
     def label_accuracy(self, names: np.ndarray) -> Optional[float]:
         """Share of the points on the true surface whose class ``names`` ``(P,)`` is the true class of their nearest

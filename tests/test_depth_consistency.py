@@ -313,11 +313,12 @@ def test_the_label_commands_defaults_are_the_librarys():
         MIN_TRIANGULATION_ANGLE,
     )
     from jacobinerf_ns.propagation.labelling import MIN_EXPLAINED
-    from jacobinerf_ns.propagation.surface_labelling import MIN_MASK_RESEMBLANCE, PIXELS_PER_FRAME
+    from jacobinerf_ns.propagation.surface_labelling import MIN_CLASS_SCORE, MIN_MASK_RESEMBLANCE, PIXELS_PER_FRAME
 
     defaults = {field.name: field.default for field in fields(Label)}
     assert defaults["min_explained"] == MIN_EXPLAINED
     assert defaults["min_resemblance"] == MIN_MASK_RESEMBLANCE
+    assert defaults["min_class_score"] == MIN_CLASS_SCORE
     assert defaults["surface_pixels"] == PIXELS_PER_FRAME
     assert defaults["min_agreeing_views"] == MIN_AGREEING_VIEWS
     assert defaults["depth_tolerance"] == DEPTH_TOLERANCE
@@ -339,6 +340,22 @@ def test_the_point_clouds_labels_are_scored_against_the_scenes_semantic_maps(sam
     assert CloudScore(points, truth).label_accuracy(names) == 1.0
     assert CloudScore(points, truth).label_accuracy(np.where(names == "floor", "wall", "floor")) == 0.0
     assert CloudScore(points + 100.0, truth).label_accuracy(names) is None
+
+
+def test_completeness_of_the_annotated_surface_leaves_the_void_out(sample_scene):
+    """With the vase's surface made void (a surface nobody annotated, so no click names it), a cloud of every other
+    true point covers the annotated surface whole and the whole surface only in part; without true classes there is
+    no such figure."""
+    from dataclasses import replace
+
+    from jacobinerf_ns.surface_accuracy import VOID, CloudScore, true_surface
+
+    truth = true_surface(sample_scene)
+    truth = replace(truth, classes=np.where(truth.classes == "vase", VOID, truth.classes))
+    score = CloudScore(truth.points[truth.classes != VOID], truth)
+    assert score.annotated_completeness() == 1.0 and score.shares()["completeness"] < 1.0
+    assert CloudScore(truth.points[truth.classes == VOID], truth).annotated_completeness() < 0.5
+    assert CloudScore(truth.points, replace(truth, classes=None)).annotated_completeness() is None
 
 
 def test_completeness_of_some_frames_counts_their_true_surface_alone(sample_scene):

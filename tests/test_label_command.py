@@ -537,6 +537,7 @@ def test_a_bad_clicks_file_stops_before_loading_the_run(tmp_path, value, expecte
         (["--voxel-size", "0"], "--voxel-size 0.0 must be positive"),
         (["--min-explained", "1.5"], "--min-explained 1.5 must lie in [0, 1]"),
         (["--min-resemblance", "-0.1"], "--min-resemblance -0.1 must lie in [0, 1]"),
+        (["--min-class-score", "1.2"], "--min-class-score 1.2 must lie in [0, 1]"),
         (["--min-agreeing-views", "-1"], "--min-agreeing-views -1 must be 0 (no depth check) or more"),
         (["--depth-tolerance", "0"], "--depth-tolerance 0.0 must lie in (0, 1)"),
         (["--min-triangulation-angle", "90"], "--min-triangulation-angle 90.0 must lie in [0, 90) (degrees)"),

@@ -133,6 +133,20 @@ def test_a_class_does_not_reach_a_point_that_resembles_none_of_its_clicks():
     assert label_ids(scores, confidence(scores)).tolist() == [1, 0, 1], "the middle point resembles no class"
 
 
+def test_a_point_the_clicks_explain_poorly_takes_no_class():
+    """``class_scores``' ``min_score``: every class scores 0 at a point whose best score is below it (the sky whose
+    masks resemble a class just past the gate), and a point whose best score reaches it keeps all of its scores."""
+    spread = np.array([[0.9, 0.1], [1.0, 0.0], [0.5, 0.5]])
+    resemblance = np.array([[0.9, 0.5], [0.4, 0.1], [0.8, 0.6]])
+    plain = class_scores(spread, resemblance, power=2)
+    np.testing.assert_allclose(plain, [[0.729, 0.025], [0.16, 0.0], [0.32, 0.18]])
+    floored = class_scores(spread, resemblance, power=2, min_score=0.2)
+    np.testing.assert_allclose(floored, [[0.729, 0.025], [0.0, 0.0], [0.32, 0.18]])
+    scores = torch.from_numpy(floored)
+    assert label_ids(scores, confidence(scores)).tolist() == [1, 0, 1], "the middle point is explained poorly"
+    assert class_scores(spread[:, :0], resemblance[:, :0], min_score=0.2).shape == (3, 0), "no class: no scores"
+
+
 def test_a_selection_keeps_to_the_clicked_object_and_leaves_its_look_alike():
     """Two balls that look alike (same Jacobians) on a floor that does not, two metres apart; one click on the first.
     Selecting by the Jacobians alone (``|cos| > 0.8``, the viewer's rule) takes both balls; the selection spread over

@@ -61,3 +61,25 @@ def test_over_the_surfaces_confidence_is_the_absolute_margin_so_a_weak_lone_clas
     torch.testing.assert_close(surface_confidence(scores), torch.tensor([0.9, 0.1, 0.1, 0.0]))
     assert confidence(scores)[1] == 1.0, "the ratio reads the weak lone class as certain"
     torch.testing.assert_close(surface_confidence(scores[:, :1]), scores[:, 0])
+
+
+def test_with_masks_a_pixel_whose_best_class_score_is_below_the_floor_stays_unlabelled(model):
+    """With masks (one per frame), the pixels ``label_frame`` labels are exactly those that hit a surface and whose
+    best class score reaches ``min_score``; without the floor every pixel that hits a surface is labelled."""
+    cameras = cameras_around_origin(2, height=12, width=18)
+    frames = [cameras[index : index + 1] for index in range(2)]
+    masks = [torch.full((12, 18), view + 1) for view in range(2)]
+    points, jacobians, node_masks = render_nodes(model, frames, pixels_per_frame=12 * 18, masks=masks)
+    bundle = frames[0].generate_rays(camera_indices=0, keep_shape=True)[3:4, 5]
+    ((jacobian, point, *_),) = surface_passes(model, bundle)
+    clicks = ResolvedClicks(jacobian, (1,), 1, (), (ClickSurface("c", bundle.origins[0], point[0]),))
+    graph = build_surface_graph(points.numpy(), jacobians.numpy(), masks=node_masks.numpy())
+    unfloored = SurfaceLabelling.spread(graph, clicks, min_resemblance=0.0, min_score=0.0)
+    frame = unfloored.frame_scores(model, frames[1])
+    assert torch.equal(unfloored.label_frame(model, frames[1]).ids > 0, frame.hit)
+    best = frame.scores.amax(dim=-1)
+    floor = float(best[frame.hit].median())
+    floored = SurfaceLabelling.spread(graph, clicks, min_resemblance=0.0, min_score=floor)
+    labelled = floored.label_frame(model, frames[1]).ids > 0
+    assert torch.equal(labelled, frame.hit & (best >= floor))
+    assert 0 < int(labelled.sum()) < int(frame.hit.sum()), "the floor splits the frame's pixels"

@@ -65,6 +65,11 @@ class Label:
     """--propagation surface on a run with masks: a class reaches no pixel whose mask resembles its clicks' masks less
     than this (|cos| of their mean Jacobians), so a mask nobody clicked anything like stays id 0; 0 gives every pixel
     that hits a surface a class (without masks the spread labels every such pixel)."""
+    min_class_score: float = 0.1  # surface_labelling.MIN_CLASS_SCORE
+    """--propagation surface on a run with masks: a pixel whose best class score (the class's share of the spread ×
+    its resemblance⁴, in [0, 1]: what 'Suggest next click' looks for the lowest of) is below this stays id 0: the
+    clicks explain it poorly (the sky, a floater, a surface nobody clicked anything like); 0 with --min-resemblance 0
+    gives every pixel that hits a surface a class."""
     voxel_size: Optional[float] = None
     """Voxel of the point cloud, in the units of the poses (default: one pixel's footprint at near depths)."""
     min_agreeing_views: int = 2  # depth_consistency.MIN_AGREEING_VIEWS
@@ -165,21 +170,29 @@ class Label:
         """Frame → its labels, by ``--propagation`` (surface: the graph over ``frames``, the scene's training frames
         whatever ``--frames`` exports, and the run's masks of them is built first: a frame's labels depend on the run
         and the clicks, not on which frames are exported)."""
-        from nerfstudio.utils.rich_utils import CONSOLE
-        from rich.progress import track
-
         from jacobinerf_ns.propagation.labelling import label_frame
-        from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, surface_graph
-        from jacobinerf_ns.scene import frame_masks
 
         if self.propagation == "nearest":
             options = dict(min_confidence=self.min_confidence, min_explained=self.min_explained)
             return lambda frame: label_frame(model, frame.camera, clicks, self.space, self.mode, self.sigma, **options)
+        surface = self.spread(model, clicks, frames, datamanager)
+        return lambda frame: surface.label_frame(model, frame.camera, self.min_confidence)
+
+    def spread(self, model, clicks, frames, datamanager):
+        """``--propagation surface``'s :class:`~jacobinerf_ns.propagation.surface_labelling.SurfaceLabelling`: the
+        clicks spread over the graph of ``frames`` (with a progress bar) and, with ``--masks``, their masks."""
+        from nerfstudio.utils.rich_utils import CONSOLE
+        from rich.progress import track
+
+        from jacobinerf_ns.propagation.surface_labelling import SurfaceLabelling, surface_graph
+        from jacobinerf_ns.scene import frame_masks
+
         cameras = track([frame.camera for frame in frames], "Spreading over the surfaces", console=CONSOLE)
         masks = frame_masks(datamanager, frames) if self.masks else None
         graph = surface_graph(model, cameras, self.surface_pixels, masks)
-        surface = SurfaceLabelling.spread(graph, clicks, min_resemblance=self.min_resemblance)
-        return lambda frame: surface.label_frame(model, frame.camera, self.min_confidence)
+        return SurfaceLabelling.spread(
+            graph, clicks, min_resemblance=self.min_resemblance, min_score=self.min_class_score
+        )
 
     def check_options(self) -> None:
         if self.surface_pixels < 1:
@@ -188,9 +201,13 @@ class Label:
             raise JacobiNerfError(
                 f"--min-confidence {self.min_confidence} must lie in [0, 1] (confidence is a margin)."
             )
-        for option, value in (("--min-explained", self.min_explained), ("--min-resemblance", self.min_resemblance)):
+        for option, value, what in (
+            ("--min-explained", self.min_explained, "a cosine"),
+            ("--min-resemblance", self.min_resemblance, "a cosine"),
+            ("--min-class-score", self.min_class_score, "a share times a cosine's power"),
+        ):
             if not 0.0 <= value <= 1.0:
-                raise JacobiNerfError(f"{option} {value} must lie in [0, 1] (it is a cosine; 0 labels every pixel).")
+                raise JacobiNerfError(f"{option} {value} must lie in [0, 1] ({what}; 0 labels every pixel).")
         if self.min_agreeing_views < 0:
             raise JacobiNerfError(f"--min-agreeing-views {self.min_agreeing_views} must be 0 (no depth check) or more.")
         for option, value in (
@@ -269,6 +286,7 @@ class Label:
             "min_confidence": self.min_confidence,
             "min_explained": self.min_explained,
             "min_resemblance": self.min_resemblance,
+            "min_class_score": self.min_class_score,
             "propagation": self.propagation,
             "surface_pixels": self.surface_pixels,
             "masks": self.masks,

@@ -342,11 +342,23 @@ def normalised_affinity(edge_sets, size: int):
 
 
 def class_scores(
-    spread: np.ndarray, resemblance: np.ndarray, power: float = RESEMBLANCE_POWER, min_resemblance: float = 0.0
+    spread: np.ndarray,
+    resemblance: np.ndarray,
+    power: float = RESEMBLANCE_POWER,
+    min_resemblance: float = 0.0,
+    min_score: float = 0.0,
 ) -> np.ndarray:
     """``(P, C)`` ``F_c / Σ_c' F_c' · r_c^γ`` from read spread scores ``F`` and class resemblances ``r`` (both
     ``(P, C)``; ``r_c`` = best ``|cos|`` of the point's Jacobian to a click of class ``c``, 0 without one), and 0
-    where ``r_c < min_resemblance``: a class does not reach a point that resembles none of its clicks."""
+    where ``r_c < min_resemblance`` (a class does not reach a point that resembles none of its clicks) and at every
+    class of a point whose best score is below ``min_score`` (the clicks explain it poorly)."""
     share = spread / np.maximum(spread.sum(axis=-1, keepdims=True), 1e-30)
     resemblance = np.clip(resemblance, 0.0, 1.0)
-    return np.where(resemblance >= min_resemblance, share * resemblance**power, 0.0)
+    return floored(np.where(resemblance >= min_resemblance, share * resemblance**power, 0.0), min_score)
+
+
+def floored(scores: np.ndarray, min_score: float) -> np.ndarray:
+    """``(..., C)`` class scores, 0 at every class of a point whose best score is below ``min_score``."""
+    if not scores.shape[-1]:
+        return scores
+    return np.where(scores.max(axis=-1, keepdims=True) >= min_score, scores, 0.0)

@@ -8,7 +8,8 @@ alike Jacobians it lies on; a pixel's score also weighs how much it resembles th
 (:func:`.surface_graph.class_scores`).
 
 Where the graph has masks, a class reaches a pixel only where the pixel resembles it (the masks' resemblance ``r_c ≥
-min_resemblance``): a pixel that resembles no class (a mask nobody clicked, a floater) stays unlabelled, as
+min_resemblance``), and a pixel whose best class score is below ``min_score`` (the clicks explain it poorly) takes
+none: a pixel that resembles no class (a mask nobody clicked, a floater, the sky) stays unlabelled, as
 :func:`.labelling.label_frame` leaves pixels that resemble no click. Without masks every pixel that hits a surface gets
 a class: there a pixel's resemblance is its own Jacobian's, and the part of an object unlike its click (a two-coloured
 object's other colour) is what the spread exists to reach. ``explained`` is still the clicks' own resemblance. *Suggest
@@ -64,6 +65,9 @@ if TYPE_CHECKING:
 MIN_MASK_RESEMBLANCE = 0.3
 """With masks, a class reaches no pixel whose mask resembles its clicks' masks less than this (``|cos|`` of their mean
 unit Jacobians; docs/propagation_levers.md measures 0.3 and 0.5)."""
+MIN_CLASS_SCORE = 0.1
+"""With masks, a pixel whose best class score ``max_c F_c / ΣF · r_c^γ`` is below this stays unlabelled
+(docs/labelling.md measures 0.05-0.3)."""
 PIXELS_PER_FRAME = 2048
 """Graph nodes per frame (before dropping pixels that hit nothing): a grid of stride ``√(H·W / this)``."""
 
@@ -154,6 +158,9 @@ class SurfaceLabelling:
     min_resemblance: float = MIN_MASK_RESEMBLANCE
     """With masks, a class scores 0 at a ray whose resemblance to it is below this (:func:`.surface_graph.class_scores`;
     without masks it does not apply)."""
+    min_score: float = MIN_CLASS_SCORE
+    """With masks, every class scores 0 at a ray whose best score is below this (without masks it does not apply: a
+    pixel's resemblance there is its own Jacobian's, which the spread exists to overrule)."""
 
     @classmethod
     def spread(
@@ -162,6 +169,7 @@ class SurfaceLabelling:
         clicks: ResolvedClicks,
         columns: Optional[Dict[int, np.ndarray]] = None,
         min_resemblance: float = MIN_MASK_RESEMBLANCE,
+        min_score: float = MIN_CLASS_SCORE,
     ) -> "SurfaceLabelling":
         """The clicks' classes spread over ``graph`` (:func:`surface_graph`) from the nodes they seed
         (:meth:`~.surface_graph.SurfaceGraph.seed_nodes`: their surface points must be known,
@@ -173,7 +181,7 @@ class SurfaceLabelling:
         classes = np.asarray(clicks.class_ids) - 1
         spread = graph.spread_seeds(nodes, classes, clicks.num_classes, columns)
         resemblance = None if graph.masks is None else graph.node_resemblance(nodes, classes, clicks.num_classes)
-        return cls(graph, spread, clicks, resemblance, min_resemblance)
+        return cls(graph, spread, clicks, resemblance, min_resemblance, min_score)
 
     def cosines(self, jacobians: Tensor) -> Tensor:
         """``(R, K)`` ``|cos|`` between rays' flat Jacobians ``(R, D)`` and the clicks'."""
@@ -186,12 +194,15 @@ class SurfaceLabelling:
         unit = unit_rows(jacobians.float().cpu().numpy())
         points = points.float().cpu().numpy()
         spread = self.graph.read(self.node_scores, points, unit)
-        if self.node_resemblance is None:
+        if self.node_resemblance is None:  # no gates: the spread overrules the pixel's own resemblance
             ids, count = self.clicks.class_ids, self.clicks.num_classes
-            resemblance, gate = labelling_class_scores(self.cosines(jacobians), ids, count).numpy(), 0.0
-        else:
-            resemblance, gate = self.graph.read(self.node_resemblance, points, unit), self.min_resemblance
-        return torch.from_numpy(class_scores(spread, resemblance, min_resemblance=gate))
+            return torch.from_numpy(
+                class_scores(spread, labelling_class_scores(self.cosines(jacobians), ids, count).numpy())
+            )
+        resemblance = self.graph.read(self.node_resemblance, points, unit)
+        return torch.from_numpy(
+            class_scores(spread, resemblance, min_resemblance=self.min_resemblance, min_score=self.min_score)
+        )
 
     def frame_scores(self, model: JacobiNerfModel, camera: Cameras, dismissed: Optional[Tensor] = None) -> SurfaceFrame:
         """One camera's pixels read from the spread (:class:`SurfaceFrame`); ``dismissed`` ``(D, 3, F[+1])``:
@@ -371,7 +382,8 @@ class SurfacePropagation:
             ),
         )
         graph, columns = self.graph(views)
-        spread = SurfaceLabelling.spread(graph, clicks, columns, min_resemblance=0.0)  # the protocol labels every pixel
+        # the protocol labels every pixel
+        spread = SurfaceLabelling.spread(graph, clicks, columns, min_resemblance=0.0, min_score=0.0)
         label_of_class = torch.tensor(labels)
         return FittedPropagation(
             pixels,

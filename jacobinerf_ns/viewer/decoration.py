@@ -8,8 +8,8 @@ viewer's state, so a frame never mixes two states (the viewer renders in its own
   class's clicks, label = ``argmax_c s_c``, pixels whose ray hits nothing or that resemble no click
   (:func:`~jacobinerf_ns.propagation.labelling.explained` below ``MIN_EXPLAINED``) unlabelled (as ``jacobinerf-label``
   with its defaults); with labels spread over the surfaces, ``s_c`` is the render's ``SURFACE_SCORES`` and every
-  pixel that hits a surface and that some class scores above 0 at (with masks: resembles, the gate) is labelled (as
-  ``jacobinerf-label --propagation surface``);
+  pixel that hits a surface and that some class scores above 0 at (with masks: resembles, the gate, with a best score
+  at the floor or above) is labelled (as ``jacobinerf-label --propagation surface``);
 * ``jacobinerf_confidence``: the margin ``(s1 − s2) / max(s1, ε)`` of the two best class scores (heatmap, 0 = a
   tie: click there next); over the surfaces ``s1 − s2`` of the surface scores
   (:func:`~jacobinerf_ns.propagation.surface_labelling.surface_confidence`: a class that wins alone but barely
