@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 LABEL_QUALITY = runpy.run_path(str(Path(__file__).with_name("label_quality.py")))
+CONFIDENCE_SWEEP = runpy.run_path(str(Path(__file__).with_name("confidence_sweep.py")))
 FIGURES = ("miou", "pixel_accuracy", "unlabelled", "void_labelled", "background_labelled")
 
 
@@ -114,13 +115,7 @@ def main() -> None:
                 "void_labelled": void_labelled(ids, args.data),
                 "background_labelled": background_share(ids, args.data),
             }
-    print("| --min-class-score | " + " | ".join(FIGURES) + " |")
-    print("|---|" + "---|" * len(FIGURES))
-    for floor, figures in rows.items():
-        cells = ("–" if figures[name] is None else f"{figures[name]:.3f}" for name in FIGURES)
-        print(f"| {floor:g} | " + " | ".join(cells) + " |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    CONFIDENCE_SWEEP["report"]("--min-class-score", rows, FIGURES, args.json)
 
 
 if __name__ == "__main__":

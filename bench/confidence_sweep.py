@@ -56,13 +56,19 @@ def main() -> None:
             ids = thresholded(args.export, threshold, Path(folder))
             figures = LABEL_QUALITY["label_scores"](ids, args.data, args.clicks)
             rows[threshold] = {**figures, "background_labelled": background_share(ids, args.data)}
-    print("| --min-confidence | " + " | ".join(FIGURES) + " |")
-    print("|---|" + "---|" * len(FIGURES))
-    for threshold, figures in rows.items():
-        cells = ("–" if figures[name] is None else f"{figures[name]:.3f}" for name in FIGURES)
-        print(f"| {threshold:g} | " + " | ".join(cells) + " |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    report("--min-confidence", rows, FIGURES, args.json)
+
+
+def report(option: str, rows: dict, names: tuple, json_path=None) -> None:
+    """Prints ``rows`` (value of ``option`` → figures) as a markdown table of the figures ``names`` ("–": none),
+    and writes them to ``json_path`` when given."""
+    print(f"| {option} | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for value, figures in rows.items():
+        cells = ("–" if figures[name] is None else f"{figures[name]:.3f}" for name in names)
+        print(f"| {value:g} | " + " | ".join(cells) + " |")
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
