@@ -157,11 +157,14 @@ def figure(labelled: Path, scene: Path, clicks: Dict[str, List], cut_height: flo
         axis.set_box_aspect(np.ptp(points[kept], axis=0))
         axis.set_axis_off()
         axis.set_title(f"labelled_points.ply, {title}", fontsize=10)
-    note = (
-        f"Drawn: {kept.sum()} of {len(points)} points, those inside the room below {cut_height:g} m (upper walls cut "
-        f"away). {(~inside).sum()} points lie outside the room:\nthe rendered depth of surfaces the run left "
-        "semi-transparent (floor, walls) overshoots them."
-    )
+    outside = int((~inside).sum())
+    note = f"Drawn: {kept.sum()} of {len(points)} points, those inside the room below {cut_height:g} m"
+    note += " (upper walls cut away)."
+    if outside:
+        note += (
+            f" {outside} points lie outside the room:\nthe rendered depth of surfaces the run left semi-transparent "
+            "(floor, walls) overshoots them."
+        )
     plot.text(0.45, 0.02, note, ha="center", fontsize=9)
     handles = [Patch(color=colors[row["index"]], label=row["name"]) for row in classes]
     plot.legend(handles=handles, loc="center right", fontsize=9, title="class")
