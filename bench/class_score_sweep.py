@@ -28,7 +28,8 @@ FIGURES = ("miou", "pixel_accuracy", "unlabelled", "void_labelled", "background_
 
 
 def render_scores(export: Path) -> dict:
-    """Exported frame's image stem → ``(scores (H, W, C), hit (H, W))`` with no floor (``--min-class-score 0``)."""
+    """Exported frame's image stem → its :class:`~jacobinerf_ns.propagation.surface_labelling.SurfaceFrame` with no
+    floor (``--min-class-score 0``)."""
     from jacobinerf_ns.clicks import read_clicks
     from jacobinerf_ns.commands.label import Label
     from jacobinerf_ns.label_export import MANIFEST
@@ -57,25 +58,23 @@ def render_scores(export: Path) -> dict:
     rendered = {}
     for frame in scene.frames:
         if frame.stem in stems:
-            scores = surface.frame_scores(model, frame.camera)
-            rendered[frame.stem] = (scores.scores.numpy(), scores.hit.numpy())
+            rendered[frame.stem] = surface.frame_scores(model, frame.camera)
     return rendered
 
 
 def labelled_at(rendered: dict, floor: float, folder: Path) -> Path:
     """A folder with ``ids/`` labelled at ``floor`` as ``jacobinerf-label`` labels (no ``--min-confidence``)."""
+    from dataclasses import replace
+
     import torch
 
-    from jacobinerf_ns.propagation.labelling import label_ids
     from jacobinerf_ns.propagation.surface_graph import floored
-    from jacobinerf_ns.propagation.surface_labelling import surface_confidence
     from jacobinerf_ns.visualization import label_image
 
     (folder / "ids").mkdir(parents=True)
-    for stem, (scores, hit) in rendered.items():
-        scores = torch.from_numpy(floored(scores, floor))
-        ids = label_ids(scores, surface_confidence(scores), hit=torch.from_numpy(hit))
-        Image.fromarray(label_image(ids)).save(folder / "ids" / f"{stem}.png")
+    for stem, frame in rendered.items():
+        scores = torch.from_numpy(floored(frame.scores.numpy(), floor))
+        Image.fromarray(label_image(replace(frame, scores=scores).labels().ids)).save(folder / "ids" / f"{stem}.png")
     return folder
 
 

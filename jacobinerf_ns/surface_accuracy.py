@@ -134,12 +134,17 @@ class CloudScore:
 
         return cKDTree(self.points).query(self.truth.points)[0] <= self.truth.tolerances
 
+    def of_frames(self, frames: Optional[Collection[str]]) -> np.ndarray:
+        """``(N,)`` whether each true point belongs to a frame whose image stem is in ``frames`` (``None``: every
+        frame)."""
+        return np.ones(len(self.truth.stems), dtype=bool) if frames is None else np.isin(self.truth.stems, list(frames))
+
     def shares(self, frames: Optional[Collection[str]] = None) -> Dict[str, float]:
         """Accuracy, completeness (of the true surface of the frames whose image stems are ``frames``; ``None``: of
         every frame) and the median distance to the truth."""
         if len(self.points) == 0:
             return {"accuracy": float("nan"), "completeness": 0.0, "median_distance": float("nan")}
-        covered = self.covered if frames is None else self.covered[np.isin(self.truth.stems, list(frames))]
+        covered = self.covered[self.of_frames(frames)]
         return {
             "accuracy": float(np.mean(self.on_surface)),
             "completeness": float(np.mean(covered)) if len(covered) else 0.0,
@@ -151,9 +156,7 @@ class CloudScore:
         classes or such a surface."""
         if self.truth.classes is None:
             return None
-        annotated = self.truth.classes != VOID
-        if frames is not None:
-            annotated &= np.isin(self.truth.stems, list(frames))
+        annotated = (self.truth.classes != VOID) & self.of_frames(frames)
         if not annotated.any():
             return None
         return float(np.mean(self.covered[annotated])) if len(self.points) else 0.0

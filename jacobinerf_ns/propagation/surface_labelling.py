@@ -135,6 +135,20 @@ class SurfaceFrame:
     def hit(self) -> Tensor:
         return self.accumulation >= MIN_ACCUMULATION
 
+    def labels(self, min_confidence: float = 0.0) -> FrameLabels:
+        """Each pixel that hits a surface takes its best class (none where no class scores above 0 or the confidence
+        :func:`surface_confidence` is below ``min_confidence``)."""
+        hit = self.hit
+        margin = torch.where(hit, surface_confidence(self.scores), torch.zeros_like(self.accumulation))
+        return FrameLabels(
+            ids=label_ids(self.scores, margin, min_confidence, hit),
+            confidence=margin,
+            explained=torch.where(hit, self.explained, torch.ones_like(self.explained)),
+            depth=self.depth,
+            expected_depth=self.expected_depth,
+            accumulation=self.accumulation,
+        )
+
     def covered(self) -> Tensor:
         """How well the labels cover each pixel, where *Suggest next click* looks for the lowest: its best class score
         ``max_c F_c / ΣF · r_c^γ`` (low where no class both spreads to the pixel and resembles it), or its likeness to
@@ -229,19 +243,8 @@ class SurfaceLabelling:
         )
 
     def label_frame(self, model: JacobiNerfModel, camera: Cameras, min_confidence: float = 0.0) -> FrameLabels:
-        """Labels of one camera: each pixel that hits a surface takes the best class of :meth:`frame_scores`;
-        confidence is :func:`surface_confidence`."""
-        frame = self.frame_scores(model, camera)
-        hit = frame.hit
-        margin = torch.where(hit, surface_confidence(frame.scores), torch.zeros_like(frame.accumulation))
-        return FrameLabels(
-            ids=label_ids(frame.scores, margin, min_confidence, hit),
-            confidence=margin,
-            explained=torch.where(hit, frame.explained, torch.ones_like(frame.explained)),
-            depth=frame.depth,
-            expected_depth=frame.expected_depth,
-            accumulation=frame.accumulation,
-        )
+        """Labels of one camera (:meth:`SurfaceFrame.labels` of :meth:`frame_scores`)."""
+        return self.frame_scores(model, camera).labels(min_confidence)
 
 
 SELECT_SHARE = 0.5
