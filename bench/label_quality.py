@@ -6,7 +6,10 @@ the defaults and with every pixel labelled, and the point cloud at the captured 
 
 1. **Clicks** (``OUT/clicks.json``), on training frames only, from the scene's semantic ground truth: one per class
    the training frames show (a random training frame showing it, a random pixel of the class), then random labelled
-   pixels of training frames up to ``--clicks``; each click's class is the ground truth's name of its class.
+   pixels of training frames up to ``--clicks``; each click's class is the ground truth's name of its class. A click
+   whose ray hits nothing in the run (``jacobinerf-label`` skips it with a warning, the viewer says "No surface along
+   that ray") is drawn again as a user clicks again: another pixel of its class, from its own generator (so a set
+   whose clicks all hit is the one drawn without this step), up to :data:`RECLICKS` times.
 2. **Exports**: ``jacobinerf-label`` (a subprocess, as a user runs it, with ``--propagation``) into ``OUT/default``
    and with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0 --min-class-score 0``) into
    ``OUT/every_pixel``; ``OUT/default`` fused again at the rendered depth (``--no-captured-depth``) into
@@ -33,6 +36,8 @@ import numpy as np
 from PIL import Image
 
 POINT_CLOUD = runpy.run_path(str(Path(__file__).with_name("point_cloud_accuracy.py")))
+RECLICKS = 20
+"""How many times a click that hits nothing is drawn again before it is left to ``jacobinerf-label`` to skip."""
 
 
 def ground_truth(data_dir: Path) -> Dict[str, np.ndarray]:
@@ -78,9 +83,32 @@ def write_click_set(config: Path, out: Path, count: int, seed: int) -> Path:
         image = train[generator.integers(len(train))]
         click(image, truth[image] > 0)
     classes = tuple(dict.fromkeys(c.label for c in clicks))
+    index_of = {name: index for index, name in names.items()}
+    generator = np.random.default_rng([seed, 1])  # the clicks drawn again
+    for _ in range(RECLICKS):
+        missed = np.nonzero(~hits(pipeline.model, ClickSet(classes, tuple(clicks), None), scene))[0]
+        if not len(missed):
+            break
+        for index in missed.tolist():
+            label = index_of[clicks[index].label]
+            print(f"clicks[{index}] ({clicks[index].label!r}) hits nothing in this run: clicked again", flush=True)
+            showing = [image for image in train if (truth[image] == label).any()]
+            image = showing[generator.integers(len(showing))]
+            click(image, truth[image] == label)
+            clicks[index] = clicks.pop()
     path = out / "clicks.json"
     write_clicks(path, ClickSet(classes, tuple(clicks), scene.fingerprint()))
     return path
+
+
+def hits(model, click_set, scene) -> np.ndarray:
+    """``(K,)`` whether each click's ray hits a surface of the run (``jacobinerf-label``'s test)."""
+    from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION
+    from jacobinerf_ns.propagation.rendering import ray_jacobians
+    from jacobinerf_ns.scene import click_rays
+
+    _, outputs, _ = ray_jacobians(model, click_rays(click_set, scene, "the bench's clicks").bundle())
+    return (outputs["accumulation"].reshape(-1) >= MIN_ACCUMULATION).cpu().numpy()
 
 
 def label(config: Path, clicks: Path, output: Path, frames: str, *options: str) -> float:
