@@ -23,6 +23,7 @@ the defaults and with every pixel labelled, and the point cloud at the captured 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import runpy
 import shutil
@@ -40,8 +41,10 @@ RECLICKS = 20
 """How many times a click that hits nothing is drawn again before it is left to ``jacobinerf-label`` to skip."""
 
 
+@functools.lru_cache(maxsize=2)
 def ground_truth(data_dir: Path) -> Dict[str, np.ndarray]:
-    """Image path as ``transforms.json`` lists it → semantic class map (0: void)."""
+    """Image path as ``transforms.json`` lists it → semantic class map (0: void); read once per folder and process
+    (the sweeps score many labellings of one export)."""
     meta = json.loads((data_dir / "transforms.json").read_text())
     return {
         frame["file_path"]: np.asarray(Image.open(data_dir / frame["semantics_file_path"]))
