@@ -37,6 +37,7 @@ DEPTH_IMAGE = "depth_image"
 """nerfstudio's batch key of depth maps (set by the datamanager's dataset when the scene has depth files)."""
 DIRECTIONS_NORM = "directions_norm"
 DISTORTION_WITH_DEPTH = "distortion_with_depth"
+OFF_SURFACE = "off_surface"
 RESPONSE_CHUNK_BYTES = 1 << 28
 """Eval chunks shrink so that a chunk's per-sample response products stay under this size."""
 RESPONSE_CHUNK_MIN_RAYS = 256
@@ -60,6 +61,14 @@ def resolve_implementation(requested: str) -> Literal["tcnn", "torch"]:
         "[yellow]jacobinerf: tinycudann/CUDA not available, using nerfstudio's torch field (slower, same results)."
     )
     return "torch"
+
+
+def weight_off_surface(weights: Tensor, ray_samples, distance: Tensor, margin: float) -> Tensor:
+    """``(R,)`` the share of each ray's weight farther than ``margin`` from ``distance`` ``(R, 1)`` along it (the light
+    it stops before that surface, plus what it lets past): ``1 − Σ_{|t_i − distance| ≤ margin} w_i``, ``t_i`` the
+    samples' midpoints as the depth loss takes them; weights ``(R, N, 1)``."""
+    steps = (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2
+    return 1.0 - (weights * ((steps - distance[:, None]).abs() <= margin)).sum(dim=(-2, -1))
 
 
 class JacobiNerfModel(NerfactoModel):
@@ -159,10 +168,17 @@ class JacobiNerfModel(NerfactoModel):
         """nerfacto's metrics, plus depth-nerfacto's DS-NeRF ``depth_loss`` (averaged over the proposal and final
         samplers' weights) on a training batch with depth maps; depth 0 (invalid) is masked out by the loss. Then
         ``distortion_with_depth``: the part of nerfacto's ``distortion`` (a mean over rays) from the rays with a
-        valid depth, which ``distortion_loss_mult_with_depth`` weighs."""
+        valid depth, which ``distortion_loss_mult_with_depth`` weighs, and ``off_surface``: the mean over rays of the
+        weight a ray with a valid depth puts away from it (:func:`weight_off_surface`), which ``off_surface_loss_mult``
+        weighs."""
         metrics_dict = super().get_metrics_dict(outputs, batch)
         if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
             termination_depth = batch[DEPTH_IMAGE].to(self.device)
+            if self.config.off_surface_loss_mult > 0:
+                distance = termination_depth * (1.0 if self.config.is_euclidean_depth else outputs[DIRECTIONS_NORM])
+                margin = 2 * self.config.depth_sigma**0.5
+                off = weight_off_surface(outputs["weights_list"][-1], outputs["ray_samples_list"][-1], distance, margin)
+                metrics_dict[OFF_SURFACE] = torch.mean(off * (termination_depth[..., 0] > 0))
             if self.config.distortion_loss_mult_with_depth is not None:
                 per_ray = lossfun_distortion(
                     ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
@@ -189,6 +205,8 @@ class JacobiNerfModel(NerfactoModel):
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
         if metrics_dict is not None and "depth_loss" in metrics_dict:
             loss_dict["depth_loss"] = self.config.depth_loss_mult * metrics_dict["depth_loss"]
+        if metrics_dict is not None and OFF_SURFACE in metrics_dict:
+            loss_dict["off_surface_loss"] = self.config.off_surface_loss_mult * metrics_dict[OFF_SURFACE]
         if metrics_dict is not None and DISTORTION_WITH_DEPTH in metrics_dict:
             with_depth = metrics_dict[DISTORTION_WITH_DEPTH]
             loss_dict["distortion_loss"] = (

@@ -52,6 +52,11 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     ``distortion_loss_mult`` holds on the others (None: there too). There the depth loss already draws the ray's
     weights to the captured surface, the distortion loss's job without depth, and the two together leave holes
     (docs/training.md)."""
+    off_surface_loss_mult: float = 0.0
+    """Weight of the share of a ray's weight that is not at its captured surface, ``1 − Σ_{|t_i − d| ≤ 2√σ} w_i``
+    (a mean over the rays with a valid depth ``d``; ``2√σ``: two standard deviations of the depth loss's kernel):
+    without it a textureless surface can render see-through, its colour carried by nerfacto's last-sample background;
+    0 turns it off."""
     depth_sigma: float = 0.01
     """σ of the depth loss, in scene units (depth maps are scaled like the poses: × the dataparser's scale);
     nerfstudio's DS-NeRF loss weights samples at distance t by exp(−(t − d)² / (2σ))."""
@@ -101,6 +106,11 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
             self.distortion_loss_mult_with_depth is None or self.distortion_loss_mult_with_depth >= 0,
             f"{option}distortion-loss-mult-with-depth",
             f"must be ≥ 0 (0: off) or None (distortion-loss-mult), got {self.distortion_loss_mult_with_depth}.",
+        )
+        require(
+            self.off_surface_loss_mult >= 0,
+            f"{option}off-surface-loss-mult",
+            f"must be ≥ 0 (0: off), got {self.off_surface_loss_mult}.",
         )
         require(self.depth_sigma > 0, f"{option}depth-sigma", f"must be > 0 (scene units), got {self.depth_sigma}.")
         require(self.head_in_dim >= 1, f"{option}head-in-dim", f"must be ≥ 1, got {self.head_in_dim}.")

@@ -165,6 +165,32 @@ def test_rays_without_a_valid_depth_keep_nerfactos_distortion_loss():
     assert 0 < expected < model.config.distortion_loss_mult * metrics["distortion"]
 
 
+def test_the_off_surface_loss_is_the_weight_a_ray_with_depth_puts_away_from_its_captured_surface():
+    """``1 − Σ_{|t_i − d| ≤ 2√σ} w_i`` per ray, against a plain loop; rays without a valid depth add nothing, and it
+    is off (absent) by default, without depth and with the depth loss off."""
+    depth = torch.linspace(0.3, 0.9, 6 * 8)[:, None]
+    invalid = torch.arange(len(depth))[:, None] % 3 == 0
+    model = build_tiny_model(off_surface_loss_mult=0.5, depth_sigma=0.004)  # margin 2√σ = 0.126
+    outputs, _, metrics, losses = training_losses(model, torch.where(invalid, 0.0, depth))
+    samples, weights = outputs["ray_samples_list"][-1], outputs["weights_list"][-1][..., 0]
+    middles = ((samples.frustums.starts + samples.frustums.ends) / 2)[..., 0]
+    along = depth[:, 0] * outputs["directions_norm"][:, 0]
+    expected = []
+    for ray in range(len(depth)):
+        at_surface = sum(float(w) for w, t in zip(weights[ray], middles[ray]) if abs(t - along[ray]) <= 0.126)
+        expected.append(0.0 if invalid[ray] else 1.0 - at_surface)
+    assert min(e for e, bad in zip(expected, invalid[:, 0]) if not bad) < max(expected)  # the window matters
+    torch.testing.assert_close(metrics["off_surface"], torch.tensor(expected).mean(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(losses["off_surface_loss"], 0.5 * metrics["off_surface"])
+    losses["off_surface_loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.field.parameters())
+
+    assert "off_surface_loss" not in training_losses(model)[3]  # no depth in the batch
+    assert "off_surface_loss" not in training_losses(build_tiny_model(), depth)[3]  # off by default
+    off = build_tiny_model(off_surface_loss_mult=0.5, depth_loss_mult=0.0)
+    assert "off_surface_loss" not in training_losses(off, depth)[3]
+
+
 def logged_tags(run: Path) -> set:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
