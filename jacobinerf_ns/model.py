@@ -174,16 +174,17 @@ class JacobiNerfModel(NerfactoModel):
         metrics_dict = super().get_metrics_dict(outputs, batch)
         if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
             termination_depth = batch[DEPTH_IMAGE].to(self.device)
+            valid = termination_depth[..., 0] > 0
             if self.config.off_surface_loss_mult > 0:
                 distance = termination_depth * (1.0 if self.config.is_euclidean_depth else outputs[DIRECTIONS_NORM])
                 margin = 2 * self.config.depth_sigma**0.5
                 off = weight_off_surface(outputs["weights_list"][-1], outputs["ray_samples_list"][-1], distance, margin)
-                metrics_dict[OFF_SURFACE] = torch.mean(off * (termination_depth[..., 0] > 0))
+                metrics_dict[OFF_SURFACE] = torch.mean(off * valid)
             if self.config.distortion_loss_mult_with_depth is not None:
                 per_ray = lossfun_distortion(
                     ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
                 )
-                metrics_dict[DISTORTION_WITH_DEPTH] = torch.mean(per_ray * (termination_depth[..., 0] > 0))
+                metrics_dict[DISTORTION_WITH_DEPTH] = torch.mean(per_ray * valid)
             sigma = torch.tensor([self.config.depth_sigma], device=self.device)
             samplers = list(zip(outputs["weights_list"], outputs["ray_samples_list"]))
             metrics_dict["depth_loss"] = sum(
