@@ -15,7 +15,6 @@ import runpy
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 LABEL_QUALITY = runpy.run_path(str(Path(__file__).with_name("label_quality.py")))
 
@@ -29,6 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from jacobinerf_ns.pointcloud import captured_distance
     from jacobinerf_ns.propagation.labelling import MIN_ACCUMULATION
     from jacobinerf_ns.propagation.rendering import eval_mode
     from jacobinerf_ns.runs import open_run
@@ -43,7 +43,11 @@ def main() -> None:
         with eval_mode(model), torch.no_grad():
             accumulation = model.get_outputs_for_camera(frame.camera)["accumulation"][..., 0].cpu().numpy()
         classes = truth[frame.name]
-        captured = np.asarray(Image.open(frame.depth_file)) > 0 if frame.depth_file else np.zeros(classes.shape, bool)
+        captured = (
+            ~captured_distance(frame.camera, frame.depth_file, 1.0).isnan().cpu().numpy()
+            if frame.depth_file
+            else np.zeros(classes.shape, bool)
+        )
         for index in np.unique(classes).tolist():
             name = names.get(index, "void")
             where = classes == index
