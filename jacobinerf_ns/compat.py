@@ -16,6 +16,9 @@
 * :class:`OfflineLPIPS` — nerfacto's LPIPS downloads AlexNet weights when it is built, which fails offline.
 * :func:`progress_from_checkpoint` — nerfstudio's progress line (% done, ETA) takes ``max_num_iterations`` as the
   last step, while a run continued from a checkpoint trains that many steps *after* it (``jacobinerf-shape``).
+* :class:`~jacobinerf_ns.trainer.SavedOnStartTrainerConfig` — ``ns-train`` writes the run's ``config.yml`` (creating
+  its folder) before the pipeline is built, so a run stopped by a bad option or bad data left a folder holding only
+  ``config.yml``. Its own module, since it imports nerfstudio's trainer, and this one is imported while that loads.
 * Named accessors of nerfstudio's private attributes, the only place they are read: :func:`eval_dataparser_outputs`,
   :func:`trainer_start_step`, :func:`rerender_viewer`, :func:`nerfstudio_image_path`.
 * Viewer elements nerfstudio 1.1.5 lacks, built on viser 0.2.7 like nerfstudio's own (the viewer installs every

@@ -9,13 +9,13 @@ from __future__ import annotations
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from jacobinerf_ns.datamanager import JacobiNerfDataManagerConfig
 from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
 from jacobinerf_ns.model_config import JacobiNerfModelConfig
 from jacobinerf_ns.pipeline_config import JacobiNerfPipelineConfig
+from jacobinerf_ns.trainer import SavedOnStartTrainerConfig
 
 
 def _adam(lr: float, final: float, steps: int = 200000):
@@ -26,7 +26,7 @@ def _adam(lr: float, final: float, steps: int = 200000):
 
 
 jacobinerf = MethodSpecification(
-    config=TrainerConfig(
+    config=SavedOnStartTrainerConfig(
         method_name="jacobinerf",
         steps_per_eval_batch=500,
         steps_per_save=2000,

@@ -31,6 +31,7 @@ LAYERS = [  # lowest first; a module may import modules of its own layer or belo
     },
     {
         "compat",
+        "trainer",
         "labels",
         "clicks",
         "scene",

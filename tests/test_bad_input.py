@@ -44,6 +44,13 @@ def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> None:
         assert unwrapped(word) in unwrapped(output), f"{word!r} not in:\n{output[-3000:]}"
 
 
+def assert_train_error(tmp_path: Path, result: subprocess.CompletedProcess, *words: str) -> None:
+    """A user error from ``ns-train`` into ``tmp_path/runs`` that left no run folder behind."""
+    assert_user_error(result, *words)
+    left = sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "runs").rglob("*"))
+    assert not left, f"ns-train stopped on bad input and left {left}"
+
+
 def broken_copy(scene: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "scene"
     shutil.copytree(scene, copy)
@@ -65,26 +72,28 @@ def trained(tiny_run) -> Path:
 
 def test_missing_data_folder(tmp_path):
     result = run("ns-train", *train_args(tmp_path / "nowhere", tmp_path / "runs"), cwd=tmp_path, in_process=False)
-    assert_user_error(result, "No transforms.json", "point --data at a nerfstudio-data folder")
+    assert_train_error(tmp_path, result, "No transforms.json", "point --data at a nerfstudio-data folder")
 
 
 def test_transforms_json_that_is_not_json(sample_scene, tmp_path):
     data = broken_copy(sample_scene, tmp_path)
     (data / "transforms.json").write_text("{ not json")
-    assert_user_error(run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path), "transforms.json", "JSON")
+    assert_train_error(
+        tmp_path, run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path), "transforms.json", "JSON"
+    )
 
 
 def test_transforms_json_without_frames(sample_scene, tmp_path):
     data = broken_copy(sample_scene, tmp_path)
     (data / "transforms.json").write_text(json.dumps({**transforms(data), "frames": []}))
-    assert_user_error(run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path), "lists no frames")
+    assert_train_error(tmp_path, run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path), "lists no frames")
 
 
 def test_missing_image_file(sample_scene, tmp_path):
     data = broken_copy(sample_scene, tmp_path)
     (data / "images" / "frame_00003.png").unlink()
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
-    assert_user_error(result, f"1 of {SCENE_VIEWS} images", "frame_00003.png", "do not exist")
+    assert_train_error(tmp_path, result, f"1 of {SCENE_VIEWS} images", "frame_00003.png", "do not exist")
 
 
 def test_missing_label_file_names_it_and_counts_frames(sample_scene, tmp_path):
@@ -92,14 +101,14 @@ def test_missing_label_file_names_it_and_counts_frames(sample_scene, tmp_path):
     (data / "semantics" / "frame_00002.png").unlink()
     (data / "semantics" / "frame_00005.png").unlink()
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
-    assert_user_error(result, f"2 of {SCENE_VIEWS} frames", "semantics_file_path", "frame_00002.png")
+    assert_train_error(tmp_path, result, f"2 of {SCENE_VIEWS} frames", "semantics_file_path", "frame_00002.png")
 
 
 def test_missing_depth_map(sample_scene, tmp_path):
     data = broken_copy(sample_scene, tmp_path)
     (data / "depth" / "frame_00004.png").unlink()
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
-    assert_user_error(result, f"1 of {SCENE_VIEWS} frames", "depth_file_path", "frame_00004.png", "remove")
+    assert_train_error(tmp_path, result, f"1 of {SCENE_VIEWS} frames", "depth_file_path", "frame_00004.png", "remove")
 
 
 def test_rgb_label_png(sample_scene, tmp_path):
@@ -108,14 +117,14 @@ def test_rgb_label_png(sample_scene, tmp_path):
     Image.fromarray(np.stack([np.asarray(Image.open(path))] * 3, axis=-1)).save(path)
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
     rgb = f"1 of {SCENE_VIEWS} instance_file_path files are RGB"
-    assert_user_error(result, rgb, "frame_00001.png", "single-channel")
+    assert_train_error(tmp_path, result, rgb, "frame_00001.png", "single-channel")
 
 
 def test_corrupt_classes_json(sample_scene, tmp_path):
     data = broken_copy(sample_scene, tmp_path)
     (data / "classes.json").write_text('{"semantic_classes": [{"name": "floor"}]}')
     result = run("ns-train", *train_args(data, tmp_path / "runs"), cwd=tmp_path)
-    assert_user_error(result, "classes.json", "'semantic_classes' must be a list of rows")
+    assert_train_error(tmp_path, result, "classes.json", "'semantic_classes' must be a list of rows")
 
 
 # ---- options -------------------------------------------------------------------------------------------------------
@@ -123,24 +132,28 @@ def test_corrupt_classes_json(sample_scene, tmp_path):
 
 def test_contrastive_batch_of_zero(sample_scene, tmp_path):
     args = train_args(sample_scene, tmp_path / "runs", "--pipeline.model.contrastive-batch-size", "0")
-    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.model.contrastive-batch-size", "at least 2")
+    assert_train_error(
+        tmp_path, run("ns-train", *args, cwd=tmp_path), "--pipeline.model.contrastive-batch-size", "at least 2"
+    )
 
 
 def test_threshold_outside_its_bounds(sample_scene, tmp_path):
     args = train_args(sample_scene, tmp_path / "runs", "--pipeline.model.threshold-init", "0.95")
-    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.model.threshold-init", "[0.5, 0.9]")
+    assert_train_error(tmp_path, run("ns-train", *args, cwd=tmp_path), "--pipeline.model.threshold-init", "[0.5, 0.9]")
 
 
 def test_surrogate_options_that_cannot_work(sample_scene, tmp_path):
     args = train_args(sample_scene, tmp_path / "runs", "--pipeline.datamanager.dino-stride", "0")
-    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.datamanager.dino-stride", "≥ 1")
+    assert_train_error(tmp_path, run("ns-train", *args, cwd=tmp_path), "--pipeline.datamanager.dino-stride", "≥ 1")
     args = train_args(sample_scene, tmp_path / "runs", "--pipeline.datamanager.masks-dir", str(tmp_path / "no_masks"))
-    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.datamanager.masks-dir", "does not exist")
+    assert_train_error(
+        tmp_path, run("ns-train", *args, cwd=tmp_path), "--pipeline.datamanager.masks-dir", "does not exist"
+    )
 
 
 def test_source_view_out_of_range(sample_scene, tmp_path):
     args = train_args(sample_scene, tmp_path / "runs", "--pipeline.propagation.source-views", "0", "99")
-    assert_user_error(run("ns-train", *args, cwd=tmp_path), "--pipeline.propagation.source-views", "[99]")
+    assert_train_error(tmp_path, run("ns-train", *args, cwd=tmp_path), "--pipeline.propagation.source-views", "[99]")
 
 
 def test_shaping_start_after_the_last_step_warns_before_training(sample_scene, tmp_path):
@@ -272,14 +285,14 @@ def shaping(*extra: str) -> list:
 def test_mask_surrogate_on_data_without_labels(sample_scene, tmp_path):
     data = unlabelled_copy(sample_scene, tmp_path)
     result = run("ns-train", *train_args(data, tmp_path / "runs", *shaping()), cwd=tmp_path)
-    assert_user_error(result, "needs per-pixel instances labels", "--pipeline.datamanager.masks-dir")
+    assert_train_error(tmp_path, result, "needs per-pixel instances labels", "--pipeline.datamanager.masks-dir")
 
 
 def test_empty_masks_folder(sample_scene, tmp_path):
     (tmp_path / "masks").mkdir()
     masks = shaping("--pipeline.datamanager.masks-dir", str(tmp_path / "masks"))
     args = train_args(sample_scene, tmp_path / "runs", *masks)
-    assert_user_error(run("ns-train", *args, cwd=tmp_path), "No mask for training image", "masks-dir")
+    assert_train_error(tmp_path, run("ns-train", *args, cwd=tmp_path), "No mask for training image", "masks-dir")
 
 
 def test_feature_maps_of_the_wrong_shape(sample_scene, tmp_path):
@@ -292,7 +305,7 @@ def test_feature_maps_of_the_wrong_shape(sample_scene, tmp_path):
         *shaping("--pipeline.datamanager.surrogate", "features", "--pipeline.datamanager.features-dir", str(features),
                  "--pipeline.datamanager.cache-dir", str(tmp_path / "cache")),
     )  # fmt: skip
-    assert_user_error(run("ns-train", *args, cwd=tmp_path), "expected an (h, w, E) array")
+    assert_train_error(tmp_path, run("ns-train", *args, cwd=tmp_path), "expected an (h, w, E) array")
 
 
 def test_dino_weights_that_are_not_a_checkpoint(sample_scene, tmp_path):
@@ -303,4 +316,4 @@ def test_dino_weights_that_are_not_a_checkpoint(sample_scene, tmp_path):
         *shaping("--pipeline.datamanager.surrogate", "dino", "--pipeline.datamanager.dino-weights", str(garbage),
                  "--pipeline.datamanager.cache-dir", str(tmp_path / "cache")),
     )  # fmt: skip
-    assert_user_error(run("ns-train", *args, cwd=tmp_path), "DINO weights", "dino.pth", "could not be read")
+    assert_train_error(tmp_path, run("ns-train", *args, cwd=tmp_path), "DINO weights", "dino.pth", "could not be read")
