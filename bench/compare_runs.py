@@ -72,12 +72,17 @@ def main() -> None:
     print("| figure | " + " | ".join(names) + " | " + " | ".join(f"{name} / {reference}" for name in names[1:]) + " |")
     print("|---|" + "---|" * (2 * len(names) - 1))
     for figure in groups[reference]:
-        cells = [f"{groups[name][figure].mean():.3f} ± {groups[name][figure].std(ddof=1):.3f}" for name in names]
+        cells = [mean_and_std(groups[name][figure]) for name in names]
         ratios = [f"{groups[name][figure].mean() / groups[reference][figure].mean():.2f}" for name in names[1:]]
         print(f"| {figure} | " + " | ".join(cells + ratios) + " |")
     draws = {name: len(groups[name]["semantic sparse mIoU"]) for name in names}
     objects = {name: len(groups[name]["selection mean IoU"]) for name in names}
     print(f"\ndraws per group: {draws}; objects per group: {objects}")
+
+
+def mean_and_std(values: np.ndarray) -> str:
+    """``mean ± std`` (sample std), or the mean alone for one value (a group of one run's PSNR)."""
+    return f"{values.mean():.3f}" + (f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else "")
 
 
 if __name__ == "__main__":
