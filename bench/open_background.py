@@ -1,7 +1,7 @@
 """Labels and points on what is not there: the sample scene under open sky, labelled as a user labels it.
 
     python bench/open_background.py --out OUT [--steps 800] [--shaping-start 400] [--seed 42] [--clicks 10] \
-        [--propagation surface|nearest] [--closed-room]
+        [--propagation surface|nearest] [--closed-room] [--runs depth no_depth] [--train-option OPTION VALUE ...]
 
 1. **Scene**: the sample scene with ``open_background`` (the objects on a floor patch, open sky behind them: depth 0
    and void there), written into ``OUT/scene``; with ``--closed-room``, the sample scene as the demo renders it (a
@@ -9,7 +9,9 @@
    removed).
 2. **Runs**: the demo's recipe (:func:`jacobinerf_ns.runs.train`, ``--steps`` with shaping from ``--shaping-start``,
    the scene's instance masks, machine seed ``--seed``), once with the depth loss (the default: the scene has depth
-   maps) and once without (``--pipeline.model.depth-loss-mult 0``: a capture without depth).
+   maps) and once without (``--pipeline.model.depth-loss-mult 0``: a capture without depth); ``--runs`` picks
+   which, ``--train-option`` adds an ``ns-train`` option to each (e.g. ``pipeline.model.off-surface-loss-mult
+   0.01``).
 3. **Labels**: ``bench/label_quality.py`` on each run, all frames, ``--clicks`` clicks (one per class the training
    frames show, then random labelled pixels): ``jacobinerf-label`` with the defaults (``--propagation`` as given),
    with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0 --min-class-score 0``), and fused at
@@ -43,6 +45,9 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--propagation", default="surface", choices=["surface", "nearest"])
     parser.add_argument("--closed-room", action="store_true", help="the demo's sample scene instead (no open sky)")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--train-option", nargs=2, action="append", default=[], metavar=("OPTION", "VALUE"),
+                        help="an ns-train option (without its leading --) added to every run")  # fmt: skip
     args = parser.parse_args()
 
     from jacobinerf_ns import files, runs
@@ -50,14 +55,17 @@ def main() -> None:
 
     scene = make_sample_scene(args.out / "scene", open_background=not args.closed_room)
     title = "Closed room" if args.closed_room else "Open background"
+    extra = [part for option, value in args.train_option for part in (f"--{option}", value)]
     lines = [
         f"{title} ({scene}): the demo's recipe ({args.steps} steps, shaping from {args.shaping_start}, machine "
-        f"seed {args.seed}), {args.clicks} clicks, all frames, --propagation {args.propagation}.",
+        f"seed {args.seed}{''.join(' ' + part for part in extra)}), {args.clicks} clicks, all frames, --propagation "
+        f"{args.propagation}.",
         "",
         "| run | export | " + " | ".join(name for _, name in FIGURES) + " |",
         "|---|---|" + "---|" * len(FIGURES),
     ]
-    for name, options in RUNS.items():
+    for name in args.runs:
+        options = [*RUNS[name], *extra]
         run = args.out / "runs" / "open_background" / "jacobinerf" / name
         if not sorted((run / "nerfstudio_models").glob("step-*.ckpt")):
             run = runs.train(scene, args.out / "runs", args.steps, args.shaping_start, "cpu",
