@@ -21,28 +21,31 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' recipe and their aimed rays
 
-from tests.helpers import TEST_FIELD, TRAINED_SHAPING_START, TRAINED_STEPS  # noqa: E402
-from tests.test_label_command import OBJECTS, OTHER_NORMALISATION, aimed_ray, transforms, without_labels  # noqa: E402
+from tests.helpers import TRAINED_SHAPING_START, TRAINED_STEPS  # noqa: E402
+from tests.test_label_command import (  # noqa: E402
+    OBJECTS,
+    OTHER_NORMALISATION,
+    aimed_ray,
+    fingerprint_of,
+    landing_distances,
+    run_options,
+    transforms,
+    without_labels,
+)
 
 
-def landing(run: Path, meta: dict) -> dict:
-    """Object → distance from its ray click's rendered hit to the analytic one (original units)."""
+def landing(run: Path, scene: Path) -> dict:
+    """Object → how far its ray click, aimed as the test aims it at ``scene``, lands in ``run`` (original units)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     from jacobinerf_ns.clicks import ClickSet, RayClick
-    from jacobinerf_ns.pointcloud import to_original_frame
-    from jacobinerf_ns.propagation.rendering import eval_head_inputs
-    from jacobinerf_ns.scene import click_rays, dataset_scene
 
     _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
-    scene = dataset_scene(pipeline.datamanager)
+    meta = transforms(scene)
     aimed = {name: aimed_ray(meta, name, target) for name, target in OBJECTS.items()}
     clicks = tuple(RayClick(name, tuple(o.tolist()), tuple(d.tolist())) for name, (o, d, _) in aimed.items())
-    rays = click_rays(ClickSet(tuple(aimed), clicks, scene.fingerprint()), scene, "ray clicks")
-    outputs, _ = eval_head_inputs(pipeline.model, rays.bundle())
-    hits = to_original_frame(rays.origins + rays.directions * outputs["depth"].reshape(-1, 1), scene.outputs)
     truth = np.array([hit for _, _, hit in aimed.values()])
-    return dict(zip(aimed, np.linalg.norm(hits.numpy() - truth, axis=-1).tolist()))
+    return landing_distances(pipeline, ClickSet(tuple(aimed), clicks, fingerprint_of(scene)), truth)
 
 
 def main() -> None:
@@ -72,11 +75,11 @@ def main() -> None:
         name = f"seed_{seed}"
         run = args.out / "runs" / "u" / "jacobinerf" / name
         if not sorted((run / "nerfstudio_models").glob("step-*.ckpt")):
-            options = [*TEST_FIELD, "--pipeline.datamanager.masks-dir", str(sample / "instances"),
-                       "--pipeline.datamanager.masks-scope", "scene", "--machine.seed", str(seed), *extra,
-                       *(OTHER_NORMALISATION if args.normalisation == "other" else [])]  # fmt: skip
+            options = run_options(sample / "instances", seed, *extra)
+            if args.normalisation == "other":
+                options += OTHER_NORMALISATION
             run = train(scene, args.out / "runs", TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options, "u", name)
-        distances = landing(run, transforms(scene))
+        distances = landing(run, scene)
         print(f"| {seed} | " + " | ".join(f"{distances[name]:.3f}" for name in OBJECTS) + " |", flush=True)
 
 

@@ -90,11 +90,16 @@ def runs(trained_run, sample_scene, tmp_path_factory) -> Dict[str, Path]:
         return {"default": trained_run, "other": Path(os.environ["JACOBINERF_LABEL_RUNS"])}
     out = tmp_path_factory.mktemp("label_runs")
     scene = without_labels(sample_scene, out / "scene")
-    options = [*TEST_FIELD, "--pipeline.datamanager.masks-dir", str(sample_scene / "instances"),
-               "--pipeline.datamanager.masks-scope", "scene",  # the scene's instance ids agree across views
-               "--machine.seed", str(MACHINE_SEED), *OTHER_NORMALISATION]  # fmt: skip
+    options = [*run_options(sample_scene / "instances", MACHINE_SEED), *OTHER_NORMALISATION]
     other = train(scene, out, TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options, "u", "other")
     return {"default": trained_run, "other": other}
+
+
+def run_options(masks: Path, seed: int, *extra: str) -> List[str]:
+    """``ns-train`` options of the label test's run before its dataparser's: the tests' field shaped with ``masks``
+    (instance ids that agree across views), machine seed ``seed``, then ``extra`` (bench/ray_click_landing.py)."""
+    return [*TEST_FIELD, "--pipeline.datamanager.masks-dir", str(masks), "--pipeline.datamanager.masks-scope", "scene",
+            "--machine.seed", str(seed), *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -368,16 +373,27 @@ def instance_iou(out: Path, scene: Path, classes: List[str], name: str) -> float
 PROPAGATIONS = ("nearest", "surface")
 
 
+def landing_distances(pipeline, click_set: ClickSet, truth: np.ndarray) -> Dict[str, float]:
+    """Object → distance from its ray click's rendered hit (``click_set``'s first clicks, one per object of
+    ``OBJECTS``) to its analytic hit ``truth`` (original frame)."""
+    from jacobinerf_ns.pointcloud import to_original_frame
+    from jacobinerf_ns.propagation.rendering import eval_head_inputs
+    from jacobinerf_ns.scene import click_rays, dataset_scene
+
+    scene = dataset_scene(pipeline.datamanager)
+    assert click_set.fingerprint.mismatch(scene.fingerprint()) is None
+    rays = click_rays(click_set, scene, "rays.json")
+    outputs, _ = eval_head_inputs(pipeline.model, rays.bundle())
+    hits = to_original_frame(rays.origins + rays.directions * outputs["depth"].reshape(-1, 1), scene.outputs)
+    return dict(zip(OBJECTS, np.linalg.norm(hits.numpy()[: len(OBJECTS)] - truth, axis=-1).tolist()))
+
+
 @pytest.fixture(scope="module")
 def ray_clicks(runs, sample_scene, tmp_path_factory) -> dict:
     """One ray click (original frame) per object and background instance, labelled with both runs and both
     propagations: by normalisation, how far each object's click lands from its analytic hit point; by (propagation,
     normalisation), each object's IoU and the label maps."""
     from nerfstudio.utils.eval_utils import eval_setup
-
-    from jacobinerf_ns.pointcloud import to_original_frame
-    from jacobinerf_ns.propagation.rendering import eval_head_inputs
-    from jacobinerf_ns.scene import click_rays, dataset_scene
 
     folder = tmp_path_factory.mktemp("ray_clicks")
     meta = transforms(sample_scene)
@@ -392,12 +408,7 @@ def ray_clicks(runs, sample_scene, tmp_path_factory) -> dict:
     landed, ious, ids = {}, {}, {}
     for normalisation, run in runs.items():
         _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
-        scene = dataset_scene(pipeline.datamanager)
-        assert click_set.fingerprint.mismatch(scene.fingerprint()) is None
-        rays = click_rays(click_set, scene, "rays.json")
-        outputs, _ = eval_head_inputs(pipeline.model, rays.bundle())
-        hits = to_original_frame(rays.origins + rays.directions * outputs["depth"].reshape(-1, 1), scene.outputs)
-        landed[normalisation] = dict(zip(OBJECTS, np.linalg.norm(hits.numpy()[: len(OBJECTS)] - truth, axis=-1)))
+        landed[normalisation] = landing_distances(pipeline, click_set, truth)
 
         for propagation in PROPAGATIONS:
             out = folder / f"{normalisation}_{propagation}"
