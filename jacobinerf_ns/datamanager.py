@@ -19,17 +19,16 @@ from torch import Tensor
 
 from jacobinerf_ns import cache
 from jacobinerf_ns.errors import require
+from jacobinerf_ns.model_config import DEPTH_IMAGE, SCENE_UNITS_PER_POSE_UNIT
 from jacobinerf_ns.pointcloud import depth_file_scale
 from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES
 from jacobinerf_ns.surrogates.build import SurrogateName, build_surrogate
 
-DEPTH_IMAGE = "depth_image"
-"""nerfstudio's batch key of depth maps (its pixel samplers and depth losses use it)."""
-
 
 class DepthMapDataset(InputDataset):
     """Images plus each frame's depth map in scene units: file values × ``depth_unit_scale_factor`` (to metres) ×
-    the dataparser's scale (the poses' normalisation), resized (nearest) to the camera's resolution.
+    the dataparser's scale (the poses' normalisation), resized (nearest) to the camera's resolution; its metadata
+    (which the model receives) holds that scale (``SCENE_UNITS_PER_POSE_UNIT``).
 
     Unlike nerfstudio's ``DepthDataset`` it never makes depth up: a scene without depth files gets the plain
     :class:`InputDataset` (:func:`scene_dataset`), where ``DepthDataset`` would download a monocular depth model.
@@ -41,6 +40,7 @@ class DepthMapDataset(InputDataset):
         super().__init__(dataparser_outputs, scale_factor)
         self.depth_filenames = dataparser_outputs.metadata["depth_filenames"]
         self.depth_scale = depth_file_scale(dataparser_outputs)
+        self.metadata[SCENE_UNITS_PER_POSE_UNIT] = float(dataparser_outputs.dataparser_scale)
 
     def get_metadata(self, data: Dict) -> Dict:
         index = data["image_idx"]

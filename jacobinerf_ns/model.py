@@ -26,15 +26,17 @@ from torch import Tensor
 from jacobinerf_ns import compat, jacobians
 from jacobinerf_ns.field import HEAD_FEATURES, JacobiNerfField
 from jacobinerf_ns.jacobians import HeadInputs
-from jacobinerf_ns.model_config import JacobiNerfModelConfig  # saved config.yml files name it here too
+from jacobinerf_ns.model_config import (  # saved config.yml files name JacobiNerfModelConfig here too
+    DEPTH_IMAGE,
+    SCENE_UNITS_PER_POSE_UNIT,
+    JacobiNerfModelConfig,
+)
 from jacobinerf_ns.probe import SURFACE_SCORES, Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES, affinity
 from jacobinerf_ns.view_cache import FieldView, ViewCache, answers
 
 JACOBIAN = "jacobian"
-DEPTH_IMAGE = "depth_image"
-"""nerfstudio's batch key of depth maps (set by the datamanager's dataset when the scene has depth files)."""
 DIRECTIONS_NORM = "directions_norm"
 DISTORTION_WITH_DEPTH = "distortion_with_depth"
 OFF_SURFACE = "off_surface"
@@ -175,9 +177,10 @@ class JacobiNerfModel(NerfactoModel):
         if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
             termination_depth = batch[DEPTH_IMAGE].to(self.device)
             valid = termination_depth[..., 0] > 0
+            std = self.config.depth_std * float(self.kwargs["metadata"][SCENE_UNITS_PER_POSE_UNIT])  # scene units
             if self.config.off_surface_loss_mult > 0:
                 distance = termination_depth * (1.0 if self.config.is_euclidean_depth else outputs[DIRECTIONS_NORM])
-                margin = 2 * self.config.depth_sigma**0.5
+                margin = 2 * std
                 off = weight_off_surface(outputs["weights_list"][-1], outputs["ray_samples_list"][-1], distance, margin)
                 metrics_dict[OFF_SURFACE] = torch.mean(off * valid)
             if self.config.distortion_loss_mult_with_depth is not None:
@@ -185,7 +188,7 @@ class JacobiNerfModel(NerfactoModel):
                     ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
                 )
                 metrics_dict[DISTORTION_WITH_DEPTH] = torch.mean(per_ray * valid)
-            sigma = torch.tensor([self.config.depth_sigma], device=self.device)
+            sigma = torch.tensor([std**2], device=self.device)
             samplers = list(zip(outputs["weights_list"], outputs["ray_samples_list"]))
             metrics_dict["depth_loss"] = sum(
                 depth_loss(

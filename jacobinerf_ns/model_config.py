@@ -11,6 +11,13 @@ from nerfstudio.models.nerfacto import NerfactoModelConfig
 from jacobinerf_ns.deferred import Deferred
 from jacobinerf_ns.errors import require
 
+DEPTH_IMAGE = "depth_image"
+"""nerfstudio's batch key of depth maps, in scene units (the datamanager's dataset adds them when the scene has depth
+files; its pixel samplers and depth losses use the key)."""
+SCENE_UNITS_PER_POSE_UNIT = "scene_units_per_pose_unit"
+"""Key of the dataset metadata (given to the model) holding the dataparser's scale, for a scene with depth: the
+model turns ``depth_std`` from the poses' units into scene units with it."""
+
 
 @dataclass
 class JacobiNerfModelConfig(NerfactoModelConfig):
@@ -52,14 +59,18 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     ``distortion_loss_mult`` holds on the others (None: there too). There the depth loss already draws the ray's
     weights to the captured surface, the distortion loss's job without depth, and the two together leave holes
     (docs/training.md)."""
-    off_surface_loss_mult: float = 0.0
-    """Weight of the share of a ray's weight that is not at its captured surface, ``1 − Σ_{|t_i − d| ≤ 2√σ} w_i``
-    (a mean over the rays with a valid depth ``d``; ``2√σ``: two standard deviations of the depth loss's kernel):
-    without it a textureless surface can render see-through, its colour carried by nerfacto's last-sample background;
+    off_surface_loss_mult: float = 0.01
+    """Weight of the share of a ray's weight that is not at its captured surface, ``1 − Σ_{|t_i − d| ≤ 2 s} w_i``
+    (a mean over the rays with a valid depth ``d``; ``s``: ``depth_std`` in scene units, so the window is two standard
+    deviations of the depth loss's kernel): without it a textureless surface can render see-through, its colour
+    carried by nerfacto's last-sample background (docs/training.md#off-surface: 0.1 costs PSNR, 0.01 does not);
     0 turns it off."""
-    depth_sigma: float = 0.01
-    """σ of the depth loss, in scene units (depth maps are scaled like the poses: × the dataparser's scale);
-    nerfstudio's DS-NeRF loss weights samples at distance t by exp(−(t − d)² / (2σ))."""
+    depth_std: float = 0.087
+    """Standard deviation of the depth loss's kernel in the poses' units (metres for RGB-D and phone captures): in
+    scene units ``s = depth_std × the dataparser's scale``, and nerfstudio's DS-NeRF loss weights a sample at distance
+    t by exp(−(t − d)² / (2σ)) with σ = s². In the poses' units, not scene units, so that the kernel and the
+    off-surface window keep their size against the scene's objects under any normalisation. 0.087: depth-nerfacto's
+    σ = 0.01 under office_0's normalisation (docs/training.md#depth)."""
     is_euclidean_depth: bool = False
     """Whether depth maps hold distances along the ray rather than z-depth (camera-frame z)."""
 
@@ -112,5 +123,5 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
             f"{option}off-surface-loss-mult",
             f"must be ≥ 0 (0: off), got {self.off_surface_loss_mult}.",
         )
-        require(self.depth_sigma > 0, f"{option}depth-sigma", f"must be > 0 (scene units), got {self.depth_sigma}.")
+        require(self.depth_std > 0, f"{option}depth-std", f"must be > 0 (the poses' units), got {self.depth_std}.")
         require(self.head_in_dim >= 1, f"{option}head-in-dim", f"must be ≥ 1, got {self.head_in_dim}.")

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -62,13 +63,14 @@ def tiny_model_config(**overrides):
     return JacobiNerfModelConfig(**settings)
 
 
-def build_tiny_model(seed: int = 0, **overrides):
+def build_tiny_model(seed: int = 0, metadata: Optional[dict] = None, **overrides):
+    """A tiny model with ``overrides`` of its options, given the dataset ``metadata`` (default: none)."""
     from nerfstudio.data.scene_box import SceneBox
 
     torch.manual_seed(seed)
     config = tiny_model_config(**overrides)
     return config.setup(
-        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={}
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata=metadata or {}
     )
 
 

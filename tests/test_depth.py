@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from jacobinerf_ns.datamanager import DEPTH_IMAGE, DepthMapDataset, JacobiNerfDataManagerConfig
+from jacobinerf_ns.datamanager import DepthMapDataset, JacobiNerfDataManagerConfig
 from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
 from jacobinerf_ns.dataparsers.replica_semantic_nerf import ReplicaSemanticNerfDataParserConfig
 from jacobinerf_ns.dataparsers.scannet_labelled import ScanNetLabelledDataParserConfig
+from jacobinerf_ns.model_config import DEPTH_IMAGE, SCENE_UNITS_PER_POSE_UNIT
 from tests.helpers import build_tiny_model, cameras_around_origin, train_tiny
 from tests.test_dataparsers_replica_scannet import make_replica, make_scannet, write_label
 
@@ -47,6 +48,7 @@ def test_sample_scene_depth_loads_in_scene_units(sample_scene):
         expected = torch.from_numpy(millimetres / 1000.0 * outputs.dataparser_scale)[..., None]
         assert outputs.dataparser_scale != pytest.approx(1.0)  # the scale is applied, not merely 1
         torch.testing.assert_close(manager.train_dataset[index][DEPTH_IMAGE], expected)
+    assert manager.train_dataset.metadata[SCENE_UNITS_PER_POSE_UNIT] == outputs.dataparser_scale  # for depth-std
 
     half = datamanager(LabelledNerfstudioDataParserConfig(data=sample_scene), camera_res_scale_factor=0.5)
     item = half.train_dataset[0]
@@ -88,6 +90,11 @@ def test_a_scene_without_depth_never_builds_the_monocular_fallback(sample_scene,
     assert DEPTH_IMAGE not in batch and not losses.FORCE_PSEUDODEPTH_LOSS
 
 
+def depth_model(scale: float = 1.0, **overrides):
+    """A tiny model as the pipeline builds it on a scene with depth whose poses are scaled by ``scale``."""
+    return build_tiny_model(metadata={SCENE_UNITS_PER_POSE_UNIT: scale}, **overrides)
+
+
 def training_losses(model, depth=None):
     """One training step's (metrics, losses) of ``model`` on a camera's rays, with depth maps ``depth`` or none."""
     model.train()
@@ -102,13 +109,23 @@ def training_losses(model, depth=None):
 
 
 def test_the_depth_loss_is_added_with_depth_and_only_then():
+    from nerfstudio.model_components.losses import DepthLossType, depth_loss
     from nerfstudio.models.nerfacto import NerfactoModel
 
-    model = build_tiny_model()
+    model = depth_model(scale=0.5, depth_std=0.2)  # nerfstudio's σ in scene units: (0.2 · 0.5)² = 0.01
     rays = 6 * 8
     depth = torch.linspace(0.3, 0.9, rays)[:, None]
-    _, _, metrics, losses = training_losses(model, depth)
+    outputs, _, metrics, losses = training_losses(model, depth)
     assert losses["depth_loss"] > 0 and losses["depth_loss"] == model.config.depth_loss_mult * metrics["depth_loss"]
+    samplers = list(zip(outputs["weights_list"], outputs["ray_samples_list"]))
+    expected = sum(
+        depth_loss(w, s, depth, outputs["expected_depth"], torch.tensor([0.01]), outputs["directions_norm"], False,
+                   DepthLossType.DS_NERF)
+        for w, s in samplers
+    ) / len(samplers)  # fmt: skip
+    torch.testing.assert_close(metrics["depth_loss"], expected)
+    wider = training_losses(depth_model(scale=0.5, depth_std=0.4), depth)[2]["depth_loss"]
+    assert not torch.isclose(wider, expected), "the kernel's width follows depth-std"
     losses["depth_loss"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.field.parameters())
 
@@ -118,7 +135,8 @@ def test_the_depth_loss_is_added_with_depth_and_only_then():
     torch.testing.assert_close(kept + others, losses["depth_loss"], rtol=1e-5, atol=0)
     assert training_losses(model, torch.zeros(rays, 1))[3]["depth_loss"] == 0
 
-    euclidean = build_tiny_model(is_euclidean_depth=True)  # z-depth is turned into distance along each ray
+    # z-depth is turned into distance along each ray
+    euclidean = depth_model(scale=0.5, depth_std=0.2, is_euclidean_depth=True)
     outputs = training_losses(euclidean, depth)[0]
     along_rays = training_losses(euclidean, depth * outputs["directions_norm"])[3]["depth_loss"]
     assert outputs["directions_norm"].max() > 1.01  # off-centre pixels: the two differ
@@ -129,7 +147,7 @@ def test_the_depth_loss_is_added_with_depth_and_only_then():
     assert "depth_loss" not in metrics and plain.keys() == expected.keys()
     assert all(torch.equal(plain[key], expected[key]) for key in plain)
 
-    off = build_tiny_model(depth_loss_mult=0.0)  # depth off: nerfacto's distortion loss again
+    off = depth_model(depth_loss_mult=0.0)  # depth off: nerfacto's distortion loss again
     metrics, losses = training_losses(off, depth)[2:]
     assert "depth_loss" not in losses
     assert losses["distortion_loss"] == off.config.distortion_loss_mult * metrics["distortion"] > 0
@@ -137,12 +155,12 @@ def test_the_depth_loss_is_added_with_depth_and_only_then():
 
 def test_the_distortion_loss_has_its_own_weight_where_the_depth_loss_supervises():
     depth = torch.linspace(0.3, 0.9, 6 * 8)[:, None]
-    model = build_tiny_model(distortion_loss_mult_with_depth=None)  # None: nerfacto's weight, with depth as without
+    model = depth_model(distortion_loss_mult_with_depth=None)  # None: nerfacto's weight, with depth as without
     metrics, losses = training_losses(model, depth)[2:]
     assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"] > 0
-    assert build_tiny_model().config.distortion_loss_mult_with_depth == 0, "by default it steps aside for depth"
+    assert depth_model().config.distortion_loss_mult_with_depth == 0, "by default it steps aside for depth"
     for weight in (0.0, 0.5):
-        model = build_tiny_model(distortion_loss_mult_with_depth=weight)
+        model = depth_model(distortion_loss_mult_with_depth=weight)
         metrics, losses = training_losses(model, depth)[2:]
         assert metrics["distortion"] > 0
         torch.testing.assert_close(losses["distortion_loss"], weight * metrics["distortion"])
@@ -156,7 +174,7 @@ def test_rays_without_a_valid_depth_keep_nerfactos_distortion_loss():
 
     depth = torch.linspace(0.3, 0.9, 6 * 8)[:, None]
     invalid = torch.arange(len(depth))[:, None] % 2 == 0
-    model = build_tiny_model(distortion_loss_mult_with_depth=0.0)
+    model = depth_model(distortion_loss_mult_with_depth=0.0)
     outputs, _, metrics, losses = training_losses(model, torch.where(invalid, 0.0, depth))
     samples, weights = outputs["ray_samples_list"][-1], outputs["weights_list"][-1][..., 0]
     per_ray = lossfun_distortion(ray_samples_to_sdist(samples), weights)
@@ -166,11 +184,11 @@ def test_rays_without_a_valid_depth_keep_nerfactos_distortion_loss():
 
 
 def test_the_off_surface_loss_is_the_weight_a_ray_with_depth_puts_away_from_its_captured_surface():
-    """``1 − Σ_{|t_i − d| ≤ 2√σ} w_i`` per ray, against a plain loop; rays without a valid depth add nothing, and it
-    is off (absent) by default, without depth and with the depth loss off."""
+    """``1 − Σ_{|t_i − d| ≤ 2s} w_i`` per ray (s: depth-std in scene units), against a plain loop; rays without a valid
+    depth add nothing; it is on by default (0.01), absent without depth, at weight 0 and with the depth loss off."""
     depth = torch.linspace(0.3, 0.9, 6 * 8)[:, None]
     invalid = torch.arange(len(depth))[:, None] % 3 == 0
-    model = build_tiny_model(off_surface_loss_mult=0.5, depth_sigma=0.004)  # margin 2√σ = 0.126
+    model = depth_model(scale=0.5, off_surface_loss_mult=0.5, depth_std=0.126)  # margin 2 · 0.126 · 0.5 = 0.126
     outputs, _, metrics, losses = training_losses(model, torch.where(invalid, 0.0, depth))
     samples, weights = outputs["ray_samples_list"][-1], outputs["weights_list"][-1][..., 0]
     middles = ((samples.frustums.starts + samples.frustums.ends) / 2)[..., 0]
@@ -186,8 +204,10 @@ def test_the_off_surface_loss_is_the_weight_a_ray_with_depth_puts_away_from_its_
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.field.parameters())
 
     assert "off_surface_loss" not in training_losses(model)[3]  # no depth in the batch
-    assert "off_surface_loss" not in training_losses(build_tiny_model(), depth)[3]  # off by default
-    off = build_tiny_model(off_surface_loss_mult=0.5, depth_loss_mult=0.0)
+    default = training_losses(depth_model(), depth)[3]
+    assert default["off_surface_loss"] > 0 and depth_model().config.off_surface_loss_mult == 0.01  # on by default
+    assert "off_surface_loss" not in training_losses(depth_model(off_surface_loss_mult=0.0), depth)[3]
+    off = depth_model(off_surface_loss_mult=0.5, depth_loss_mult=0.0)
     assert "off_surface_loss" not in training_losses(off, depth)[3]
 
 
