@@ -11,7 +11,7 @@
    the scene's instance masks, machine seed ``--seed``), once with the depth loss (the default: the scene has depth
    maps) and once without (``--pipeline.model.depth-loss-mult 0``: a capture without depth); ``--runs`` picks
    which, ``--train-option`` adds an ``ns-train`` option to each (e.g. ``pipeline.model.off-surface-loss-mult
-   0.01``).
+   0``: without the off-surface loss).
 3. **Labels**: ``bench/label_quality.py`` on each run, all frames, ``--clicks`` clicks (one per class the training
    frames show, then random labelled pixels): ``jacobinerf-label`` with the defaults (``--propagation`` as given),
    with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0 --min-class-score 0``), and fused at
