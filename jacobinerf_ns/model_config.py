@@ -63,7 +63,7 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     """Weight of the share of a ray's weight that is not at its captured surface, ``1 − Σ_{|t_i − d| ≤ 2 s} w_i``
     (a mean over the rays with a valid depth ``d``; ``s``: ``depth_std`` in scene units, so the window is two standard
     deviations of the depth loss's kernel): without it a textureless surface can render see-through, its colour
-    carried by nerfacto's last-sample background (docs/training.md#off-surface: 0.1 costs PSNR, 0.01 does not);
+    carried by nerfacto's last-sample background (docs/training.md#off-surface);
     0 turns it off."""
     depth_std: float = 0.087
     """Standard deviation of the depth loss's kernel in the poses' units (metres for RGB-D and phone captures): in
