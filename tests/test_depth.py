@@ -211,6 +211,16 @@ def test_the_off_surface_loss_is_the_weight_a_ray_with_depth_puts_away_from_its_
     assert "off_surface_loss" not in training_losses(off, depth)[3]
 
 
+def test_the_depth_options_are_validated():
+    from jacobinerf_ns.errors import JacobiNerfError
+    from jacobinerf_ns.model_config import JacobiNerfModelConfig
+
+    with pytest.raises(JacobiNerfError, match="--pipeline.model.depth-std.*> 0 \\(the poses' units\\), got 0.0"):
+        JacobiNerfModelConfig(depth_std=0.0).validate()
+    with pytest.raises(JacobiNerfError, match="--pipeline.model.off-surface-loss-mult.*≥ 0"):
+        JacobiNerfModelConfig(off_surface_loss_mult=-0.01).validate()
+
+
 def logged_tags(run: Path) -> set:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
