@@ -26,11 +26,12 @@ def label_scores(config: Path) -> Tuple[Dict[str, List[float]], Dict[str, Tuple[
     view shows it, and → the label its wrongly predicted pixels most often truly are, with that label's share of all
     the pixels predicted as it (confusion summed over the draws)."""
     from jacobinerf_ns import runs
-    from jacobinerf_ns.propagation.protocol import PropagationProtocol
+    from jacobinerf_ns.demo import propagation_protocol
+    from jacobinerf_ns.metrics import label_ious
 
     run = config.parent
     pipeline = runs.load_step(run, runs.checkpoint_steps(run)[-1])
-    pipeline.config.propagation = PropagationProtocol(settings=("sparse",), source_views=(0, 5, 10))
+    pipeline.config.propagation = propagation_protocol()
     evaluation = pipeline.propagation_evaluation()
     evaluation.score_the_rest()
     tables = json.loads((Path(pipeline.datamanager.config.data) / "classes.json").read_text())
@@ -42,10 +43,8 @@ def label_scores(config: Path) -> Tuple[Dict[str, List[float]], Dict[str, Tuple[
         padded = np.zeros((len(names[draw.prefix]),) * 2)
         padded[: len(confusion), : len(confusion)] = confusion
         summed[draw.prefix] = summed.get(draw.prefix, 0) + padded
-        for label in draw.labels:
-            truth, predicted, hit = confusion[label].sum(), confusion[:, label].sum(), confusion[label, label]
-            if truth > 0:
-                ious.setdefault(key(draw.prefix, names[draw.prefix][label]), []).append(hit / (truth + predicted - hit))
+        for label, iou in label_ious(draw.confusion["3d"], draw.labels).items():
+            ious.setdefault(key(draw.prefix, names[draw.prefix][label]), []).append(iou)
     sources = {}
     for prefix, confusion in summed.items():
         for label, name in enumerate(names[prefix]):

@@ -72,6 +72,14 @@ def response_figure(pipeline: JacobiNerfPipeline, scene: Path, path: Path) -> No
     plt.close(figure)
 
 
+def propagation_protocol():
+    """The demo's label-propagation protocol: the paper's sparse setting (one click per class or instance) from
+    training views 0, 5 and 10, with the protocol's click seeds."""
+    from jacobinerf_ns.propagation.protocol import PropagationProtocol
+
+    return PropagationProtocol(settings=("sparse",), source_views=(0, 5, 10))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where the scene, run and figure go")
@@ -90,9 +98,7 @@ def main(argv=None) -> None:
     after = runs.cosine_gap(pipeline)
     figure = args.out / "response.png"
     response_figure(pipeline, scene, figure)
-    from jacobinerf_ns.propagation.protocol import PropagationProtocol
-
-    protocol = PropagationProtocol(settings=("sparse",), source_views=(0, 5, 10))
+    protocol = propagation_protocol()
     pipeline.config.propagation = protocol
     metrics = pipeline.propagation_metrics()
 

@@ -14,6 +14,18 @@ def confusion_matrix(predicted: Tensor, truth: Tensor, num_labels: int) -> Tenso
     return torch.bincount(index, minlength=num_labels * num_labels).reshape(num_labels, num_labels)
 
 
+def label_ious(confusion: Tensor, labels: Sequence[int]) -> Dict[int, float]:
+    """IoU ``TP / (truth + predicted − TP)`` of each of ``labels`` present in the ground truth; a label absent from
+    every target view has none (dropped, as the original's nanmean drops it)."""
+    confusion = confusion.double()
+    ious = {}
+    for label in labels:
+        true_positive, truth_total = confusion[label, label], confusion[label].sum()
+        if truth_total > 0:
+            ious[label] = (true_positive / (truth_total + confusion[:, label].sum() - true_positive)).item()
+    return ious
+
+
 def label_metrics(confusion: Tensor, labels: Sequence[int]) -> Dict[str, float]:
     """mIoU, class-average accuracy (mean recall) and total accuracy over ``labels`` (the source view's, void excluded).
 
@@ -23,13 +35,10 @@ def label_metrics(confusion: Tensor, labels: Sequence[int]) -> Dict[str, float]:
     index = torch.as_tensor(list(labels))
     true_positive = confusion.diagonal()[index]
     truth_total = confusion.sum(dim=1)[index]
-    predicted_total = confusion.sum(dim=0)[index]
-    union = truth_total + predicted_total - true_positive
-    present = truth_total > 0  # a source label absent from every target view has no IoU (nanmean, like the original)
-    iou = true_positive[present] / union[present]
+    present = truth_total > 0  # as in label_ious
     recall = true_positive[present] / truth_total[present]
     return {
-        "miou": iou.mean().item(),
+        "miou": torch.tensor(list(label_ious(confusion, labels).values()), dtype=torch.float64).mean().item(),
         "class_avg_acc": recall.mean().item(),
         "total_acc": (true_positive.sum() / confusion.sum()).item(),
     }

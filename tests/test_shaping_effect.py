@@ -123,10 +123,10 @@ changes."""
 def test_the_trained_run_propagates_labels_from_one_click_per_class(fields):
     """The paper's sparse setting on the shaped run, as the demo measures it: one click per class (or instance) on a
     training view, labels propagated to the held-out views; mean over 3 training views × 3 seeds."""
-    from jacobinerf_ns.propagation.protocol import PropagationProtocol
+    from jacobinerf_ns.demo import propagation_protocol
 
     pipeline = fields["after"]
-    pipeline.config.propagation = PropagationProtocol(settings=("sparse",), source_views=(0, 5, 10))
+    pipeline.config.propagation = propagation_protocol()
     metrics = pipeline.propagation_metrics()
     print("sparse propagation", {key: metrics[key] for key in SPARSE_MIOU_FLOOR})
     for key, floor in SPARSE_MIOU_FLOOR.items():
