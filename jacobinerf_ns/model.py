@@ -217,6 +217,8 @@ class JacobiNerfModel(NerfactoModel):
                 self.config.distortion_loss_mult * (metrics_dict["distortion"] - with_depth)
                 + self.config.distortion_loss_mult_with_depth * with_depth
             )
+        if self.training and self.step < self.config.distortion_loss_start_step:
+            loss_dict.pop("distortion_loss", None)
         if JACOBIAN not in outputs:
             return loss_dict
         if SURROGATE not in batch:
@@ -349,6 +351,7 @@ class JacobiNerfModel(NerfactoModel):
         self.warn_about_the_schedule(training_callback_attributes.trainer, pipeline)
 
         def switch_phase(step: int) -> None:
+            self.step = step  # nerfacto's attribute, which it sets only with its proposal-weight annealing
             start = self.config.shaping_start_step
             active = start >= 0 and step >= start
             if active and not self.shaping_active:

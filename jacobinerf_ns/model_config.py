@@ -59,6 +59,9 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     ``distortion_loss_mult`` holds on the others (None: there too). There the depth loss already draws the ray's
     weights to the captured surface, the distortion loss's job without depth, and the two together leave holes
     (docs/training.md)."""
+    distortion_loss_start_step: int = 0
+    """Step from which nerfacto's distortion loss (``distortion_loss_mult``) counts; before it the loss is off, so that
+    surfaces form before the loss gathers each ray's weights (docs/training.md#no-depth-distortion)."""
     off_surface_loss_mult: float = 0.01
     """Weight of the share of a ray's weight that is not at its captured surface, ``1 − Σ_{|t_i − d| ≤ 2 s} w_i``
     (a mean over the rays with a valid depth ``d``; ``s``: ``depth_std`` in scene units, so the window is two standard
@@ -117,6 +120,11 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
             self.distortion_loss_mult_with_depth is None or self.distortion_loss_mult_with_depth >= 0,
             f"{option}distortion-loss-mult-with-depth",
             f"must be ≥ 0 (0: off) or None (distortion-loss-mult), got {self.distortion_loss_mult_with_depth}.",
+        )
+        require(
+            self.distortion_loss_start_step >= 0,
+            f"{option}distortion-loss-start-step",
+            f"must be a step ≥ 0, got {self.distortion_loss_start_step}.",
         )
         require(
             self.off_surface_loss_mult >= 0,

@@ -168,6 +168,25 @@ def test_the_distortion_loss_has_its_own_weight_where_the_depth_loss_supervises(
         assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"]
 
 
+def test_the_distortion_loss_counts_from_its_start_step():
+    """Before ``distortion_loss_start_step`` nerfacto's distortion loss is off (surfaces form first), from it on, as
+    the training callbacks count the steps (the model's own, not nerfacto's proposal annealing, which may be off)."""
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+
+    assert build_tiny_model().config.distortion_loss_start_step == 0
+    model = build_tiny_model(distortion_loss_start_step=5, use_proposal_weight_anneal=False)
+    callbacks = model.get_training_callbacks(TrainingCallbackAttributes(None, None, None, None))
+    for step, counted in ((0, False), (4, False), (5, True), (9, True)):
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        metrics, losses = training_losses(model)[2:]
+        assert metrics["distortion"] > 0
+        if counted:
+            assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"]
+        else:
+            assert "distortion_loss" not in losses, step
+
+
 def test_rays_without_a_valid_depth_keep_nerfactos_distortion_loss():
     """Depth 0 (the sky, a sensor's hole) supervises nothing: those rays keep ``distortion_loss_mult``."""
     from nerfstudio.model_components.losses import lossfun_distortion, ray_samples_to_sdist
@@ -219,6 +238,8 @@ def test_the_depth_options_are_validated():
         JacobiNerfModelConfig(depth_std=0.0).validate()
     with pytest.raises(JacobiNerfError, match="--pipeline.model.off-surface-loss-mult.*≥ 0"):
         JacobiNerfModelConfig(off_surface_loss_mult=-0.01).validate()
+    with pytest.raises(JacobiNerfError, match="--pipeline.model.distortion-loss-start-step.*≥ 0, got -1"):
+        JacobiNerfModelConfig(distortion_loss_start_step=-1).validate()
 
 
 def logged_tags(run: Path) -> set:
