@@ -80,16 +80,18 @@ def without_labels(scene: Path, copy: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(trained_run, sample_scene, tmp_path_factory) -> Dict[str, Path]:
+def runs(request, sample_scene, tmp_path_factory) -> Dict[str, Path]:
     """Run folders by normalisation: the shared trained run, and one of the sample scene without its labels (same
-    recipe)."""
+    recipe). This run trains before the shared one is asked for, so that another test process can build that one
+    meanwhile."""
     if os.environ.get("JACOBINERF_LABEL_RUNS"):  # reuse a run of this recipe while iterating on these tests
-        return {"default": trained_run, "other": Path(os.environ["JACOBINERF_LABEL_RUNS"])}
-    out = tmp_path_factory.mktemp("label_runs")
-    scene = without_labels(sample_scene, out / "scene")
-    options = [*run_options(sample_scene / "instances", MACHINE_SEED), *OTHER_NORMALISATION]
-    other = train(scene, out, TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options, "u", "other")
-    return {"default": trained_run, "other": other}
+        other = Path(os.environ["JACOBINERF_LABEL_RUNS"])
+    else:
+        out = tmp_path_factory.mktemp("label_runs")
+        scene = without_labels(sample_scene, out / "scene")
+        options = [*run_options(sample_scene / "instances", MACHINE_SEED), *OTHER_NORMALISATION]
+        other = train(scene, out, TRAINED_STEPS, TRAINED_SHAPING_START, "cpu", options, "u", "other")
+    return {"default": request.getfixturevalue("trained_run"), "other": other}
 
 
 def run_options(masks: Path, seed: int, *extra: str) -> List[str]:
