@@ -122,7 +122,7 @@ def offline(tmp_path, monkeypatch) -> None:
 
 def pytest_collection_modifyitems(items) -> None:
     """Tests that need a trained run are slow (``pytest -m "not slow"`` skips them); ``test_label_command``'s ``runs``
-    trains one and asks for ``trained_run`` only then (``request.getfixturevalue``, which the fixture closure misses)."""
+    trains one and asks for ``trained_run`` only then (``request.getfixturevalue``: not in the fixture closure)."""
     for item in items:
         if {"trained_run", "tiny_run", "runs"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
