@@ -120,9 +120,22 @@ def offline(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 
 
+LONGEST_FIRST = (
+    "test_viewer_panel.py", "test_label_command.py", "test_browser.py", "test_shape_command.py", "test_bad_input.py",
+    "test_shaping_effect.py", "test_training.py",
+)  # fmt: skip
+"""The files that take longest on the 2-core CPU box, longest first ([time per file](../docs/testing.md#time-per-file)).
+``bash scripts/test.sh`` hands whole files to its processes in collection order (``--no-loadscope-reorder``), so they
+are collected first: a long file handed out last would run alone while the other process idles."""
+
+
 def pytest_collection_modifyitems(items) -> None:
-    """Tests that need a trained run are slow (``pytest -m "not slow"`` skips them); ``test_label_command``'s ``runs``
-    trains one and asks for ``trained_run`` only then (``request.getfixturevalue``: not in the fixture closure)."""
+    """The files of ``LONGEST_FIRST`` first, in its order (the others after them, as collected). Tests that need a
+    trained run are slow (``pytest -m "not slow"`` skips them); ``test_label_command``'s ``runs`` trains one and asks
+    for ``trained_run`` only then (``request.getfixturevalue``: not in the fixture closure)."""
+    items.sort(
+        key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST)
+    )
     for item in items:
         if {"trained_run", "tiny_run", "runs"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

@@ -32,7 +32,7 @@ from jacobinerf_ns.propagation.labelling import (
 )
 from jacobinerf_ns.propagation.rendering import render_responses
 from jacobinerf_ns.scene import pixel_click, scene_from_outputs
-from jacobinerf_ns.view_cache import ViewCache, answers
+from jacobinerf_ns.view_cache import ViewCache, answers, camera_key
 from jacobinerf_ns.viewer.decoration import CONFIDENCE, LABELS, RESPONSE, SELECTION, Decoration, decorate
 from jacobinerf_ns.viewer.export import export_selection
 from jacobinerf_ns.viewer.panel import AUTOSAVE_FILE, JacobiNerfPanel, click_ray
@@ -482,6 +482,26 @@ USER_TRIES = 10
 """Clicks a user tries inside an object before giving up on it."""
 
 
+class EveryViewKept(ViewCache):
+    """The viewer's :class:`ViewCache` keeping every camera's field pass, not only the last: the selections of many
+    clicks over the same frames then render each frame's field once (a kept pass answers as a full render does:
+    ``test_a_kept_field_pass_relabels_the_view_as_a_full_render_would``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.views = {}
+
+    def view(self, camera, render):
+        key = camera_key(camera)
+        if key not in self.views:
+            self.views[key] = render()
+            self.passes += 1
+        return self.views[key]
+
+    def clear(self) -> None:
+        self.views.clear()
+
+
 @pytest.fixture(scope="module")
 def surface_selection_ious(trained_run) -> dict[str, dict[str, float]]:
     """IoU over the training frames of what *Select entity* exports with 'Label propagation: surface' for one click
@@ -495,6 +515,7 @@ def surface_selection_ious(trained_run) -> dict[str, dict[str, float]]:
     from jacobinerf_ns.scene import dataset_scene, frame_masks
 
     _, pipeline, _ = open_run(trained_run / "config.yml")
+    pipeline.model.view_cache = EveryViewKept()
     scene = dataset_scene(pipeline.datamanager)
     train = [frame for frame in scene.frames if frame.split == "train"]
     truth = label_maps(pipeline.datamanager.train_dataparser_outputs, "instances")
@@ -521,6 +542,7 @@ def surface_selection_ious(trained_run) -> dict[str, dict[str, float]]:
                 selected, target = session.selection.mask(frame.camera)[0].cpu(), truth[frame.index] == instance
                 overlap, union = overlap + int((selected & target).sum()), union + int((selected | target).sum())
             ious[name] = overlap / max(union, 1)
+    assert pipeline.model.view_cache.passes <= len(train) + 1, "each frame's field rendered once"
     return results
 
 
