@@ -61,7 +61,7 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     (docs/training.md)."""
     distortion_loss_start_step: int = 0
     """Step from which nerfacto's distortion loss (``distortion_loss_mult``) counts; before it the loss is off, so that
-    surfaces form before the loss gathers each ray's weights (docs/training.md#no-depth-distortion)."""
+    surfaces form before the loss gathers each ray's weights (docs/training.md#distortion-start)."""
     off_surface_loss_mult: float = 0.01
     """Weight of the share of a ray's weight that is not at its captured surface, ``1 − Σ_{|t_i − d| ≤ 2 s} w_i``
     (a mean over the rays with a valid depth ``d``; ``s``: ``depth_std`` in scene units, so the window is two standard
