@@ -324,17 +324,24 @@ class JacobiNerfModel(NerfactoModel):
         return metrics, images
 
     def warn_about_the_schedule(self, trainer, pipeline) -> None:
-        """Warnings, before training starts, for a run whose shaping would silently not happen as asked."""
+        """Warnings, before training starts, for a run whose shaping or distortion loss would silently not happen
+        as asked."""
         start = self.config.shaping_start_step
-        if trainer is not None and start >= 0:
+        if trainer is not None:
             first = compat.trainer_start_step(trainer)
             last = first + trainer.config.max_num_iterations - 1
-            if start > last:
-                CONSOLE.print(
-                    f"[yellow]jacobinerf: --pipeline.model.shaping-start-step {start} is after the last step of this "
-                    f"run ({last}, from step {first}): it will not shape. Lower it or raise "
-                    "--max-num-iterations."
+            late = {"shaping-start-step": (start, "it will not shape")} if start >= 0 else {}
+            if self.config.distortion_loss_mult > 0:
+                late["distortion-loss-start-step"] = (
+                    self.config.distortion_loss_start_step,
+                    "the distortion loss stays off for the whole run",
                 )
+            for option, (step, consequence) in late.items():
+                if step > last:
+                    CONSOLE.print(
+                        f"[yellow]jacobinerf: --pipeline.model.{option} {step} is after the last step of this run "
+                        f"({last}, from step {first}): {consequence}. Lower it or raise --max-num-iterations."
+                    )
         rays = getattr(getattr(pipeline, "datamanager", None), "config", None)
         rays = getattr(rays, "train_num_rays_per_batch", None)
         if start >= 0 and rays is not None and self.config.contrastive_batch_size > rays:

@@ -156,11 +156,19 @@ def test_source_view_out_of_range(sample_scene, tmp_path):
     assert_train_error(tmp_path, run("ns-train", *args, cwd=tmp_path), "--pipeline.propagation.source-views", "[99]")
 
 
-def test_shaping_start_after_the_last_step_warns_before_training(sample_scene, tmp_path):
-    args = train_args(sample_scene, tmp_path / "runs", "--pipeline.model.shaping-start-step", "50")
+def test_start_steps_after_the_last_step_warn_before_training(sample_scene, tmp_path):
+    args = train_args(
+        sample_scene, tmp_path / "runs", "--pipeline.model.shaping-start-step", "50",
+        "--pipeline.model.distortion-loss-start-step", "60",
+    )  # fmt: skip
     result = run("ns-train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "shaping-start-step 50 is after the last step of this run" in result.stdout
+    output = unwrapped(result.stdout)
+    for expected in (
+        "shaping-start-step 50 is after the last step of this run (1, from step 0): it will not shape",
+        "distortion-loss-start-step 60 is after the last step of this run (1, from step 0): the distortion loss stays",
+    ):
+        assert unwrapped(expected) in output, result.stdout[-3000:]
 
 
 # ---- commands on a run ---------------------------------------------------------------------------------------------
