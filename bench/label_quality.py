@@ -2,14 +2,16 @@
 the defaults and with every pixel labelled, and the point cloud at the captured and at the rendered depth.
 
     python bench/label_quality.py --config RUN/config.yml --out OUT [--clicks 30] [--seed 0] [--frames eval] \
-        [--propagation surface|nearest] [--no-masks]
+        [--propagation surface|nearest] [--no-masks] [--first-clicks classes|objects]
 
-1. **Clicks** (``OUT/clicks.json``), on training frames only, from the scene's semantic ground truth: one per class
-   the training frames show (a random training frame showing it, a random pixel of the class), then random labelled
+1. **Clicks** (``OUT/clicks.json``), on training frames only, from the scene's ground truth: first one per class the
+   training frames show (``--first-clicks classes``: a random training frame showing it, a random pixel of the class)
+   or one per object (``objects``: per instance of the scene's instance maps, a random training frame showing it and a
+   random labelled pixel of the instance, as a person labelling objects clicks each once), then random labelled
    pixels of training frames up to ``--clicks``; each click's class is the ground truth's name of its class. A click
    whose ray hits nothing in the run (``jacobinerf-label`` skips it with a warning, the viewer says "No surface along
-   that ray") is drawn again as a user clicks again: another pixel of its class, from its own generator (so a set
-   whose clicks all hit is the one drawn without this step), up to :data:`RECLICKS` times.
+   that ray") is drawn again as a user clicks again: another pixel of its class or object, from its own generator (so
+   a set whose clicks all hit is the one drawn without this step), up to :data:`RECLICKS` times.
 2. **Exports**: ``jacobinerf-label`` (a subprocess, as a user runs it, with ``--propagation``) into ``OUT/default``
    and with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0 --min-class-score 0``) into
    ``OUT/every_pixel``; ``OUT/default`` fused again at the rendered depth (``--no-captured-depth``) into
@@ -42,14 +44,12 @@ RECLICKS = 20
 
 
 @functools.lru_cache(maxsize=2)
-def ground_truth(data_dir: Path) -> Dict[str, np.ndarray]:
-    """Image path as ``transforms.json`` lists it → semantic class map (0: void); read once per folder and process
-    (the sweeps score many labellings of one export)."""
+def ground_truth(data_dir: Path, maps: str = "semantics_file_path") -> Dict[str, np.ndarray]:
+    """Image path as ``transforms.json`` lists it → semantic class map (0: void), or the instance map with ``maps``
+    ``instance_file_path``; read once per folder and process (the sweeps score many labellings of one export)."""
     meta = json.loads((data_dir / "transforms.json").read_text())
     return {
-        frame["file_path"]: np.asarray(Image.open(data_dir / frame["semantics_file_path"]))
-        for frame in meta["frames"]
-        if "semantics_file_path" in frame
+        frame["file_path"]: np.asarray(Image.open(data_dir / frame[maps])) for frame in meta["frames"] if maps in frame
     }
 
 
@@ -58,8 +58,8 @@ def class_names(data_dir: Path) -> Dict[int, str]:
     return {int(row["index"]): row["name"] for row in rows}
 
 
-def write_click_set(config: Path, out: Path, count: int, seed: int) -> Path:
-    """The click set of step 1, with the run's scene fingerprint."""
+def write_click_set(config: Path, out: Path, count: int, seed: int, first: str = "classes") -> Path:
+    """The click set of step 1 (``first``: ``classes`` or ``objects``), with the run's scene fingerprint."""
     from jacobinerf_ns.clicks import ClickSet, PixelClick, write_clicks
     from jacobinerf_ns.runs import open_run
     from jacobinerf_ns.scene import dataset_scene
@@ -77,27 +77,38 @@ def write_click_set(config: Path, out: Path, count: int, seed: int) -> Path:
         label = names[int(truth[image][ys[pick], xs[pick]])]
         clicks.append(PixelClick(label, image, float(xs[pick]) + 0.5, float(ys[pick]) + 0.5))
 
-    shown = sorted(set(np.concatenate([np.unique(truth[image]) for image in train]).tolist()) - {0})
-    for label in shown:
-        showing = [image for image in train if (truth[image] == label).any()]
-        image = showing[generator.integers(len(showing))]
-        click(image, truth[image] == label)
+    # the maps whose ids the first clicks cover: each click's target is the id it was drawn from, in these maps
+    targets = truth if first == "classes" else ground_truth(scene.data_dir, "instance_file_path")
+    shown = sorted(set(np.concatenate([np.unique(targets[image]) for image in train]).tolist()) - {0})
+    drawn = []
+    for target in shown:
+        showing = [image for image in train if ((targets[image] == target) & (truth[image] > 0)).any()]
+        if showing:  # an object of void class only is not clicked
+            image = showing[generator.integers(len(showing))]
+            click(image, (targets[image] == target) & (truth[image] > 0))
+            drawn.append(target)
     while len(clicks) < count:
         image = train[generator.integers(len(train))]
         click(image, truth[image] > 0)
     classes = tuple(dict.fromkeys(c.label for c in clicks))
     index_of = {name: index for index, name in names.items()}
+
+    def redraw_mask(index: int, image: str) -> np.ndarray:
+        """Where click ``index`` is drawn again in ``image``: its object or class (a first click), else its class."""
+        if index < len(drawn):
+            return (targets[image] == drawn[index]) & (truth[image] > 0)
+        return truth[image] == index_of[clicks[index].label]
+
     generator = np.random.default_rng([seed, 1])  # the clicks drawn again
     for _ in range(RECLICKS):
         missed = np.nonzero(~hits(pipeline.model, ClickSet(classes, tuple(clicks), None), scene))[0]
         if not len(missed):
             break
         for index in missed.tolist():
-            label = index_of[clicks[index].label]
             print(f"clicks[{index}] ({clicks[index].label!r}) hits nothing in this run: clicked again", flush=True)
-            showing = [image for image in train if (truth[image] == label).any()]
+            showing = [image for image in train if redraw_mask(index, image).any()]
             image = showing[generator.integers(len(showing))]
-            click(image, truth[image] == label)
+            click(image, redraw_mask(index, image))
             clicks[index] = clicks.pop()
     path = out / "clicks.json"
     write_clicks(path, ClickSet(classes, tuple(clicks), scene.fingerprint()))
@@ -167,12 +178,14 @@ def main() -> None:
     parser.add_argument("--propagation", default="surface", choices=["surface", "nearest"],
                         help="jacobinerf-label's --propagation for every export (its default: surface)")  # fmt: skip
     parser.add_argument("--no-masks", action="store_true", help="pass --no-masks: surface labels without the masks")
+    parser.add_argument("--first-clicks", default="classes", choices=["classes", "objects"],
+                        help="one first click per class, or per object (instance)")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import yaml
 
     data_dir = Path(yaml.load(args.config.read_text(), Loader=yaml.Loader).data)
-    clicks = write_click_set(args.config, args.out, args.clicks, args.seed)
+    clicks = write_click_set(args.config, args.out, args.clicks, args.seed, args.first_clicks)
     chosen = ("--propagation", args.propagation, *(["--no-masks"] if args.no_masks else []))
     minutes = {"default": label(args.config, clicks, args.out / "default", args.frames, *chosen)}
     force = (

@@ -1,7 +1,8 @@
 """Labels and points on what is not there: the sample scene under open sky, labelled as a user labels it.
 
     python bench/open_background.py --out OUT [--steps 800] [--shaping-start 400] [--seed 42] [--clicks 10] \
-        [--propagation surface|nearest] [--closed-room] [--runs depth no_depth] [--train-option OPTION VALUE ...]
+        [--propagation surface|nearest] [--first-clicks classes|objects] [--closed-room] [--runs depth no_depth] \
+        [--train-option OPTION VALUE ...]
 
 1. **Scene**: the sample scene with ``open_background`` (the objects on a floor patch, open sky behind them: depth 0
    and void there), written into ``OUT/scene``; with ``--closed-room``, the sample scene as the demo renders it (a
@@ -13,9 +14,11 @@
    which, ``--train-option`` adds an ``ns-train`` option to each (e.g. ``pipeline.model.off-surface-loss-mult
    0``: without the off-surface loss).
 3. **Labels**: ``bench/label_quality.py`` on each run, all frames, ``--clicks`` clicks (one per class the training
-   frames show, then random labelled pixels): ``jacobinerf-label`` with the defaults (``--propagation`` as given),
-   with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0 --min-class-score 0``), and fused at
-   the rendered depth (``--no-captured-depth``, the only fusion a capture without depth has).
+   frames show, or with ``--first-clicks objects`` one per object, then random labelled pixels; into
+   ``OUT/labels_RUN_PROPAGATION``, ``…_objects`` for objects): ``jacobinerf-label`` with the defaults
+   (``--propagation`` as given), with every pixel labelled (``--min-explained 0`` / ``--min-resemblance 0
+   --min-class-score 0``), and fused at the rendered depth (``--no-captured-depth``, the only fusion a capture without
+   depth has).
 
 Report (``OUT/open_background.md`` and stdout): per run and export, the point cloud's share within ``max(5 cm, two
 pixel footprints)`` of the true surface (accuracy), the true surface's share with a point that near (completeness),
@@ -44,6 +47,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="machine seed of the runs")
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--propagation", default="surface", choices=["surface", "nearest"])
+    parser.add_argument("--first-clicks", default="classes", choices=["classes", "objects"],
+                        help="label_quality.py's first clicks: one per class or one per object")  # fmt: skip
     parser.add_argument("--closed-room", action="store_true", help="the demo's sample scene instead (no open sky)")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--train-option", nargs=2, action="append", default=[], metavar=("OPTION", "VALUE"),
@@ -58,8 +63,8 @@ def main() -> None:
     extra = [part for option, value in args.train_option for part in (f"--{option}", value)]
     lines = [
         f"{title} ({scene}): the demo's recipe ({args.steps} steps, shaping from {args.shaping_start}, machine "
-        f"seed {args.seed}{''.join(' ' + part for part in extra)}), {args.clicks} clicks, all frames, --propagation "
-        f"{args.propagation}.",
+        f"seed {args.seed}{''.join(' ' + part for part in extra)}), {args.clicks} clicks (first one per "
+        f"{'class' if args.first_clicks == 'classes' else 'object'}), all frames, --propagation {args.propagation}.",
         "",
         "| run | export | " + " | ".join(name for _, name in FIGURES) + " |",
         "|---|---|" + "---|" * len(FIGURES),
@@ -70,11 +75,12 @@ def main() -> None:
         if not sorted((run / "nerfstudio_models").glob("step-*.ckpt")):
             run = runs.train(scene, args.out / "runs", args.steps, args.shaping_start, "cpu",
                              [*options, "--machine.seed", str(args.seed)], "open_background", name)  # fmt: skip
-        labels = args.out / f"labels_{name}_{args.propagation}"
+        labels = args.out / f"labels_{name}_{args.propagation}{'_objects' if args.first_clicks == 'objects' else ''}"
         if not (labels / "label_quality.json").is_file():
             subprocess.run([sys.executable, str(Path(__file__).with_name("label_quality.py")), "--config",
                             str(run / "config.yml"), "--out", str(labels), "--clicks", str(args.clicks), "--frames",
-                            "all", "--propagation", args.propagation], check=True)  # fmt: skip
+                            "all", "--propagation", args.propagation, "--first-clicks", args.first_clicks],
+                           check=True)  # fmt: skip
         for export, figures in json.loads((labels / "label_quality.json").read_text()).items():
             if isinstance(figures, dict) and "accuracy" in figures:
                 cells = ("–" if figures[key] is None else f"{figures[key]:.3f}" for key, _ in FIGURES)  # no sky: None
