@@ -496,9 +496,11 @@ class EveryViewKept(ViewCache):
         if key not in self.views:
             self.views[key] = render()
             self.passes += 1
+        self._view = (key, self.views[key])  # the last camera's, as ``kept`` reads it
         return self.views[key]
 
     def clear(self) -> None:
+        super().clear()
         self.views.clear()
 
 
