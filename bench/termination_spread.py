@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jacobinerf_ns.surface_accuracy import FOOTPRINTS, MIN_DISTANCE
+from jacobinerf_ns.surface_accuracy import FOOTPRINTS, MIN_DISTANCE, true_depth
 
 
 def quantile_distances(model, rays, quantiles) -> torch.Tensor:
@@ -60,20 +60,24 @@ def main() -> None:
         Path(row["file_path"]).name: row
         for row in json.loads((scene.data_dir / "transforms.json").read_text())["frames"]
     }
-    classes = json.loads((scene.data_dir / "classes.json").read_text())["semantic_classes"]
-    index = next(int(row["index"]) for row in classes if row["name"] == args.name)
+    classes = {
+        row["name"]: int(row["index"])
+        for row in json.loads((scene.data_dir / "classes.json").read_text())["semantic_classes"]
+    }
+    if args.name not in classes:
+        parser.error(f"--class {args.name!r} is not a class of {scene.data_dir / 'classes.json'}: {sorted(classes)}")
     scale = float(scene.outputs.dataparser_scale)  # scene units per metre
     training = [frame for frame in scene.frames if frame.split == "train"]
     errors = []
     for frame in (training[i] for i in args.frames):
         row = rows[Path(frame.image).name]
         semantics = np.asarray(Image.open(scene.data_dir / row["semantics_file_path"]))
-        depth = np.asarray(Image.open(scene.data_dir / row["depth_file_path"]), dtype=np.float64) * 1e-3
+        depth = true_depth(scene.data_dir, row, 1e-3)
         camera = frame.camera
         fx, fy, cx, cy = (float(getattr(camera, key)) for key in ("fx", "fy", "cx", "cy"))
         ys, xs = np.mgrid[: depth.shape[0], : depth.shape[1]] + 0.5
         along = depth * np.sqrt(((xs - cx) / fx) ** 2 + ((ys - cy) / fy) ** 2 + 1)  # z-depth → distance on the ray
-        chosen = np.nonzero(((semantics == index) & (depth > 0)).ravel())[0]
+        chosen = np.nonzero(((semantics == classes[args.name]) & (depth > 0)).ravel())[0]
         rays = camera.generate_rays(camera_indices=0).flatten()[torch.from_numpy(chosen)]
         tolerance = np.maximum(MIN_DISTANCE, FOOTPRINTS * along / fx).ravel()[chosen]
         found = quantile_distances(pipeline.model, rays, args.quantiles).numpy() / scale
