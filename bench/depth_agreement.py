@@ -1,11 +1,14 @@
 """Where a trained run's rendered surfaces lie against the capture's depth maps, and what one pixel's ray holds.
 
-    python bench/depth_agreement.py --run RUN [--step 599] [--pixel VIEW Y X]
+    python bench/depth_agreement.py --run RUN [--step 599] [--pixel VIEW Y X] [--views 0 27 54] \
+        [--surface-quantiles 0.4 0.5]
 
 ``RUN``: a run folder (``config.yml``) of a scene with depth maps. For every training view: the median ratio of the
-rendered depth (nerfstudio's median termination distance) to the captured distance (the map as the depth loss reads
-it, :func:`jacobinerf_ns.pointcloud.captured_distance`), and the share of its pixels within 3% of it; the ratio is
-also given by the pixels' ray direction norm (image centre → corners), where a z-depth / distance mix-up would show.
+rendered depth (the model's ``depth``: the median termination distance on a run the depth loss trained) to the
+captured distance (the map as the depth loss reads it, :func:`jacobinerf_ns.pointcloud.captured_distance`), and the
+share of its pixels within 3% of it; the ratio is also given by the pixels' ray direction norm (image centre →
+corners), where a z-depth / distance mix-up would show; ``--surface-quantiles`` reads the depth at other quantiles of
+each ray's weight than the run's (:mod:`jacobinerf_ns.surface_depth`), and the last rows pool the views.
 ``--pixel``: for that training view's pixel, the rendered depth and accumulation, and for each sampler (the proposal
 samplers, then the field) its total weight and the weight within 0.15 scene units of the captured distance.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -26,24 +30,38 @@ NEAR = 0.15
 NORM_BINS = (1.0, 1.05, 1.15, 1.25, np.inf)
 
 
-def view_agreement(pipeline) -> None:
+def view_agreement(pipeline, views: Optional[List[int]], quantiles: List[Optional[float]]) -> None:
+    """The table, per training view of ``views`` (None: all) and per surface quantile (None: the run's), then over
+    all of them."""
     outputs = pipeline.datamanager.train_dataparser_outputs
     scale = depth_file_scale(outputs)
-    print("| view | median rendered / captured | share within 3% | ratio by direction norm " + " / ".join(
-        f"[{lo:g}, {hi:g})" for lo, hi in zip(NORM_BINS, NORM_BINS[1:])) + " |")  # fmt: skip
-    print("|---|---|---|---|")
-    for view, depth_file in enumerate(outputs.metadata["depth_filenames"]):
+    depth_files = outputs.metadata["depth_filenames"]
+    bins = " / ".join(f"[{lo:g}, {hi:g})" for lo, hi in zip(NORM_BINS, NORM_BINS[1:]))
+    print(f"| view | quantile | median rendered / captured | share within 3% | ratio by direction norm {bins} |")
+    print("|---|---|---|---|---|")
+    renderer = pipeline.model.renderer_depth
+    run_quantile = renderer.quantile
+    pooled: Dict[float, List[torch.Tensor]] = {}
+    for view in range(len(depth_files)) if views is None else views:
         camera = outputs.cameras[view : view + 1]
-        captured = captured_distance(camera, depth_file, scale)
+        captured = captured_distance(camera, depth_files[view], scale)
         norm = camera.generate_rays(camera_indices=0, keep_shape=True).metadata["directions_norm"][..., 0]
-        with torch.no_grad():
-            rendered = pipeline.model.get_outputs_for_camera(camera)["depth"][..., 0].cpu()
         seen = torch.isfinite(captured)
-        ratio, norm = (rendered / captured)[seen], norm[seen].cpu()
-        by_norm = [ratio[(norm >= lo) & (norm < hi)] for lo, hi in zip(NORM_BINS, NORM_BINS[1:])]
-        cells = " / ".join(f"{float(part.median()):.3f}" if len(part) else "–" for part in by_norm)
+        for quantile in quantiles:
+            renderer.quantile = run_quantile if quantile is None else quantile
+            with torch.no_grad():
+                rendered = pipeline.model.get_outputs_for_camera(camera)["depth"][..., 0].cpu()
+            ratio, norms = (rendered / captured)[seen], norm[seen].cpu()
+            pooled.setdefault(renderer.quantile, []).append(ratio)
+            by_norm = [ratio[(norms >= lo) & (norms < hi)] for lo, hi in zip(NORM_BINS, NORM_BINS[1:])]
+            cells = " / ".join(f"{float(part.median()):.3f}" if len(part) else "–" for part in by_norm)
+            within = float(((ratio - 1).abs() <= 0.03).float().mean())
+            print(f"| {view} | {renderer.quantile:g} | {float(ratio.median()):.4f} | {within:.3f} | {cells} |")
+    renderer.quantile = run_quantile
+    for quantile, ratios in pooled.items():
+        ratio = torch.cat(ratios)
         within = float(((ratio - 1).abs() <= 0.03).float().mean())
-        print(f"| {view} | {float(ratio.median()):.3f} | {within:.2f} | {cells} |")
+        print(f"| all | {quantile:g} | {float(ratio.median()):.4f} | {within:.3f} | |")
 
 
 def pixel_samplers(pipeline, view: int, y: int, x: int) -> None:
@@ -76,6 +94,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a run folder (config.yml)")
     parser.add_argument("--step", type=int, help="the checkpoint's step (default: the latest)")
     parser.add_argument("--pixel", type=int, nargs=3, metavar=("VIEW", "Y", "X"))
+    parser.add_argument("--views", type=int, nargs="+", help="training views to render (default: all)")
+    parser.add_argument("--surface-quantiles", type=float, nargs="+", default=[None],
+                        help="read each render's depth at these quantiles (default: the run's)")  # fmt: skip
     args = parser.parse_args()
     if args.step is None:
         saved = checkpoint_steps(args.run)
@@ -85,7 +106,7 @@ def main() -> None:
     pipeline = load_step(args.run, args.step)
     if pipeline.datamanager.train_dataparser_outputs.metadata.get("depth_filenames") is None:
         raise SystemExit(f"{args.run}: the run's scene has no depth maps (depth_file_path)")
-    view_agreement(pipeline)
+    view_agreement(pipeline, args.views, args.surface_quantiles)
     if args.pixel:
         pixel_samplers(pipeline, *args.pixel)
 

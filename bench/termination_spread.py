@@ -1,9 +1,10 @@
 """Where along its rays a run puts one class's surface: the depth at which each ray's accumulated weight reaches a few
 quantiles, against the true depth (a sharp surface has every quantile on it; a soft layer spreads them over its
-thickness, and its median, the depth ``jacobinerf-label`` fuses at, lies off the surface wherever the layer is thick).
+thickness, and the depth ``jacobinerf-label`` fuses at, the run's surface quantile, lies off the surface wherever the
+layer is thick).
 
     python bench/termination_spread.py --config RUN/config.yml [--class floor] [--frames 0 5 10] \
-        [--quantiles 0.1 0.25 0.5 0.75]
+        [--quantiles 0.25 0.4 0.5 0.75]
 
 For each training frame of ``--frames`` (indices among the training frames), the pixels whose true class (the scene's
 semantic maps, ``classes.json``) is ``--class`` and that have a true depth (``depth_file_path``, millimetres) are
@@ -24,6 +25,7 @@ import torch
 from PIL import Image
 
 from jacobinerf_ns.surface_accuracy import FOOTPRINTS, MIN_DISTANCE, true_depth
+from jacobinerf_ns.surface_depth import quantile_depth
 
 
 def quantile_distances(model, rays, quantiles) -> torch.Tensor:
@@ -37,10 +39,7 @@ def quantile_distances(model, rays, quantiles) -> torch.Tensor:
     weights = outputs["weights_list"][-1][..., 0]
     samples = outputs["ray_samples_list"][-1].frustums
     middles = ((samples.starts + samples.ends) / 2)[..., 0]
-    accumulated = torch.cumsum(weights, dim=-1)
-    targets = torch.tensor(quantiles, dtype=accumulated.dtype).expand(len(accumulated), -1).contiguous()
-    index = torch.searchsorted(accumulated, targets).clamp(max=middles.shape[-1] - 1)
-    return middles.gather(-1, index)
+    return torch.cat([quantile_depth(weights, middles, quantile) for quantile in quantiles], dim=-1)
 
 
 def main() -> None:
@@ -48,7 +47,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True, help="a trained run's config.yml")
     parser.add_argument("--class", dest="name", default="floor", help="the true class whose rays are measured")
     parser.add_argument("--frames", type=int, nargs="+", default=[0, 5, 10], help="indices among the training frames")
-    parser.add_argument("--quantiles", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75])
+    parser.add_argument("--quantiles", type=float, nargs="+", default=[0.25, 0.4, 0.5, 0.75])
     args = parser.parse_args()
 
     from jacobinerf_ns.runs import open_run

@@ -18,9 +18,10 @@ minimum triangulation angle, it does not judge X; its own viewpoint is the 0° c
 distances along unit ray directions, NaN where the ray hits nothing.
 
 A pixel's own render must also place one surface on its ray before its point is fused: where the ray's weights
-spread along it (half on a near surface, half on a far shell) its median distance ``m`` is where no surface is, and
-views may still agree with it. The ray has **one surface** when its mean (expected) termination distance ``e`` agrees
-with the median: ``|e − m| ≤ s m`` (:func:`one_surface`).
+spread along it (half on a near surface, half on a far shell) its rendered depth ``m`` (where its weight reaches a
+quantile, :mod:`jacobinerf_ns.surface_depth`) may fall where no surface is, and views may still agree with it. The ray
+has **one surface** when its mean (expected) termination distance ``e`` agrees with it: ``|e − m| ≤ s m``
+(:func:`one_surface`).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def agreement(distance: Tensor, rendered: Tensor, tolerance: float) -> Tuple[Ten
 
 
 def one_surface(depth: Tensor, expected_depth: Tensor, max_spread: float) -> Tensor:
-    """Whether each ray places one surface: its median termination distance ``depth`` and its mean ``expected_depth``
+    """Whether each ray places one surface: its rendered ``depth`` and its mean termination distance ``expected_depth``
     (same shape) agree, ``|e − m| ≤ max_spread · m`` (False where either is NaN)."""
     return (expected_depth - depth).abs() <= max_spread * depth
 

@@ -5,8 +5,8 @@ and point cloud it ends with.
     OUT/ids/<stem>.png           class ids (uint8/uint16), 0 = unlabelled, id = position in classes + 1
     OUT/overlay/<stem>.png       class colours over the image
     OUT/confidence/<stem>.png    8-bit confidence (margin of the two best class scores; labelling.md)
-    OUT/depth/<stem>.npy         rendered depth along each pixel's ray: the median termination distance
-                                 (nerfstudio's frame, NaN: hits nothing)
+    OUT/depth/<stem>.npy         rendered depth along each pixel's ray: where its weight reaches the run's surface
+                                 quantile (surface_depth.py; nerfstudio's frame, NaN: hits nothing)
     OUT/expected_depth/<stem>.npy  the mean termination distance (nerfstudio's expected_depth; NaN: hits nothing)
     OUT/labelled_points.ply      labelled pixels fused at the captured depth where the rendered one agrees with it,
                                  else at depth/ where the ray has one surface and the views agree; voxel majority

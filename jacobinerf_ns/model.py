@@ -33,6 +33,7 @@ from jacobinerf_ns.model_config import (  # saved config.yml files name JacobiNe
 )
 from jacobinerf_ns.probe import SURFACE_SCORES, Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
+from jacobinerf_ns.surface_depth import QUANTILE_WITH_DEPTH, QUANTILE_WITHOUT_DEPTH, QuantileDepthRenderer
 from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES, affinity
 from jacobinerf_ns.view_cache import FieldView, ViewCache, answers
 
@@ -83,6 +84,7 @@ class JacobiNerfModel(NerfactoModel):
         with compat.nerfacto_parts(partial(JacobiNerfField, head_in_dim=self.config.head_in_dim)):
             super().populate_modules()
         compat.check_nerfacto_parts(self, JacobiNerfField)
+        self.renderer_depth = QuantileDepthRenderer(self.surface_quantile)
         self.threshold = AdaptiveThreshold(
             initial=self.config.threshold_init,
             minimum=self.config.threshold_min,
@@ -121,6 +123,15 @@ class JacobiNerfModel(NerfactoModel):
             outputs = self.forward(ray_bundle)
         ray_samples, field_outputs = captured[-1]
         return outputs, self._head_inputs(ray_samples, field_outputs)
+
+    @property
+    def surface_quantile(self) -> float:
+        """Where a ray's ``depth`` output is read (``surface_quantile``): the option, else the median on a run the depth
+        loss trained (the scene has depth maps and the loss a weight), else :data:`QUANTILE_WITHOUT_DEPTH`."""
+        if self.config.surface_quantile is not None:
+            return self.config.surface_quantile
+        trained_with_depth = self.config.depth_loss_mult > 0 and SCENE_UNITS_PER_POSE_UNIT in self.kwargs["metadata"]
+        return QUANTILE_WITH_DEPTH if trained_with_depth else QUANTILE_WITHOUT_DEPTH
 
     def head_parameters(self):
         """The RGB head's ``(W, b)`` (``b`` is shaped, and perturbed, only with ``shape_bias``)."""

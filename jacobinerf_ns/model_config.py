@@ -76,6 +76,11 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     σ = 0.01 under office_0's normalisation (docs/training.md#depth)."""
     is_euclidean_depth: bool = False
     """Whether depth maps hold distances along the ray rather than z-depth (camera-frame z)."""
+    surface_quantile: Optional[float] = None
+    """The accumulated weight at which a ray's ``depth`` output, its surface, is read (clicks, labels, the point cloud;
+    :mod:`jacobinerf_ns.surface_depth`); training does not use it. None: 0.5, the median, on a run the depth loss
+    trained (it centres each ray's weights on the captured surface), else 0.4 (a surface learned from colour alone
+    puts its weights behind it; docs/labelling.md#the-depth-a-ray-is-read-at)."""
 
     def validate(self) -> None:
         """Options that would fail, or train to the end doing nothing, raise :class:`JacobiNerfError` before any work
@@ -132,4 +137,10 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
             f"must be ≥ 0 (0: off), got {self.off_surface_loss_mult}.",
         )
         require(self.depth_std > 0, f"{option}depth-std", f"must be > 0 (the poses' units), got {self.depth_std}.")
+        require(
+            self.surface_quantile is None or 0 < self.surface_quantile <= 0.5,
+            f"{option}surface-quantile",
+            "must lie in (0, 0.5] (a ray hits a surface once it accumulates 0.5 of opacity; 0.5 is the median) or be "
+            f"None (0.5 with depth, 0.4 without), got {self.surface_quantile}.",
+        )
         require(self.head_in_dim >= 1, f"{option}head-in-dim", f"must be ≥ 1, got {self.head_in_dim}.")

@@ -28,6 +28,7 @@ LAYERS = [  # lowest first; a module may import modules of its own layer or belo
         "sample_scene",
         "deferred",
         "surface_accuracy",
+        "surface_depth",
     },
     {
         "compat",

@@ -82,7 +82,7 @@ class Label:
     ray the point was seen along (a view without parallax would agree with a surface placed anywhere on that ray)."""
     max_depth_spread: float = 0.03  # depth_consistency.MAX_DEPTH_SPREAD
     """A labelled pixel fused at its rendered depth must place one surface on its ray: its mean (expected)
-    termination distance within this share of its median one (depth/); inf: no such check."""
+    termination distance within this share of its rendered depth (depth/); inf: no such check."""
     captured_depth: bool = True
     """Where the scene has depth maps (depth_file_path), fuse the point cloud at the captured depth, keeping the
     pixels whose rendered depth agrees with it; else (or with --no-captured-depth) at the rendered depth."""

@@ -209,8 +209,8 @@ def label_ids(
 @dataclass(frozen=True)
 class FrameLabels:
     """A frame labelled by one render: ``(H, W)`` ids, confidence and how well the clicks explain each pixel
-    (:func:`explained`), and the render's depth (median termination distance), expected depth (mean) and
-    accumulation."""
+    (:func:`explained`), and the render's depth (the surface: the model's ``surface_quantile``), expected depth
+    (mean) and accumulation."""
 
     ids: Tensor
     confidence: Tensor

@@ -93,7 +93,7 @@ class SurfacePass(NamedTuple):
     points: Tensor
     """``(R, 3)`` surface points: origin + depth · direction."""
     depth: Tensor
-    """``(R,)`` median termination distance."""
+    """``(R,)`` the rendered depth: where the ray's weight reaches the model's ``surface_quantile``."""
     expected_depth: Tensor
     """``(R,)`` mean termination distance."""
     accumulation: Tensor
