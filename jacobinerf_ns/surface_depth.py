@@ -24,8 +24,9 @@ QUANTILE_WITH_DEPTH = 0.5
 """Default ``q`` of a run the depth loss trained: DS-NeRF's loss pulls each ray's weights towards a Gaussian centred on
 the captured surface, whose median is the surface."""
 QUANTILE_WITHOUT_DEPTH = 0.4
-"""Default ``q`` of a run trained from colour alone: nearer the density rise than the median, yet far enough into the
-weights that a ray's first faint density (a floater's haze) does not decide it (docs/labelling.md)."""
+"""Default ``q`` of a run trained from colour alone: nearer the density rise than the median; lower quantiles read the
+faint density in front of a soft surface, and part from the ray's mean, which the one-surface rule checks
+(docs/labelling.md#the-depth-a-ray-is-read-at)."""
 
 
 def quantile_depth(weights: Tensor, steps: Tensor, quantile: float) -> Tensor:
