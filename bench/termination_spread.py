@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from jacobinerf_ns.surface_accuracy import FOOTPRINTS, MIN_DISTANCE, true_depth
-from jacobinerf_ns.surface_depth import quantile_depth
+from jacobinerf_ns.surface_depth import QuantileDepthRenderer
 
 
 def quantile_distances(model, rays, quantiles) -> torch.Tensor:
@@ -36,10 +36,8 @@ def quantile_distances(model, rays, quantiles) -> torch.Tensor:
             outputs = model.get_outputs(model.collider(rays))
     finally:
         model.training = False
-    weights = outputs["weights_list"][-1][..., 0]
-    samples = outputs["ray_samples_list"][-1].frustums
-    middles = ((samples.starts + samples.ends) / 2)[..., 0]
-    return torch.cat([quantile_depth(weights, middles, quantile) for quantile in quantiles], dim=-1)
+    weights, samples = outputs["weights_list"][-1], outputs["ray_samples_list"][-1]
+    return torch.cat([QuantileDepthRenderer(quantile)(weights, samples) for quantile in quantiles], dim=-1)
 
 
 def main() -> None:
