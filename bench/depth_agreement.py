@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--surface-quantiles", type=float, nargs="+", default=[None],
                         help="read each render's depth at these quantiles (default: the run's)")  # fmt: skip
     args = parser.parse_args()
+    if any(quantile is not None and not 0 < quantile <= 1 for quantile in args.surface_quantiles):
+        parser.error(f"--surface-quantiles must lie in (0, 1], got {args.surface_quantiles}")
     if args.step is None:
         saved = checkpoint_steps(args.run)
         if not saved:
@@ -106,6 +108,9 @@ def main() -> None:
     pipeline = load_step(args.run, args.step)
     if pipeline.datamanager.train_dataparser_outputs.metadata.get("depth_filenames") is None:
         raise SystemExit(f"{args.run}: the run's scene has no depth maps (depth_file_path)")
+    views = len(pipeline.datamanager.train_dataparser_outputs.metadata["depth_filenames"])
+    if args.views is not None and not all(0 <= view < views for view in args.views):
+        raise SystemExit(f"--views {args.views}: the run has training views 0 to {views - 1}")
     view_agreement(pipeline, args.views, args.surface_quantiles)
     if args.pixel:
         pixel_samplers(pipeline, *args.pixel)
