@@ -289,12 +289,14 @@ def build_surface_graph(
     unit = unit_rows(jacobians)
     tree = cKDTree(points)
     count = min(neighbours, len(points) - 1)
-    rows, columns = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows, columns, weights = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     if count >= 1:
         _, nearest = tree.query(points, count + 1)
         rows = np.repeat(np.arange(len(points)), count)
         columns = nearest[:, 1:].reshape(-1)  # the first is the node itself (or a duplicate of it)
-    edges = (rows, columns, kernel(unit[rows], unit[columns], tau).astype(np.float32))
+        # one neighbour at a time: gathering every edge's Jacobians at once takes N·k·D floats (GBs on a room)
+        weights = np.stack([kernel(unit, unit[nearest[:, k]], tau) for k in range(1, count + 1)], axis=1)
+    edges = (rows, columns, weights.reshape(-1).astype(np.float32))
     surface = normalised_affinity([edges], len(points))
     masked = np.flatnonzero(np.asarray(masks) >= 0) if masks is not None and segment_weight > 0 else []
     if len(masked) == 0:
