@@ -130,12 +130,18 @@ are collected first: a long file handed out last would run alone while the other
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """The files of ``LONGEST_FIRST`` first, in its order (the others after them, as collected). Tests that need a
-    trained run are slow (``pytest -m "not slow"`` skips them); ``test_label_command``'s ``runs`` trains one and asks
-    for ``trained_run`` only then (``request.getfixturevalue``: not in the fixture closure)."""
-    items.sort(
-        key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST)
-    )
+    """The files of ``LONGEST_FIRST`` first, in its order (the others after them, as collected), and in each file the
+    tests that need ``trained_run`` first: the first file's process builds it at once while the second's trains its
+    own run (``test_label_command``'s ``runs``, which asks for ``trained_run`` only then: ``request.getfixturevalue``,
+    not in the fixture closure), instead of waiting for it afterwards. Tests that need a trained run are slow
+    (``pytest -m "not slow"`` skips them)."""
+
+    def order(item) -> tuple:
+        name = item.path.name
+        needs_trained_run = "trained_run" in getattr(item, "fixturenames", ())
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST), not needs_trained_run
+
+    items.sort(key=order)
     for item in items:
         if {"trained_run", "tiny_run", "runs"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

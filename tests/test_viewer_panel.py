@@ -397,7 +397,7 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
     share of the spread is above ½ and that resemble the click; back to nearest, the cosine threshold again."""
     from scipy.ndimage import distance_transform_edt
 
-    from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection, surface_graph, surface_passes
+    from jacobinerf_ns.propagation.surface_labelling import SurfaceSelection, surface_passes
     from jacobinerf_ns.runs import instance_names, label_maps, open_run
     from jacobinerf_ns.scene import dataset_scene, frame_masks
     from jacobinerf_ns.visualization import highlight
@@ -414,9 +414,8 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
     clicked = session.selection.clicked
     shown = session.model.get_outputs_for_camera(camera)
 
-    train = [frame.camera for frame in scene.frames if frame.split == "train"]
-    spread = SurfaceSelection.of_click(surface_graph(session.model, train), torch.tensor(clicked.surface),
-                                       clicked.jacobian)  # fmt: skip
+    # the session's graph (what the graph holds is checked against jacobinerf-label's elsewhere)
+    spread = SurfaceSelection.of_click(session.selection.graph(), torch.tensor(clicked.surface), clicked.jacobian)
     bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
     passes = list(surface_passes(session.model, bundle))
     jacobians, points = torch.cat([rays.jacobians for rays in passes]), torch.cat([rays.points for rays in passes])
@@ -439,9 +438,9 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
     masked = ViewerSession(pipeline.model, scene=lambda: scene, masks=partial(frame_masks, pipeline.datamanager))
     masked.set_propagation("surface")
     masked.selection.select(ray_at(camera, y, x))
-    frames, click = scene.training_frames(), masked.selection.clicked
-    masks = frame_masks(pipeline.datamanager, frames)
-    graph = surface_graph(masked.model, [frame.camera for frame in frames], masks=masks)
+    click = masked.selection.clicked
+    graph = masked.selection.graph()
+    assert graph.masks is not None, "the masked session's graph joins the run's masks"
     by_masks = SurfaceSelection.of_click(graph, torch.tensor(click.surface), click.jacobian)
     assert by_masks.min_likeness == 0.0, "a mask selection keeps pixels unlike the click"
     expected_by_masks = by_masks.selected(by_masks.read_rays(jacobians, points)[:, 0], likeness).view(expected.shape)
