@@ -188,6 +188,15 @@ def screenshots(tmp_path) -> Path:
     return keep
 
 
+FRAME_RATE_CAP = """
+const nextFrame = window.requestAnimationFrame.bind(window);
+window.requestAnimationFrame = (callback) => setTimeout(() => nextFrame(callback), 500);
+"""
+"""The page's animation frames capped at 2 per second: viser's canvas redraws on every frame, and Chromium's
+software WebGL (SwiftShader) drawing it 60 times a second takes a CPU core from the rest of the suite. What a frame
+shows is unchanged; the viewer's frames arrive seconds apart on the CPU."""
+
+
 def open_viewer(driver, url: str, width: int, height: int):
     """A page on the viewer at 128 px renders, at training view 0; its render area (screen region)."""
     browser = driver.chromium.launch(
@@ -195,6 +204,7 @@ def open_viewer(driver, url: str, width: int, height: int):
         args=["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
     )
     page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+    page.add_init_script(FRAME_RATE_CAP)
     page.goto(url)
     page.get_by_role("button", name="Go to training view").wait_for(timeout=120_000)
     max_res = row(page, "Max res").locator("input:visible").first
