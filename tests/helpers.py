@@ -57,7 +57,7 @@ def tiny_model_config(**overrides):
             {"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 3, "max_res": 32, "use_linear": False},
             {"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 3, "max_res": 32, "use_linear": False},
         ],
-        eval_num_rays_per_chunk=256,
+        eval_num_rays_per_chunk=1024,  # several chunks per sample-scene frame (64 × 48 rays): the chunked paths run
     )
     settings.update(overrides)
     return JacobiNerfModelConfig(**settings)
