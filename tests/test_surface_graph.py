@@ -79,6 +79,25 @@ def test_the_edge_weights_are_the_jacobian_kernel():
     assert graph.affinity.toarray()[0, 1] == pytest.approx(1.0)
 
 
+def test_the_affinity_is_the_kernel_graph_of_each_node_and_its_nearest_nodes():
+    """``S = D^-½ W D^-½``, ``W = max(W, Wᵀ)``, ``W_ij`` the Jacobian kernel for ``j`` among the ``k`` nodes nearest
+    ``i``: built here densely, edge by edge (the graph gathers the Jacobians one neighbour at a time)."""
+    rng = np.random.default_rng(3)
+    count, neighbours, tau = 50, 6, 0.3
+    points, jacobians = rng.normal(size=(count, 3)), rng.normal(size=(count, 7))
+    graph = build_surface_graph(points, jacobians, neighbours=neighbours, tau=tau)
+    unit = jacobians / np.linalg.norm(jacobians, axis=1, keepdims=True)
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    weights = np.zeros((count, count))
+    for i in range(count):
+        for j in np.argsort(distances[i])[1 : neighbours + 1]:
+            weights[i, j] = np.exp(-(1.0 - abs(unit[i] @ unit[j])) / tau)
+    weights = np.maximum(weights, weights.T)
+    inverse_root = 1.0 / np.sqrt(weights.sum(axis=1))
+    expected = inverse_root[:, None] * weights * inverse_root[None, :]
+    np.testing.assert_allclose(graph.affinity.toarray(), expected, rtol=1e-5, atol=1e-7)
+
+
 def sphere(centre, radius, count, rng) -> np.ndarray:
     directions = rng.normal(size=(count, 3))
     return np.asarray(centre) + radius * directions / np.linalg.norm(directions, axis=1, keepdims=True)
