@@ -414,7 +414,7 @@ def test_a_selection_spread_over_the_surfaces_is_drawn_and_exported_as_computed(
     clicked = session.selection.clicked
     shown = session.model.get_outputs_for_camera(camera)
 
-    # the session's graph (what the graph holds is checked against jacobinerf-label's elsewhere)
+    # the session's own graph: test_labels_spread_over_the_surfaces_are_what_jacobinerf_label_writes checks that one
     spread = SurfaceSelection.of_click(session.selection.graph(), torch.tensor(clicked.surface), clicked.jacobian)
     bundle = camera.generate_rays(camera_indices=0, keep_shape=True).flatten()
     passes = list(surface_passes(session.model, bundle))
