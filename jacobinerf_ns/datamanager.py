@@ -21,7 +21,7 @@ from jacobinerf_ns import cache
 from jacobinerf_ns.errors import require
 from jacobinerf_ns.model_config import DEPTH_IMAGE, SCENE_UNITS_PER_POSE_UNIT
 from jacobinerf_ns.pointcloud import depth_file_scale
-from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES
+from jacobinerf_ns.surrogates import MASKED, SURROGATE, SURROGATE_IMAGES, LabelMapSurrogate
 from jacobinerf_ns.surrogates.build import SurrogateName, build_surrogate
 
 
@@ -218,6 +218,8 @@ class JacobiNerfDataManager(VanillaDataManager):
             batch[SURROGATE_IMAGES] = batch["indices"][: self.surrogate_rays, 0]
         if shaping:
             batch[SURROGATE] = self.surrogate.descriptors(batch["indices"][: self.surrogate_rays])
+        if isinstance(self.surrogate, LabelMapSurrogate):
+            batch[MASKED] = self.surrogate.descriptors(batch["indices"]) != 0
         return ray_bundle, batch
 
 

@@ -34,13 +34,14 @@ from jacobinerf_ns.model_config import (  # saved config.yml files name JacobiNe
 from jacobinerf_ns.probe import SURFACE_SCORES, Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
 from jacobinerf_ns.surface_depth import QUANTILE_WITH_DEPTH, QUANTILE_WITHOUT_DEPTH, QuantileDepthRenderer
-from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES, affinity
+from jacobinerf_ns.surrogates import MASKED, SURROGATE, SURROGATE_IMAGES, affinity
 from jacobinerf_ns.view_cache import FieldView, ViewCache, answers
 
 JACOBIAN = "jacobian"
 DIRECTIONS_NORM = "directions_norm"
 DISTORTION_WITH_DEPTH = "distortion_with_depth"
 OFF_SURFACE = "off_surface"
+MASKED_SEE_THROUGH = "masked_see_through"
 RESPONSE_CHUNK_BYTES = 1 << 28
 """Eval chunks shrink so that a chunk's per-sample response products stay under this size."""
 RESPONSE_CHUNK_MIN_RAYS = 256
@@ -183,11 +184,16 @@ class JacobiNerfModel(NerfactoModel):
         ``distortion_with_depth``: the part of nerfacto's ``distortion`` (a mean over rays) from the rays with a
         valid depth, which ``distortion_loss_mult_with_depth`` weighs, and ``off_surface``: the mean over rays of the
         weight a ray with a valid depth puts away from it (:func:`weight_off_surface`), which ``off_surface_loss_mult``
-        weighs."""
+        weighs. And ``masked_see_through``: the mean over rays of the light a masked ray without a judged depth lets
+        past (``1 − accumulation``), which ``masked_opacity_loss_mult`` weighs."""
         metrics_dict = super().get_metrics_dict(outputs, batch)
-        if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
+        if not self.training:
+            return metrics_dict
+        judged = torch.zeros(outputs["accumulation"].shape[0], dtype=torch.bool, device=self.device)
+        if self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
             termination_depth = batch[DEPTH_IMAGE].to(self.device)
             valid = termination_depth[..., 0] > 0
+            judged = valid if self.config.off_surface_loss_mult > 0 else judged
             std = self.config.depth_std * float(self.kwargs["metadata"][SCENE_UNITS_PER_POSE_UNIT])  # scene units
             if self.config.off_surface_loss_mult > 0:
                 distance = termination_depth * (1.0 if self.config.is_euclidean_depth else outputs[DIRECTIONS_NORM])
@@ -214,6 +220,9 @@ class JacobiNerfModel(NerfactoModel):
                 )
                 for weights, ray_samples in samplers
             ) / len(samplers)
+        if self.config.masked_opacity_loss_mult > 0 and MASKED in batch:
+            unjudged_masked = batch[MASKED].to(self.device) & ~judged
+            metrics_dict[MASKED_SEE_THROUGH] = torch.mean((1.0 - outputs["accumulation"][..., 0]) * unjudged_masked)
         return metrics_dict
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
@@ -222,6 +231,8 @@ class JacobiNerfModel(NerfactoModel):
             loss_dict["depth_loss"] = self.config.depth_loss_mult * metrics_dict["depth_loss"]
         if metrics_dict is not None and OFF_SURFACE in metrics_dict:
             loss_dict["off_surface_loss"] = self.config.off_surface_loss_mult * metrics_dict[OFF_SURFACE]
+        if metrics_dict is not None and MASKED_SEE_THROUGH in metrics_dict:
+            loss_dict["masked_opacity_loss"] = self.config.masked_opacity_loss_mult * metrics_dict[MASKED_SEE_THROUGH]
         if metrics_dict is not None and DISTORTION_WITH_DEPTH in metrics_dict:
             with_depth = metrics_dict[DISTORTION_WITH_DEPTH]
             loss_dict["distortion_loss"] = (

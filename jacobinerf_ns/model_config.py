@@ -68,6 +68,12 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     deviations of the depth loss's kernel): without it a textureless surface can render see-through, its colour
     carried by nerfacto's last-sample background (docs/training.md#off-surface);
     0 turns it off."""
+    masked_opacity_loss_mult: float = 0.01
+    """Weight of the light a ray through a masked pixel lets past, ``1 − Σ w_i`` (a mean over the batch's rays, counted
+    on rays whose pixel has a non-void id of the mask surrogate and no captured depth that the off-surface loss
+    judges): a mask says the pixel shows a surface, so the ray stops; without depth nothing else keeps a textureless
+    wall from rendering see-through (docs/training.md#masked-opacity). Only with ``--pipeline.datamanager.surrogate
+    masks``; 0 turns it off."""
     depth_std: float = 0.087
     """Standard deviation of the depth loss's kernel in the poses' units (metres for RGB-D and phone captures): in
     scene units ``s = depth_std × the dataparser's scale``, and nerfstudio's DS-NeRF loss weights a sample at distance
@@ -135,6 +141,11 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
             self.off_surface_loss_mult >= 0,
             f"{option}off-surface-loss-mult",
             f"must be ≥ 0 (0: off), got {self.off_surface_loss_mult}.",
+        )
+        require(
+            self.masked_opacity_loss_mult >= 0,
+            f"{option}masked-opacity-loss-mult",
+            f"must be ≥ 0 (0: off), got {self.masked_opacity_loss_mult}.",
         )
         require(self.depth_std > 0, f"{option}depth-std", f"must be > 0 (the poses' units), got {self.depth_std}.")
         require(

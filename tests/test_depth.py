@@ -1,5 +1,6 @@
 """Depth where the scene has it: depth maps load in scene units, nerfstudio's depth loss is added on batches with
-depth, and a scene without depth trains as before (never through nerfstudio's monocular-depth fallback)."""
+depth, and a scene without depth trains as before (never through nerfstudio's monocular-depth fallback); the rays a mask
+covers and no depth judges are charged for the light they let past."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioData
 from jacobinerf_ns.dataparsers.replica_semantic_nerf import ReplicaSemanticNerfDataParserConfig
 from jacobinerf_ns.dataparsers.scannet_labelled import ScanNetLabelledDataParserConfig
 from jacobinerf_ns.model_config import DEPTH_IMAGE, SCENE_UNITS_PER_POSE_UNIT
+from jacobinerf_ns.surrogates import MASKED
 from tests.helpers import build_tiny_model, cameras_around_origin, train_tiny
 from tests.test_dataparsers_replica_scannet import make_replica, make_scannet, write_label
 
@@ -95,8 +97,9 @@ def depth_model(scale: float = 1.0, **overrides):
     return build_tiny_model(metadata={SCENE_UNITS_PER_POSE_UNIT: scale}, **overrides)
 
 
-def training_losses(model, depth=None):
-    """One training step's (metrics, losses) of ``model`` on a camera's rays, with depth maps ``depth`` or none."""
+def training_losses(model, depth=None, masked=None):
+    """One training step's (metrics, losses) of ``model`` on a camera's rays, with depth maps ``depth`` or none and
+    the masks' coverage ``masked`` or none."""
     model.train()
     rays = cameras_around_origin(1).generate_rays(camera_indices=0).flatten()
     torch.manual_seed(0)
@@ -104,6 +107,8 @@ def training_losses(model, depth=None):
     batch = {"image": torch.rand(len(rays), 3)}
     if depth is not None:
         batch[DEPTH_IMAGE] = depth
+    if masked is not None:
+        batch[MASKED] = masked
     metrics = model.get_metrics_dict(outputs, batch)
     return outputs, batch, metrics, model.get_loss_dict(outputs, batch, metrics)
 
@@ -230,6 +235,35 @@ def test_the_off_surface_loss_is_the_weight_a_ray_with_depth_puts_away_from_its_
     assert "off_surface_loss" not in training_losses(off, depth)[3]
 
 
+def test_the_masked_opacity_loss_is_the_light_a_masked_ray_without_a_judged_depth_lets_past():
+    """``1 − Σ w_i`` on the rays a mask covers, a mean over all rays, against the rays' own weights; rays with a depth
+    the off-surface loss judges add nothing, and with that loss or the depth loss off every masked ray counts; on by
+    default (0.01), absent without masks and at weight 0."""
+    count = 6 * 8
+    masked = torch.arange(count) % 2 == 0
+    depth = torch.where(torch.arange(count)[:, None] % 3 == 0, 0.0, 0.6)  # every third ray without a valid depth
+    model = depth_model(masked_opacity_loss_mult=0.5)
+    outputs, _, metrics, losses = training_losses(model, depth, masked)
+    let_past = 1.0 - outputs["weights_list"][-1][..., 0].sum(dim=-1)
+    counted = masked & (depth[:, 0] == 0)
+    expected = torch.where(counted, let_past, 0.0).mean()
+    assert 0 < expected < torch.where(masked, let_past, 0.0).mean()  # the judged rays are left out
+    torch.testing.assert_close(metrics["masked_see_through"], expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(losses["masked_opacity_loss"], 0.5 * metrics["masked_see_through"])
+    losses["masked_opacity_loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.field.parameters())
+
+    every_masked = torch.where(masked, let_past, 0.0).mean()
+    for options, ray_depth in (({}, None), ({"depth_loss_mult": 0.0}, depth), ({"off_surface_loss_mult": 0.0}, depth)):
+        metrics = training_losses(depth_model(masked_opacity_loss_mult=0.5, **options), ray_depth, masked)[2]
+        torch.testing.assert_close(metrics["masked_see_through"], every_masked, rtol=1e-4, atol=1e-6)
+    assert depth_model().config.masked_opacity_loss_mult == 0.01 and "masked_opacity_loss" in training_losses(
+        depth_model(), None, masked
+    )[3]
+    assert "masked_opacity_loss" not in training_losses(model, depth)[3]  # no masks in the batch
+    assert "masked_opacity_loss" not in training_losses(depth_model(masked_opacity_loss_mult=0.0), None, masked)[3]
+
+
 def test_the_depth_options_are_validated():
     from jacobinerf_ns.errors import JacobiNerfError
     from jacobinerf_ns.model_config import JacobiNerfModelConfig
@@ -238,6 +272,8 @@ def test_the_depth_options_are_validated():
         JacobiNerfModelConfig(depth_std=0.0).validate()
     with pytest.raises(JacobiNerfError, match="--pipeline.model.off-surface-loss-mult.*≥ 0"):
         JacobiNerfModelConfig(off_surface_loss_mult=-0.01).validate()
+    with pytest.raises(JacobiNerfError, match="--pipeline.model.masked-opacity-loss-mult.*≥ 0"):
+        JacobiNerfModelConfig(masked_opacity_loss_mult=-1.0).validate()
     with pytest.raises(JacobiNerfError, match="--pipeline.model.distortion-loss-start-step.*≥ 0, got -1"):
         JacobiNerfModelConfig(distortion_loss_start_step=-1).validate()
 

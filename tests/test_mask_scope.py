@@ -13,7 +13,7 @@ from PIL import Image
 
 from jacobinerf_ns.datamanager import JacobiNerfDataManagerConfig, group_contrastive_rays, grouped_pixels
 from jacobinerf_ns.errors import JacobiNerfError
-from jacobinerf_ns.surrogates import SURROGATE, SURROGATE_IMAGES, affinity
+from jacobinerf_ns.surrogates import MASKED, SURROGATE, SURROGATE_IMAGES, affinity
 
 RAYS, CONTRASTIVE = 256, 96
 
@@ -82,6 +82,25 @@ def test_grouping_waits_for_shaping(sample_scene):
     assert len(before["indices"][:CONTRASTIVE, 0].unique()) > 4
     _, shaping = manager.next_train(3)
     assert len(shaping["indices"][:CONTRASTIVE, 0].unique()) == 4 and len(shaping[SURROGATE]) == CONTRASTIVE
+
+
+def test_every_ray_says_whether_a_mask_covers_its_pixel_from_the_first_step(sample_scene, tmp_path):
+    """``batch[MASKED]``: the masks read at each ray's pixel ≠ 0, for the whole batch, before shaping and during (the
+    scene's masks with the walls' id made void, so that both kinds of pixel occur)."""
+    masks = {}
+    (tmp_path / "masks").mkdir()
+    for path in sorted((sample_scene / "instances").glob("*.png")):
+        ids = np.array(Image.open(path))
+        ids[ids == 2] = 0  # the walls
+        Image.fromarray(ids).save(tmp_path / "masks" / path.name)
+        masks[path.stem] = torch.from_numpy(ids)
+    manager = pipeline(sample_scene, step=3, masks_dir=tmp_path / "masks").datamanager
+    stack = torch.stack([masks[path.stem] for path in manager.train_dataparser_outputs.image_filenames])
+    for step in (0, 3):
+        _, batch = manager.next_train(step)
+        image, y, x = batch["indices"].long().unbind(-1)
+        assert len(batch[MASKED]) == RAYS and torch.equal(batch[MASKED], stack[image, y, x] != 0)
+        assert batch[MASKED].any() and not batch[MASKED].all()
 
 
 @pytest.mark.parametrize("images", [1, 5, 7])

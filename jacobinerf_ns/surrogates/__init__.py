@@ -27,6 +27,9 @@ SURROGATE = "surrogate"
 """Batch key of the contrastive rays' descriptors."""
 SURROGATE_IMAGES = "surrogate_images"
 """Batch key of the contrastive rays' training-image indices ``(B,)``, present when ids hold within an image only."""
+MASKED = "masked"
+"""Batch key of every ray's "its pixel lies in a mask" (a non-void id) ``(R,)`` bool, present when the surrogate is
+masks."""
 
 
 class Surrogate(Protocol):
