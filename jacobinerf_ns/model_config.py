@@ -68,12 +68,13 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     deviations of the depth loss's kernel): without it a textureless surface can render see-through, its colour
     carried by nerfacto's last-sample background (docs/training.md#off-surface);
     0 turns it off."""
-    masked_opacity_loss_mult: float = 0.01
+    masked_opacity_loss_mult: float = 0.0
     """Weight of the light a ray through a masked pixel lets past, ``1 − Σ w_i`` (a mean over the batch's rays, counted
     on rays whose pixel has a non-void id of the mask surrogate and no captured depth that the off-surface loss
-    judges): a mask says the pixel shows a surface, so the ray stops; without depth nothing else keeps a textureless
-    wall from rendering see-through (docs/training.md#masked-opacity). Only with ``--pipeline.datamanager.surrogate
-    masks``; 0 turns it off."""
+    judges): a mask says the pixel shows a surface, so the ray should stop. Without depth maps it keeps textureless
+    walls from rendering see-through, so they are labelled, but thickens soft surfaces, so fewer of the point cloud's
+    points lie on the surface (docs/training.md#masked-opacity); 0 (the default) turns it off. Only with
+    ``--pipeline.datamanager.surrogate masks``."""
     depth_std: float = 0.087
     """Standard deviation of the depth loss's kernel in the poses' units (metres for RGB-D and phone captures): in
     scene units ``s = depth_std × the dataparser's scale``, and nerfstudio's DS-NeRF loss weights a sample at distance

@@ -237,8 +237,8 @@ def test_the_off_surface_loss_is_the_weight_a_ray_with_depth_puts_away_from_its_
 
 def test_the_masked_opacity_loss_is_the_light_a_masked_ray_without_a_judged_depth_lets_past():
     """``1 − Σ w_i`` on the rays a mask covers, a mean over all rays, against the rays' own weights; rays with a depth
-    the off-surface loss judges add nothing, and with that loss or the depth loss off every masked ray counts; on by
-    default (0.01), absent without masks and at weight 0."""
+    the off-surface loss judges add nothing, and with that loss or the depth loss off every masked ray counts; absent
+    without masks and at weight 0, the default."""
     count = 6 * 8
     masked = torch.arange(count) % 2 == 0
     depth = torch.where(torch.arange(count)[:, None] % 3 == 0, 0.0, 0.6)  # every third ray without a valid depth
@@ -257,11 +257,8 @@ def test_the_masked_opacity_loss_is_the_light_a_masked_ray_without_a_judged_dept
     for options, ray_depth in (({}, None), ({"depth_loss_mult": 0.0}, depth), ({"off_surface_loss_mult": 0.0}, depth)):
         metrics = training_losses(depth_model(masked_opacity_loss_mult=0.5, **options), ray_depth, masked)[2]
         torch.testing.assert_close(metrics["masked_see_through"], every_masked, rtol=1e-4, atol=1e-6)
-    assert depth_model().config.masked_opacity_loss_mult == 0.01 and "masked_opacity_loss" in training_losses(
-        depth_model(), None, masked
-    )[3]
     assert "masked_opacity_loss" not in training_losses(model, depth)[3]  # no masks in the batch
-    assert "masked_opacity_loss" not in training_losses(depth_model(masked_opacity_loss_mult=0.0), None, masked)[3]
+    assert "masked_opacity_loss" not in training_losses(depth_model(), None, masked)[3]  # off by default
 
 
 def test_the_depth_options_are_validated():
