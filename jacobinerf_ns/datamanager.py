@@ -1,6 +1,7 @@
 """Datamanager that attaches per-ray surrogate descriptors to training batches (``batch["surrogate"]``); for masks
 numbered per image, draws the contrastive rays image by image (GARField's grouped sampling) and gives their images
-(``batch["surrogate_images"]``); and adds depth maps to every batch of a scene that has them (``batch["depth_image"]``).
+(``batch["surrogate_images"]``); with masks, says for every ray whether a mask covers its pixel (``batch["masked"]``);
+and adds depth maps to every batch of a scene that has them (``batch["depth_image"]``).
 """
 
 from __future__ import annotations
