@@ -346,8 +346,8 @@ class JacobiNerfModel(NerfactoModel):
         return metrics, images
 
     def warn_about_the_schedule(self, trainer, pipeline) -> None:
-        """Warnings, before training starts, for a run whose shaping or distortion loss would silently not happen
-        as asked."""
+        """Warnings, before training starts, for a run whose shaping, distortion loss or masked-opacity loss would
+        silently not happen as asked."""
         start = self.config.shaping_start_step
         if trainer is not None:
             first = compat.trainer_start_step(trainer)
@@ -364,8 +364,15 @@ class JacobiNerfModel(NerfactoModel):
                         f"[yellow]jacobinerf: --pipeline.model.{option} {step} is after the last step of this run "
                         f"({last}, from step {first}): {consequence}. Lower it or raise --max-num-iterations."
                     )
-        rays = getattr(getattr(pipeline, "datamanager", None), "config", None)
-        rays = getattr(rays, "train_num_rays_per_batch", None)
+        datamanager = getattr(getattr(pipeline, "datamanager", None), "config", None)
+        if self.config.masked_opacity_loss_mult > 0 and (
+            getattr(datamanager, "surrogate", None) != "masks" or start < 0
+        ):
+            CONSOLE.print(
+                "[yellow]jacobinerf: --pipeline.model.masked-opacity-loss-mult needs masks: it acts in a run shaped "
+                "with --pipeline.datamanager.surrogate masks (and a shaping start ≥ 0); this run trains without it."
+            )
+        rays = getattr(datamanager, "train_num_rays_per_batch", None)
         if start >= 0 and rays is not None and self.config.contrastive_batch_size > rays:
             CONSOLE.print(
                 f"[yellow]jacobinerf: --pipeline.model.contrastive-batch-size {self.config.contrastive_batch_size} is "

@@ -261,6 +261,17 @@ def test_the_masked_opacity_loss_is_the_light_a_masked_ray_without_a_judged_dept
     assert "masked_opacity_loss" not in training_losses(depth_model(), None, masked)[3]  # off by default
 
 
+@pytest.mark.parametrize("surrogate, start, warned", [("dino", 0, True), ("masks", -1, True), ("masks", 0, False)])
+def test_the_masked_opacity_loss_warns_where_the_run_has_no_masks(surrogate, start, warned, capsys):
+    from types import SimpleNamespace
+
+    pipeline = SimpleNamespace(datamanager=SimpleNamespace(config=SimpleNamespace(surrogate=surrogate)))
+    build_tiny_model(masked_opacity_loss_mult=0.001, shaping_start_step=start).warn_about_the_schedule(None, pipeline)
+    assert ("masked-opacity-loss-mult needs masks" in capsys.readouterr().out) == warned
+    build_tiny_model(shaping_start_step=start).warn_about_the_schedule(None, pipeline)  # off: nothing to say
+    assert "masked-opacity" not in capsys.readouterr().out
+
+
 def test_the_depth_options_are_validated():
     from jacobinerf_ns.errors import JacobiNerfError
     from jacobinerf_ns.model_config import JacobiNerfModelConfig
