@@ -187,13 +187,9 @@ class JacobiNerfModel(NerfactoModel):
         weighs. And ``masked_see_through``: the mean over rays of the light a masked ray without a judged depth lets
         past (``1 − accumulation``), which ``masked_opacity_loss_mult`` weighs."""
         metrics_dict = super().get_metrics_dict(outputs, batch)
-        if not self.training:
-            return metrics_dict
-        judged = torch.zeros(outputs["accumulation"].shape[0], dtype=torch.bool, device=self.device)
-        if self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
+        if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
             termination_depth = batch[DEPTH_IMAGE].to(self.device)
             valid = termination_depth[..., 0] > 0
-            judged = valid if self.config.off_surface_loss_mult > 0 else judged
             std = self.config.depth_std * float(self.kwargs["metadata"][SCENE_UNITS_PER_POSE_UNIT])  # scene units
             if self.config.off_surface_loss_mult > 0:
                 distance = termination_depth * (1.0 if self.config.is_euclidean_depth else outputs[DIRECTIONS_NORM])
@@ -220,8 +216,10 @@ class JacobiNerfModel(NerfactoModel):
                 )
                 for weights, ray_samples in samplers
             ) / len(samplers)
-        if self.config.masked_opacity_loss_mult > 0 and MASKED in batch:
-            unjudged_masked = batch[MASKED].to(self.device) & ~judged
+        if self.training and self.config.masked_opacity_loss_mult > 0 and MASKED in batch:
+            unjudged_masked = batch[MASKED].to(self.device)
+            if OFF_SURFACE in metrics_dict:  # the off-surface loss judges the rays with a valid depth
+                unjudged_masked = unjudged_masked & ~valid
             metrics_dict[MASKED_SEE_THROUGH] = torch.mean((1.0 - outputs["accumulation"][..., 0]) * unjudged_masked)
         return metrics_dict
 
