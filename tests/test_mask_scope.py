@@ -18,7 +18,7 @@ from jacobinerf_ns.surrogates import MASKED, SURROGATE, SURROGATE_IMAGES, affini
 RAYS, CONTRASTIVE = 256, 96
 
 
-def pipeline(scene, step=0, **datamanager):
+def pipeline(scene, step=0, model=None, **datamanager):
     from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
     from jacobinerf_ns.pipeline import JacobiNerfPipelineConfig
     from tests.helpers import tiny_model_config
@@ -30,7 +30,7 @@ def pipeline(scene, step=0, **datamanager):
             train_num_rays_per_batch=RAYS,
             **datamanager,
         ),
-        model=tiny_model_config(contrastive_batch_size=CONTRASTIVE, shaping_start_step=step),
+        model=tiny_model_config(contrastive_batch_size=CONTRASTIVE, shaping_start_step=step, **(model or {})),
     )
     return config.setup(device="cpu", test_mode="val")
 
@@ -86,7 +86,8 @@ def test_grouping_waits_for_shaping(sample_scene):
 
 def test_every_ray_says_whether_a_mask_covers_its_pixel_from_the_first_step(sample_scene, tmp_path):
     """``batch[MASKED]``: the masks read at each ray's pixel ≠ 0, for the whole batch, before shaping and during (the
-    scene's masks with the walls' id made void, so that both kinds of pixel occur)."""
+    scene's masks with the walls' id made void, so that both kinds of pixel occur), when the masked-opacity loss asks
+    for it; without it the batches do not carry it."""
     masks = {}
     (tmp_path / "masks").mkdir()
     for path in sorted((sample_scene / "instances").glob("*.png")):
@@ -94,13 +95,14 @@ def test_every_ray_says_whether_a_mask_covers_its_pixel_from_the_first_step(samp
         ids[ids == 2] = 0  # the walls
         Image.fromarray(ids).save(tmp_path / "masks" / path.name)
         masks[path.stem] = torch.from_numpy(ids)
-    manager = pipeline(sample_scene, step=3, masks_dir=tmp_path / "masks").datamanager
+    manager = pipeline(sample_scene, 3, {"masked_opacity_loss_mult": 0.001}, masks_dir=tmp_path / "masks").datamanager
     stack = torch.stack([masks[path.stem] for path in manager.train_dataparser_outputs.image_filenames])
     for step in (0, 3):
         _, batch = manager.next_train(step)
         image, y, x = batch["indices"].long().unbind(-1)
         assert len(batch[MASKED]) == RAYS and torch.equal(batch[MASKED], stack[image, y, x] != 0)
         assert batch[MASKED].any() and not batch[MASKED].all()
+    assert MASKED not in pipeline(sample_scene, masks_dir=tmp_path / "masks").datamanager.next_train(0)[1]
 
 
 @pytest.mark.parametrize("images", [1, 5, 7])
