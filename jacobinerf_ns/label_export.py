@@ -25,7 +25,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -76,6 +76,32 @@ FOOTPRINT_SAMPLES = 4096
 """Pixels per frame whose footprint sets the default voxel size."""
 FOOTPRINT_PERCENTILE = 10
 """The default voxel is the footprint at this percentile of the distances: near surfaces keep their detail."""
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """What :meth:`ExportFolder.write_points` fused: the cloud's ``points`` and ``voxel``, and per class id (index 0,
+    unlabelled, stays 0) the ``labelled`` pixels that hit a surface and the ``kept`` ones that entered the cloud."""
+
+    points: int
+    voxel: float
+    labelled: np.ndarray
+    kept: np.ndarray
+
+    @property
+    def kept_share(self) -> float:
+        """Share of all labelled pixels that entered the cloud."""
+        return float(self.kept.sum()) / max(int(self.labelled.sum()), 1)
+
+    def class_shares(self) -> Dict[int, float]:
+        """Class id → share of its labelled pixels that entered the cloud, for the classes some pixel has."""
+        return {int(i): float(self.kept[i] / self.labelled[i]) for i in np.flatnonzero(self.labelled) if i > 0}
+
+
+def add_counts(counts: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``counts`` (per id) plus the occurrences of each of ``ids``, grown to the largest id."""
+    more = np.bincount(ids, minlength=len(counts))
+    return more + np.pad(counts, (0, len(more) - len(counts)))
 
 
 @dataclass(frozen=True)
@@ -165,9 +191,9 @@ class ExportFolder:
         judges: Sequence[DepthView],
         check: FusionCheck,
         captured: Optional[Callable[[Frame], Optional[torch.Tensor]]] = None,
-    ) -> Tuple[int, float, float]:
+    ) -> Fusion:
         """Fuses the frames' labelled pixels (id ≠ 0) into ``labelled_points.ply`` (image colours, ids; voxel
-        majority vote); returns (points, voxel, share of the labelled pixels kept).
+        majority vote); returns what it fused, per class.
 
         Where ``captured(frame)`` gives the capture's depth (distances along the rays, NaN: none;
         :func:`~jacobinerf_ns.pointcloud.captured_distance`), a pixel is fused at the captured depth, and only if the
@@ -183,12 +209,12 @@ class ExportFolder:
             footprints = np.concatenate([self._footprints(scene, frame) for frame in frames])
             voxel_size = float(np.percentile(footprints, FOOTPRINT_PERCENTILE)) if len(footprints) else 1.0
         vote = VoxelVote(voxel_size)
-        labelled = kept = 0
+        labelled = kept = np.zeros(1, dtype=np.int64)
         for frame in frames:
             rendered = self._depth(frame)
             ids = torch.from_numpy(read_label_map(self.frame_path("ids", frame)).astype(np.int64))
             chosen = torch.isfinite(rendered) & (ids != 0)
-            labelled += int(chosen.sum())
+            labelled = add_counts(labelled, ids[chosen].numpy())
             sensor = None if captured is None else captured(frame)
             if sensor is None:
                 sensor = torch.full_like(rendered, float("nan"))
@@ -202,12 +228,12 @@ class ExportFolder:
                 viewpoint = camera_centre(frame.camera)[None]
                 support = view_support(points[unchecked], judges, check.tolerance, viewpoint, check.min_angle)
                 chosen[unchecked] = support.confirmed(check.min_views)
-            kept += int(chosen.sum())
+            kept = add_counts(kept, ids[chosen].numpy())
             colors = to_uint8(load_rgb(frame.image, *rendered.shape))[chosen.numpy()]
             vote.add(to_original_frame(points[chosen], scene.outputs).numpy(), colors, ids[chosen].numpy())
         points, colors, labels = vote.result()
         write_ply(self.root / POINTS, points, colors, labels)
-        return len(points), voxel_size, kept / max(labelled, 1)
+        return Fusion(len(points), voxel_size, labelled, np.pad(kept, (0, len(labelled) - len(kept))))
 
     def _depth(self, frame: Frame, kind: str = "depth") -> torch.Tensor:
         """``(H, W)`` rendered ``depth`` (or ``expected_depth``) of a written frame (NaN: hits nothing)."""

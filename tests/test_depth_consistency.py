@@ -232,7 +232,7 @@ def fused_shares(folder, truth, *write_points_args):
     from jacobinerf_ns.label_export import POINTS
     from jacobinerf_ns.surface_accuracy import CloudScore
 
-    _, _, kept = folder.write_points(*write_points_args)
+    kept = folder.write_points(*write_points_args).kept_share
     vertex = PlyData.read(str(folder.root / POINTS))["vertex"]
     assert set(np.unique(vertex["label"])) == {1}, "unlabelled pixels stay out"
     points = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=-1).astype(np.float64)
@@ -264,10 +264,36 @@ def test_pixels_whose_ray_spreads_its_weight_along_it_stay_out_of_the_point_clou
     judges = folder.depth_views(scene.frames)
 
     def kept(frame, max_spread):
-        return folder.write_points(scene, [frame], None, judges, FusionCheck(max_spread=max_spread))[2]
+        return folder.write_points(scene, [frame], None, judges, FusionCheck(max_spread=max_spread)).kept_share
 
     assert kept(spread, float("inf")) > 0.9 and kept(spread, 0.03) == 0.0
     assert kept(sharp, 0.03) == kept(sharp, float("inf")) > 0.9
+
+
+def test_the_fusion_counts_each_class_s_labelled_and_kept_pixels(sample_scene, tmp_path):
+    """Of frames 0-2, frame 0 unlabelled, frame 1 (its rays spread their weight) labelled class 2 and frame 2 (one
+    surface per ray) class 1, each on half of its pixels: class 2 keeps none of its pixels, class 1 nearly all."""
+    scene, folder, distances = true_depth_export(sample_scene, tmp_path / "out")
+    spread, sharp = scene.frames[1], scene.frames[2]
+    np.save(folder.frame_path("expected_depth", spread), (1.5 * distances[spread.stem]).astype(np.float32))
+    for frame, class_id in ((spread, 2), (sharp, 1), (scene.frames[0], 0)):
+        ids = np.asarray(Image.open(folder.frame_path("ids", frame)))
+        Image.fromarray(np.where(ids > 0, class_id, 0).astype(np.uint8)).save(folder.frame_path("ids", frame))
+    fusion = folder.write_points(scene, scene.frames[:3], None, folder.depth_views(scene.frames), FusionCheck())
+    half = 48 * 32  # the labelled half of a frame
+    assert fusion.labelled.tolist() == [0, half, half] and fusion.kept[2] == 0 and fusion.kept[0] == 0
+    shares = fusion.class_shares()
+    assert set(shares) == {1, 2} and shares[2] == 0.0 and shares[1] > 0.9, shares
+    assert fusion.kept_share == pytest.approx(fusion.kept[1] / (2 * half))
+
+
+def test_a_class_the_point_cloud_leaves_out_is_named_with_what_helps():
+    from jacobinerf_ns.commands.label import poorly_fused_message
+
+    without = poorly_fused_message("floor", 0.05, 9412, captured=False)
+    assert without.startswith("class 'floor': 5% of its 9412 labelled pixels entered labelled_points.ply")
+    assert "see-through" in without and "--pipeline.model.distortion-loss-start-step" in without
+    assert "captured depth" in poorly_fused_message("floor", 0.05, 9412, captured=True)
 
 
 def test_the_point_cloud_lies_at_the_captured_depth_where_the_render_agrees_with_it(sample_scene, tmp_path):
@@ -293,7 +319,7 @@ def test_the_point_cloud_lies_at_the_captured_depth_where_the_render_agrees_with
     floater = 30 * 24 / (len(scene.frames) * 48 * 32)  # the floater's share of the labelled pixels
     assert 1.0 - 1.5 * floater < kept < 1.0, "only the floater's pixels disagree with the capture"
     strict = FusionCheck(min_views=0, capture_tolerance=0.01)
-    assert folder.write_points(scene, scene.frames, None, judges, strict, capture)[2] == 0.0, (
+    assert folder.write_points(scene, scene.frames, None, judges, strict, capture).kept_share == 0.0, (
         "with a capture tolerance under the renders' 2% error no pixel agrees with the capture"
     )
     assert rendered["accuracy"] < 0.99 and fused["accuracy"] > 0.999, (rendered, fused)

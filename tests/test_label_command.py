@@ -195,6 +195,7 @@ def stems(scene: Path) -> List[str]:
 def test_every_frame_gets_ids_overlay_and_confidence(export, unlabelled_scene, click_set_file):
     out, result = export
     assert result.returncode == 0, output(result)[-4000:]
+    assert "entered labelled_points.ply" not in output(result), "a run with depth maps leaves no class out of the cloud"
     classes = json.loads(click_set_file.read_text())["classes"]
     for kind, suffix in FRAME_FILES.items():
         assert sorted(p.stem for p in (out / kind).glob(f"*{suffix}")) == stems(unlabelled_scene), kind

@@ -22,6 +22,31 @@ import tyro
 from jacobinerf_ns import errors
 from jacobinerf_ns.errors import JacobiNerfError
 
+MIN_FUSED_SHARE = 0.1
+"""A class of which fewer of the labelled pixels enter the point cloud is warned about: the run renders its surface
+see-through or soft, and the cloud leaves most of it out (docs/labelling.md#a-class-the-point-cloud-leaves-out)."""
+
+
+def poorly_fused_message(name: str, share: float, pixels: int, captured: bool) -> str:
+    """Why class ``name`` is mostly missing from the point cloud (its labels in ``ids/`` stay): ``share`` of its
+    ``pixels`` labelled pixels entered it; ``captured``: fused at the scene's depth maps, which the render missed."""
+    if captured:
+        why = "the run renders its surface off the captured depth (a floater in front, or see-through)"
+        fix = "the depth loss (on by default with depth maps) and a longer run place it nearer the capture"
+    else:
+        why = (
+            "their rays place no single surface that other training views render there: the run renders it "
+            "see-through or soft"
+        )
+        fix = (
+            "depth maps place surfaces (docs/training.md#depth); for a room captured without them, "
+            "--pipeline.model.distortion-loss-start-step at the shaping start (docs/training.md#distortion-start)"
+        )
+    return (
+        f"class {name!r}: {share:.0%} of its {pixels} labelled pixels entered labelled_points.ply (its labels in ids/ "
+        f"stay); {why}. {fix[0].upper()}{fix[1:]}."
+    )
+
 
 @dataclass
 class Label:
@@ -99,7 +124,6 @@ class Label:
         from rich.progress import track
 
         from jacobinerf_ns.clicks import read_clicks, require_clicks
-        from jacobinerf_ns.depth_consistency import FusionCheck
         from jacobinerf_ns.label_export import ExportFolder
         from jacobinerf_ns.propagation.labelling import resolve_clicks, unconfirmed_clicks
         from jacobinerf_ns.scene import dataset_scene, scene_mismatch
@@ -138,19 +162,18 @@ class Label:
             for frame in track(todo, description="Labelling frames", console=CONSOLE):
                 folder.write_frame(frame, label(frame), colors)
         judges = folder.depth_views(judge_frames)
-        check = FusionCheck(
-            min_views=self.min_agreeing_views,
-            tolerance=self.depth_tolerance,
-            min_angle=self.min_triangulation_angle,
-            max_spread=self.max_depth_spread,
-            capture_tolerance=self.capture_tolerance,
-        )
+        check = self.fusion_check()
         views = check.min_views
         for warning in unconfirmed_clicks(clicks.surfaces, judges, check):
             CONSOLE.print(f"[yellow]jacobinerf: {warning}")
-        points, voxel, kept = folder.write_points(scene, frames, self.voxel_size, judges, check, captured)
+        fusion = folder.write_points(scene, frames, self.voxel_size, judges, check, captured)
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
+        for class_id, share in fusion.class_shares().items():
+            if share < MIN_FUSED_SHARE:
+                name, pixels = click_set.classes[class_id - 1], int(fusion.labelled[class_id])
+                CONSOLE.print(f"[yellow]jacobinerf: {poorly_fused_message(name, share, pixels, captured is not None)}")
+        kept = fusion.kept_share
         checked = (
             f"{kept:.0%} of the labelled pixels: those whose ray has one surface that at least {views} other "
             "training views agree on"
@@ -162,8 +185,20 @@ class Label:
             checked = f"{kept:.0%} of the labelled pixels: at the captured depth where the render agrees{elsewhere}"
         CONSOLE.print(
             f"Labelled {len(frames)} frames into {self.output_dir} (ids/, overlay/, confidence/); "
-            f"{points} points in labelled_points.ply (voxel {voxel:.4g}; {checked}); classes.json and "
+            f"{fusion.points} points in labelled_points.ply (voxel {fusion.voxel:.4g}; {checked}); classes.json and "
             f"transforms.json make it a labelled scene: ns-train jacobinerf --data {self.output_dir}"
+        )
+
+    def fusion_check(self):
+        """The options' :class:`~jacobinerf_ns.depth_consistency.FusionCheck`."""
+        from jacobinerf_ns.depth_consistency import FusionCheck
+
+        return FusionCheck(
+            min_views=self.min_agreeing_views,
+            tolerance=self.depth_tolerance,
+            min_angle=self.min_triangulation_angle,
+            max_spread=self.max_depth_spread,
+            capture_tolerance=self.capture_tolerance,
         )
 
     def labeller(self, model, clicks, frames, datamanager):
