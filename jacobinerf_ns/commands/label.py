@@ -23,8 +23,9 @@ from jacobinerf_ns import errors
 from jacobinerf_ns.errors import JacobiNerfError
 
 MIN_FUSED_SHARE = 0.1
-"""A class of which fewer of the labelled pixels enter the point cloud is warned about: the run renders its surface
-see-through or soft, and the cloud leaves most of it out (docs/labelling.md#a-class-the-point-cloud-leaves-out)."""
+"""A class whose labelled pixels enter the point cloud at a lower share is named in a warning: the run renders its
+surface see-through or soft, and the cloud leaves most of it out
+(docs/labelling.md#a-class-the-point-cloud-leaves-out)."""
 
 
 def poorly_fused_message(name: str, share: float, pixels: int, captured: bool) -> str:
