@@ -42,6 +42,7 @@ DIRECTIONS_NORM = "directions_norm"
 DISTORTION_WITH_DEPTH = "distortion_with_depth"
 OFF_SURFACE = "off_surface"
 MASKED_SEE_THROUGH = "masked_see_through"
+DISTORTION_ON_VOID = "distortion_on_void"
 RESPONSE_CHUNK_BYTES = 1 << 28
 """Eval chunks shrink so that a chunk's per-sample response products stay under this size."""
 RESPONSE_CHUNK_MIN_RAYS = 256
@@ -185,7 +186,9 @@ class JacobiNerfModel(NerfactoModel):
         valid depth, which ``distortion_loss_mult_with_depth`` weighs, and ``off_surface``: the mean over rays of the
         weight a ray with a valid depth puts away from it (:func:`weight_off_surface`), which ``off_surface_loss_mult``
         weighs. And ``masked_see_through``: the mean over rays of the light a masked ray without a judged depth lets
-        past (``1 − accumulation``), which ``masked_opacity_loss_mult`` weighs."""
+        past (``1 − accumulation``), which ``masked_opacity_loss_mult`` weighs; before the distortion loss's start step
+        with ``distortion_loss_on_void``, ``distortion_on_void``: the part of nerfacto's ``distortion`` from the rays no
+        mask covers."""
         metrics_dict = super().get_metrics_dict(outputs, batch)
         if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
             termination_depth = batch[DEPTH_IMAGE].to(self.device)
@@ -216,6 +219,12 @@ class JacobiNerfModel(NerfactoModel):
                 )
                 for weights, ray_samples in samplers
             ) / len(samplers)
+        void_distortion = self.config.distortion_loss_on_void and self.step < self.config.distortion_loss_start_step
+        if self.training and void_distortion and MASKED in batch:
+            per_ray = lossfun_distortion(
+                ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
+            )
+            metrics_dict[DISTORTION_ON_VOID] = torch.mean(per_ray * ~batch[MASKED].to(self.device))
         if self.training and self.config.masked_opacity_loss_mult > 0 and MASKED in batch:
             unjudged_masked = batch[MASKED].to(self.device)
             if OFF_SURFACE in metrics_dict:  # the off-surface loss judges the rays with a valid depth
@@ -239,6 +248,8 @@ class JacobiNerfModel(NerfactoModel):
             )
         if self.training and self.step < self.config.distortion_loss_start_step:
             loss_dict.pop("distortion_loss", None)
+            if metrics_dict is not None and DISTORTION_ON_VOID in metrics_dict:
+                loss_dict["distortion_loss"] = self.config.distortion_loss_mult * metrics_dict[DISTORTION_ON_VOID]
         if JACOBIAN not in outputs:
             return loss_dict
         if SURROGATE not in batch:
@@ -369,6 +380,14 @@ class JacobiNerfModel(NerfactoModel):
             CONSOLE.print(
                 "[yellow]jacobinerf: --pipeline.model.masked-opacity-loss-mult needs masks: it acts in a run shaped "
                 "with --pipeline.datamanager.surrogate masks (and a shaping start ≥ 0); this run trains without it."
+            )
+        if self.config.distortion_loss_on_void and (
+            getattr(datamanager, "surrogate", None) != "masks" or self.config.distortion_loss_start_step == 0
+        ):
+            CONSOLE.print(
+                "[yellow]jacobinerf: --pipeline.model.distortion-loss-on-void acts before "
+                "--pipeline.model.distortion-loss-start-step (> 0) in a run shaped with "
+                "--pipeline.datamanager.surrogate masks; this run trains without it."
             )
         rays = getattr(datamanager, "train_num_rays_per_batch", None)
         if start >= 0 and rays is not None and self.config.contrastive_batch_size > rays:

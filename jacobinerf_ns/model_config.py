@@ -62,6 +62,10 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     distortion_loss_start_step: int = 0
     """Step from which nerfacto's distortion loss (``distortion_loss_mult``) counts; before it the loss is off, so that
     surfaces form before the loss gathers each ray's weights (docs/training.md#distortion-start)."""
+    distortion_loss_on_void: bool = False
+    """Before ``distortion_loss_start_step``, keep the distortion loss on the rays whose pixel no mask covers (the sky
+    and other void of a run shaped with masks), so that they stay empty while the masked surfaces form
+    (docs/training.md#distortion-on-void)."""
     off_surface_loss_mult: float = 0.01
     """Weight of the share of a ray's weight that is not at its captured surface, ``1 − Σ_{|t_i − d| ≤ 2 s} w_i``
     (a mean over the rays with a valid depth ``d``; ``s``: ``depth_std`` in scene units, so the window is two standard

@@ -192,6 +192,46 @@ def test_the_distortion_loss_counts_from_its_start_step():
             assert "distortion_loss" not in losses, step
 
 
+def test_before_its_start_the_distortion_loss_can_stay_on_the_rays_no_mask_covers():
+    """With ``distortion_loss_on_void``, before the start step the loss is nerfacto's per-ray distortion on the rays
+    whose pixel no mask covers (a mean over all rays), against the rays' own samples; from the start step every ray
+    counts; off (the default) or without the batch's masks, nothing before the start."""
+    from nerfstudio.model_components.losses import lossfun_distortion, ray_samples_to_sdist
+
+    count = 6 * 8
+    masked = torch.arange(count) % 3 != 0  # every third ray's pixel is void
+    model = build_tiny_model(distortion_loss_start_step=5, distortion_loss_on_void=True)
+    model.step = 0
+    outputs, _, metrics, losses = training_losses(model, None, masked)
+    per_ray = lossfun_distortion(
+        ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
+    )
+    expected = torch.where(masked, 0.0, per_ray).mean()
+    assert 0 < expected < per_ray.mean()
+    torch.testing.assert_close(metrics["distortion_on_void"], expected, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(losses["distortion_loss"], model.config.distortion_loss_mult * expected)
+    model.step = 5
+    metrics, losses = training_losses(model, None, masked)[2:]
+    assert "distortion_on_void" not in metrics
+    assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"]
+    model.step = 0
+    assert "distortion_loss" not in training_losses(model)[3]  # no masks in the batch
+    off = build_tiny_model(distortion_loss_start_step=5)
+    off.step = 0
+    assert "distortion_loss" not in training_losses(off, None, masked)[3]
+
+
+@pytest.mark.parametrize("surrogate, start, warned", [("dino", 5, True), ("masks", 0, True), ("masks", 5, False)])
+def test_the_distortion_loss_on_void_warns_where_it_has_nothing_to_do(surrogate, start, warned, capsys):
+    from types import SimpleNamespace
+
+    pipeline = SimpleNamespace(datamanager=SimpleNamespace(config=SimpleNamespace(surrogate=surrogate)))
+    build_tiny_model(distortion_loss_on_void=True, distortion_loss_start_step=start).warn_about_the_schedule(
+        None, pipeline
+    )
+    assert ("distortion-loss-on-void acts before" in capsys.readouterr().out) == warned
+
+
 def test_rays_without_a_valid_depth_keep_nerfactos_distortion_loss():
     """Depth 0 (the sky, a sensor's hole) supervises nothing: those rays keep ``distortion_loss_mult``."""
     from nerfstudio.model_components.losses import lossfun_distortion, ray_samples_to_sdist
