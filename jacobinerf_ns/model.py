@@ -76,6 +76,14 @@ def weight_off_surface(weights: Tensor, ray_samples, distance: Tensor, margin: f
     return 1.0 - (weights * ((steps - distance[:, None]).abs() <= margin)).sum(dim=(-2, -1))
 
 
+def per_ray_distortion(outputs: Dict) -> Tensor:
+    """``(R,)`` nerfacto's distortion loss of each ray, on the final sampler's weights (its ``distortion`` metric is
+    their mean)."""
+    return lossfun_distortion(
+        ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
+    )
+
+
 class JacobiNerfModel(NerfactoModel):
     config: JacobiNerfModelConfig
 
@@ -200,10 +208,7 @@ class JacobiNerfModel(NerfactoModel):
                 off = weight_off_surface(outputs["weights_list"][-1], outputs["ray_samples_list"][-1], distance, margin)
                 metrics_dict[OFF_SURFACE] = torch.mean(off * valid)
             if self.config.distortion_loss_mult_with_depth is not None:
-                per_ray = lossfun_distortion(
-                    ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
-                )
-                metrics_dict[DISTORTION_WITH_DEPTH] = torch.mean(per_ray * valid)
+                metrics_dict[DISTORTION_WITH_DEPTH] = torch.mean(per_ray_distortion(outputs) * valid)
             sigma = torch.tensor([std**2], device=self.device)
             samplers = list(zip(outputs["weights_list"], outputs["ray_samples_list"]))
             metrics_dict["depth_loss"] = sum(
@@ -221,10 +226,7 @@ class JacobiNerfModel(NerfactoModel):
             ) / len(samplers)
         void_distortion = self.config.distortion_loss_on_void and self.step < self.config.distortion_loss_start_step
         if self.training and void_distortion and MASKED in batch:
-            per_ray = lossfun_distortion(
-                ray_samples_to_sdist(outputs["ray_samples_list"][-1]), outputs["weights_list"][-1][..., 0]
-            )
-            metrics_dict[DISTORTION_ON_VOID] = torch.mean(per_ray * ~batch[MASKED].to(self.device))
+            metrics_dict[DISTORTION_ON_VOID] = torch.mean(per_ray_distortion(outputs) * ~batch[MASKED].to(self.device))
         if self.training and self.config.masked_opacity_loss_mult > 0 and MASKED in batch:
             unjudged_masked = batch[MASKED].to(self.device)
             if OFF_SURFACE in metrics_dict:  # the off-surface loss judges the rays with a valid depth
