@@ -1,8 +1,8 @@
 """Datamanager that attaches per-ray surrogate descriptors to training batches (``batch["surrogate"]``); for masks
 numbered per image, draws the contrastive rays image by image (GARField's grouped sampling) and gives their images
-(``batch["surrogate_images"]``); with masks, when the model's masked-opacity loss asks, says for every ray whether a
-mask covers its pixel (``batch["masked"]``);
-and adds depth maps to every batch of a scene that has them (``batch["depth_image"]``).
+(``batch["surrogate_images"]``); with masks, when the model's losses ask (its ``uses_masked_rays``), says for every
+ray whether a mask covers its pixel (``batch["masked"]``); and adds depth maps to every batch of a scene that has them
+(``batch["depth_image"]``).
 """
 
 from __future__ import annotations
@@ -151,8 +151,8 @@ class JacobiNerfDataManager(VanillaDataManager):
         self.shaping_start_step = 0
         """First step whose batches carry descriptors (and, with image scope, grouped contrastive rays)."""
         self.marks_masked_rays = False
-        """Whether batches say which rays a mask covers (``batch["masked"]``, with masks): the model's masked-opacity
-        loss asks for it (set by the pipeline)."""
+        """Whether batches say which rays a mask covers (``batch["masked"]``, with masks): set by the pipeline from the
+        model's ``uses_masked_rays``."""
 
     def set_contrastive_batch(self, rays: int, shaping_start_step: int) -> None:
         """The model's contrastive batch (its first ``rays`` rays) and first shaping step; with image scope, each

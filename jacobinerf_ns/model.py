@@ -135,6 +135,15 @@ class JacobiNerfModel(NerfactoModel):
         return outputs, self._head_inputs(ray_samples, field_outputs)
 
     @property
+    def uses_masked_rays(self) -> bool:
+        """Whether training reads which rays a mask covers (``batch["masked"]``): the masked-opacity loss, or the
+        distortion loss on void before a start step."""
+        config = self.config
+        return config.masked_opacity_loss_mult > 0 or (
+            config.distortion_loss_on_void and config.distortion_loss_start_step > 0
+        )
+
+    @property
     def surface_quantile(self) -> float:
         """Where a ray's ``depth`` output is read (``surface_quantile``): the option, else the median on a run the depth
         loss trained (the scene has depth maps and the loss a weight), else :data:`QUANTILE_WITHOUT_DEPTH`."""
@@ -376,15 +385,14 @@ class JacobiNerfModel(NerfactoModel):
                         f"({last}, from step {first}): {consequence}. Lower it or raise --max-num-iterations."
                     )
         datamanager = getattr(getattr(pipeline, "datamanager", None), "config", None)
-        if self.config.masked_opacity_loss_mult > 0 and (
-            getattr(datamanager, "surrogate", None) != "masks" or start < 0
-        ):
+        shaped_with_masks = getattr(datamanager, "surrogate", None) == "masks"
+        if self.config.masked_opacity_loss_mult > 0 and (not shaped_with_masks or start < 0):
             CONSOLE.print(
                 "[yellow]jacobinerf: --pipeline.model.masked-opacity-loss-mult needs masks: it acts in a run shaped "
                 "with --pipeline.datamanager.surrogate masks (and a shaping start ≥ 0); this run trains without it."
             )
         if self.config.distortion_loss_on_void and (
-            getattr(datamanager, "surrogate", None) != "masks" or self.config.distortion_loss_start_step == 0
+            not shaped_with_masks or self.config.distortion_loss_start_step == 0
         ):
             CONSOLE.print(
                 "[yellow]jacobinerf: --pipeline.model.distortion-loss-on-void acts before "
