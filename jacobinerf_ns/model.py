@@ -105,6 +105,8 @@ class JacobiNerfModel(NerfactoModel):
         )
         self.shaping_active = False
         self._positive_counts = None
+        self.surrogate: Optional[str] = None
+        """The run's ``--pipeline.datamanager.surrogate``, set by the pipeline: :attr:`shaped_with_masks` reads it."""
         self.probe: Optional[Probe] = None
         """What every eval render computes besides colour (:meth:`probing` sets it for a block; the viewer keeps its
         state here). nerfstudio renders, and calls the viewer panel's callbacks, under the viewer's lock, so a change
@@ -135,22 +137,44 @@ class JacobiNerfModel(NerfactoModel):
         return outputs, self._head_inputs(ray_samples, field_outputs)
 
     @property
+    def shaped_with_masks(self) -> bool:
+        """Whether this run shapes with masks: the masks surrogate and a shaping start ≥ 0."""
+        return self.surrogate == "masks" and self.config.shaping_start_step >= 0
+
+    @property
+    def trained_with_depth(self) -> bool:
+        """Whether the depth loss trains this run: the scene has depth maps and the loss a weight."""
+        return self.config.depth_loss_mult > 0 and SCENE_UNITS_PER_POSE_UNIT in self.kwargs["metadata"]
+
+    @property
+    def distortion_start_step(self) -> int:
+        """The step from which nerfacto's distortion loss counts: ``distortion_loss_start_step``, else the shaping
+        start in a run shaped with masks that the depth loss does not train, else 0
+        (docs/training.md#distortion-start)."""
+        if self.config.distortion_loss_start_step is not None:
+            return self.config.distortion_loss_start_step
+        return self.config.shaping_start_step if self.shaped_with_masks and not self.trained_with_depth else 0
+
+    @property
+    def distortion_on_void(self) -> bool:
+        """Whether, before :attr:`distortion_start_step`, the distortion loss stays on the rays no mask covers:
+        ``distortion_loss_on_void`` (None: on) where it can act, a run shaped with masks with a start step > 0."""
+        acts = self.shaped_with_masks and self.distortion_start_step > 0
+        return acts and self.config.distortion_loss_on_void is not False
+
+    @property
     def uses_masked_rays(self) -> bool:
         """Whether training reads which rays a mask covers (``batch["masked"]``): the masked-opacity loss, or the
-        distortion loss on void before a start step."""
-        config = self.config
-        return config.masked_opacity_loss_mult > 0 or (
-            config.distortion_loss_on_void and config.distortion_loss_start_step > 0
-        )
+        distortion loss on void."""
+        return self.config.masked_opacity_loss_mult > 0 or self.distortion_on_void
 
     @property
     def surface_quantile(self) -> float:
         """Where a ray's ``depth`` output is read (``surface_quantile``): the option, else the median on a run the depth
-        loss trained (the scene has depth maps and the loss a weight), else :data:`QUANTILE_WITHOUT_DEPTH`."""
+        loss trained, else :data:`QUANTILE_WITHOUT_DEPTH`."""
         if self.config.surface_quantile is not None:
             return self.config.surface_quantile
-        trained_with_depth = self.config.depth_loss_mult > 0 and SCENE_UNITS_PER_POSE_UNIT in self.kwargs["metadata"]
-        return QUANTILE_WITH_DEPTH if trained_with_depth else QUANTILE_WITHOUT_DEPTH
+        return QUANTILE_WITH_DEPTH if self.trained_with_depth else QUANTILE_WITHOUT_DEPTH
 
     def head_parameters(self):
         """The RGB head's ``(W, b)`` (``b`` is shaped, and perturbed, only with ``shape_bias``)."""
@@ -204,8 +228,8 @@ class JacobiNerfModel(NerfactoModel):
         weight a ray with a valid depth puts away from it (:func:`weight_off_surface`), which ``off_surface_loss_mult``
         weighs. And ``masked_see_through``: the mean over rays of the light a masked ray without a judged depth lets
         past (``1 − accumulation``), which ``masked_opacity_loss_mult`` weighs; before the distortion loss's start step
-        with ``distortion_loss_on_void``, ``distortion_on_void``: the part of nerfacto's ``distortion`` from the rays no
-        mask covers."""
+        with the loss on void (:attr:`distortion_on_void`), ``distortion_on_void``: the part of nerfacto's
+        ``distortion`` from the rays no mask covers."""
         metrics_dict = super().get_metrics_dict(outputs, batch)
         if self.training and self.config.depth_loss_mult > 0 and DEPTH_IMAGE in batch:
             termination_depth = batch[DEPTH_IMAGE].to(self.device)
@@ -233,7 +257,7 @@ class JacobiNerfModel(NerfactoModel):
                 )
                 for weights, ray_samples in samplers
             ) / len(samplers)
-        void_distortion = self.config.distortion_loss_on_void and self.step < self.config.distortion_loss_start_step
+        void_distortion = self.distortion_on_void and self.step < self.distortion_start_step
         if self.training and void_distortion and MASKED in batch:
             metrics_dict[DISTORTION_ON_VOID] = torch.mean(per_ray_distortion(outputs) * ~batch[MASKED].to(self.device))
         if self.training and self.config.masked_opacity_loss_mult > 0 and MASKED in batch:
@@ -257,7 +281,7 @@ class JacobiNerfModel(NerfactoModel):
                 self.config.distortion_loss_mult * (metrics_dict["distortion"] - with_depth)
                 + self.config.distortion_loss_mult_with_depth * with_depth
             )
-        if self.training and self.step < self.config.distortion_loss_start_step:
+        if self.training and self.step < self.distortion_start_step:
             loss_dict.pop("distortion_loss", None)
             if metrics_dict is not None and DISTORTION_ON_VOID in metrics_dict:
                 loss_dict["distortion_loss"] = self.config.distortion_loss_mult * metrics_dict[DISTORTION_ON_VOID]
@@ -373,32 +397,36 @@ class JacobiNerfModel(NerfactoModel):
             first = compat.trainer_start_step(trainer)
             last = first + trainer.config.max_num_iterations - 1
             late = {"shaping-start-step": (start, "it will not shape")} if start >= 0 else {}
-            if self.config.distortion_loss_mult > 0:
-                late["distortion-loss-start-step"] = (
-                    self.config.distortion_loss_start_step,
-                    "the distortion loss stays off for the whole run",
-                )
+            if self.config.distortion_loss_mult > 0 and self.distortion_start_step > last:
+                if self.config.distortion_loss_start_step is not None:
+                    late["distortion-loss-start-step"] = (
+                        self.distortion_start_step,
+                        "the distortion loss stays off for the whole run",
+                    )
+                else:  # it waits for shaping (a run shaped with masks, without depth maps)
+                    late["shaping-start-step"] = (
+                        start,
+                        "it will not shape, and the distortion loss, which waits for shaping in a run shaped with "
+                        "masks without depth maps, stays off",
+                    )
             for option, (step, consequence) in late.items():
                 if step > last:
                     CONSOLE.print(
                         f"[yellow]jacobinerf: --pipeline.model.{option} {step} is after the last step of this run "
                         f"({last}, from step {first}): {consequence}. Lower it or raise --max-num-iterations."
                     )
-        datamanager = getattr(getattr(pipeline, "datamanager", None), "config", None)
-        shaped_with_masks = getattr(datamanager, "surrogate", None) == "masks"
-        if self.config.masked_opacity_loss_mult > 0 and (not shaped_with_masks or start < 0):
+        if self.config.masked_opacity_loss_mult > 0 and not self.shaped_with_masks:
             CONSOLE.print(
                 "[yellow]jacobinerf: --pipeline.model.masked-opacity-loss-mult needs masks: it acts in a run shaped "
                 "with --pipeline.datamanager.surrogate masks (and a shaping start ≥ 0); this run trains without it."
             )
-        if self.config.distortion_loss_on_void and (
-            not shaped_with_masks or self.config.distortion_loss_start_step == 0
-        ):
+        if self.config.distortion_loss_on_void and not self.distortion_on_void:
             CONSOLE.print(
                 "[yellow]jacobinerf: --pipeline.model.distortion-loss-on-void acts before "
                 "--pipeline.model.distortion-loss-start-step (> 0) in a run shaped with "
                 "--pipeline.datamanager.surrogate masks; this run trains without it."
             )
+        datamanager = getattr(getattr(pipeline, "datamanager", None), "config", None)
         rays = getattr(datamanager, "train_num_rays_per_batch", None)
         if start >= 0 and rays is not None and self.config.contrastive_batch_size > rays:
             CONSOLE.print(

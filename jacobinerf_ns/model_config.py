@@ -59,13 +59,14 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
     ``distortion_loss_mult`` holds on the others (None: there too). There the depth loss already draws the ray's
     weights to the captured surface, the distortion loss's job without depth, and the two together leave holes
     (docs/training.md)."""
-    distortion_loss_start_step: int = 0
+    distortion_loss_start_step: Optional[int] = None
     """Step from which nerfacto's distortion loss (``distortion_loss_mult``) counts; before it the loss is off, so that
-    surfaces form before the loss gathers each ray's weights (docs/training.md#distortion-start)."""
-    distortion_loss_on_void: bool = False
-    """Before ``distortion_loss_start_step``, keep the distortion loss on the rays whose pixel no mask covers (the sky
-    and other void of a run shaped with masks), so that they stay empty while the masked surfaces form
-    (docs/training.md#distortion-on-void)."""
+    surfaces form before the loss gathers each ray's weights (docs/training.md#distortion-start). None: the shaping
+    start in a run shaped with masks that trains without depth maps, else 0."""
+    distortion_loss_on_void: Optional[bool] = None
+    """Before the distortion loss's start step, keep it on the rays whose pixel no mask covers (the sky and other void
+    of a run shaped with masks), so that they stay empty while the masked surfaces form
+    (docs/training.md#distortion-on-void). None: on wherever it acts (shaped with masks, a start step > 0)."""
     off_surface_loss_mult: float = 0.01
     """Weight of the share of a ray's weight that is not at its captured surface, ``1 − Σ_{|t_i − d| ≤ 2 s} w_i``
     (a mean over the rays with a valid depth ``d``; ``s``: ``depth_std`` in scene units, so the window is two standard
@@ -138,9 +139,9 @@ class JacobiNerfModelConfig(NerfactoModelConfig):
             f"must be ≥ 0 (0: off) or None (distortion-loss-mult), got {self.distortion_loss_mult_with_depth}.",
         )
         require(
-            self.distortion_loss_start_step >= 0,
+            self.distortion_loss_start_step is None or self.distortion_loss_start_step >= 0,
             f"{option}distortion-loss-start-step",
-            f"must be a step ≥ 0, got {self.distortion_loss_start_step}.",
+            f"must be a step ≥ 0, or None (its default), got {self.distortion_loss_start_step}.",
         )
         require(
             self.off_surface_loss_mult >= 0,

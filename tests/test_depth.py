@@ -178,7 +178,7 @@ def test_the_distortion_loss_counts_from_its_start_step():
     the training callbacks count the steps (the model's own, not nerfacto's proposal annealing, which may be off)."""
     from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 
-    assert build_tiny_model().config.distortion_loss_start_step == 0
+    assert build_tiny_model().distortion_start_step == 0
     model = build_tiny_model(distortion_loss_start_step=5, use_proposal_weight_anneal=False)
     callbacks = model.get_training_callbacks(TrainingCallbackAttributes(None, None, None, None))
     for step, counted in ((0, False), (4, False), (5, True), (9, True)):
@@ -192,15 +192,60 @@ def test_the_distortion_loss_counts_from_its_start_step():
             assert "distortion_loss" not in losses, step
 
 
+def in_a_run(model, surrogate: str):
+    """``model`` as the pipeline of a run shaped with ``surrogate`` sets it."""
+    model.surrogate = surrogate
+    return model
+
+
+@pytest.mark.parametrize(
+    "surrogate, options, metadata, start, on_void",
+    [
+        ("masks", {}, {}, 7, True),  # masks, no depth maps: the distortion loss waits for shaping, on void before it
+        ("masks", {}, {SCENE_UNITS_PER_POSE_UNIT: 1.0}, 0, False),  # the depth loss trains the run: from step 0
+        ("masks", {"depth_loss_mult": 0.0}, {SCENE_UNITS_PER_POSE_UNIT: 1.0}, 7, True),  # depth maps, loss off
+        ("dino", {}, {}, 0, False),
+        ("masks", {"shaping_start_step": -1}, {}, 0, False),  # never shapes: no masks are read
+        ("masks", {"distortion_loss_start_step": 3}, {}, 3, True),
+        ("masks", {"distortion_loss_start_step": 0}, {}, 0, False),
+        ("masks", {"distortion_loss_on_void": False}, {}, 7, False),
+        ("dino", {"distortion_loss_start_step": 3, "distortion_loss_on_void": True}, {}, 3, False),  # no masks
+    ],
+)
+def test_the_distortion_loss_waits_for_shaping_by_default_in_a_run_with_masks_and_no_depth(
+    surrogate, options, metadata, start, on_void
+):
+    """The default start (None) is the shaping start in a run shaped with masks that the depth loss does not train,
+    else 0; the loss on void (None: on) acts with masks and a start > 0, and only then are masked rays read."""
+    model = in_a_run(build_tiny_model(metadata=metadata, **{"shaping_start_step": 7, **options}), surrogate)
+    assert (model.distortion_start_step, model.distortion_on_void) == (start, on_void)
+    assert model.uses_masked_rays == on_void
+
+
+@pytest.mark.parametrize("start, warned", [(None, True), (0, False)])
+def test_a_late_shaping_start_says_the_distortion_loss_waiting_for_it_stays_off(start, warned, capsys):
+    """In a run shaped with masks without depth maps, a shaping start after the last step also keeps the distortion
+    loss (its default start: the shaping start) off; with a start of its own it is not named."""
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(_start_step=0, config=SimpleNamespace(max_num_iterations=10))
+    model = in_a_run(build_tiny_model(shaping_start_step=50, distortion_loss_start_step=start), "masks")
+    model.warn_about_the_schedule(trainer, None)
+    output = " ".join(capsys.readouterr().out.split())
+    assert "shaping-start-step 50 is after the last step of this run (9, from step 0): it will not shape" in output
+    assert ("the distortion loss, which waits for shaping" in output) == warned
+    assert "distortion-loss-start-step" not in output
+
+
 def test_before_its_start_the_distortion_loss_can_stay_on_the_rays_no_mask_covers():
-    """With ``distortion_loss_on_void``, before the start step the loss is nerfacto's per-ray distortion on the rays
-    whose pixel no mask covers (a mean over all rays), against the rays' own samples; from the start step every ray
-    counts; off (the default) or without the batch's masks, nothing before the start."""
+    """With the loss on void, before the start step the loss is nerfacto's per-ray distortion on the rays whose pixel
+    no mask covers (a mean over all rays), against the rays' own samples; from the start step every ray counts; off
+    or without the batch's masks, nothing before the start."""
     from nerfstudio.model_components.losses import lossfun_distortion, ray_samples_to_sdist
 
     count = 6 * 8
     masked = torch.arange(count) % 3 != 0  # every third ray's pixel is void
-    model = build_tiny_model(distortion_loss_start_step=5, distortion_loss_on_void=True)
+    model = in_a_run(build_tiny_model(distortion_loss_start_step=5), "masks")
     model.step = 0
     outputs, _, metrics, losses = training_losses(model, None, masked)
     per_ray = lossfun_distortion(
@@ -216,19 +261,19 @@ def test_before_its_start_the_distortion_loss_can_stay_on_the_rays_no_mask_cover
     assert losses["distortion_loss"] == model.config.distortion_loss_mult * metrics["distortion"]
     model.step = 0
     assert "distortion_loss" not in training_losses(model)[3]  # no masks in the batch
-    off = build_tiny_model(distortion_loss_start_step=5)
+    off = in_a_run(build_tiny_model(distortion_loss_start_step=5, distortion_loss_on_void=False), "masks")
     off.step = 0
     assert "distortion_loss" not in training_losses(off, None, masked)[3]
 
 
-@pytest.mark.parametrize("surrogate, start, warned", [("dino", 5, True), ("masks", 0, True), ("masks", 5, False)])
-def test_the_distortion_loss_on_void_warns_where_it_has_nothing_to_do(surrogate, start, warned, capsys):
-    from types import SimpleNamespace
-
-    pipeline = SimpleNamespace(datamanager=SimpleNamespace(config=SimpleNamespace(surrogate=surrogate)))
-    build_tiny_model(distortion_loss_on_void=True, distortion_loss_start_step=start).warn_about_the_schedule(
-        None, pipeline
-    )
+@pytest.mark.parametrize(
+    "surrogate, on_void, start, warned",
+    [("dino", True, 5, True), ("masks", True, 0, True), ("masks", True, 5, False), ("dino", None, 5, False)],
+)
+def test_the_distortion_loss_on_void_warns_where_it_has_nothing_to_do(surrogate, on_void, start, warned, capsys):
+    """Asked for (True) where it cannot act, it warns; its default (None) never does."""
+    model = build_tiny_model(distortion_loss_on_void=on_void, distortion_loss_start_step=start)
+    in_a_run(model, surrogate).warn_about_the_schedule(None, None)
     assert ("distortion-loss-on-void acts before" in capsys.readouterr().out) == warned
 
 
@@ -303,12 +348,10 @@ def test_the_masked_opacity_loss_is_the_light_a_masked_ray_without_a_judged_dept
 
 @pytest.mark.parametrize("surrogate, start, warned", [("dino", 0, True), ("masks", -1, True), ("masks", 0, False)])
 def test_the_masked_opacity_loss_warns_where_the_run_has_no_masks(surrogate, start, warned, capsys):
-    from types import SimpleNamespace
-
-    pipeline = SimpleNamespace(datamanager=SimpleNamespace(config=SimpleNamespace(surrogate=surrogate)))
-    build_tiny_model(masked_opacity_loss_mult=0.001, shaping_start_step=start).warn_about_the_schedule(None, pipeline)
+    model = build_tiny_model(masked_opacity_loss_mult=0.001, shaping_start_step=start)
+    in_a_run(model, surrogate).warn_about_the_schedule(None, None)
     assert ("masked-opacity-loss-mult needs masks" in capsys.readouterr().out) == warned
-    build_tiny_model(shaping_start_step=start).warn_about_the_schedule(None, pipeline)  # off: nothing to say
+    in_a_run(build_tiny_model(shaping_start_step=start), surrogate).warn_about_the_schedule(None, None)  # off
     assert "masked-opacity" not in capsys.readouterr().out
 
 
@@ -322,7 +365,9 @@ def test_the_depth_options_are_validated():
         JacobiNerfModelConfig(off_surface_loss_mult=-0.01).validate()
     with pytest.raises(JacobiNerfError, match="--pipeline.model.masked-opacity-loss-mult.*≥ 0"):
         JacobiNerfModelConfig(masked_opacity_loss_mult=-1.0).validate()
-    with pytest.raises(JacobiNerfError, match="--pipeline.model.distortion-loss-start-step.*≥ 0, got -1"):
+    with pytest.raises(
+        JacobiNerfError, match="--pipeline.model.distortion-loss-start-step.*≥ 0, or None \\(its default\\), got -1"
+    ):
         JacobiNerfModelConfig(distortion_loss_start_step=-1).validate()
 
 
