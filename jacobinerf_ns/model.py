@@ -391,8 +391,16 @@ class JacobiNerfModel(NerfactoModel):
 
     def warn_about_the_schedule(self, trainer, pipeline) -> None:
         """Warnings, before training starts, for a run whose shaping, distortion loss or masked-opacity loss would
-        silently not happen as asked."""
+        silently not happen as asked; and where the distortion loss's default start waits for shaping, a line saying
+        so."""
         start = self.config.shaping_start_step
+        if self.config.distortion_loss_start_step is None and self.distortion_start_step > 0:
+            before = "on the rays no mask covers only" if self.distortion_on_void else "off"
+            CONSOLE.print(
+                f"jacobinerf: shaped with masks, without depth maps: nerfacto's distortion loss counts from step "
+                f"{self.distortion_start_step} (the shaping start), before it {before} "
+                "(docs/training.md#no-depth-defaults)."
+            )
         if trainer is not None:
             first = compat.trainer_start_step(trainer)
             last = first + trainer.config.max_num_iterations - 1

@@ -222,6 +222,17 @@ def test_the_distortion_loss_waits_for_shaping_by_default_in_a_run_with_masks_an
     assert model.uses_masked_rays == on_void
 
 
+def test_a_run_whose_distortion_loss_waits_for_shaping_by_default_says_so(capsys):
+    in_a_run(build_tiny_model(shaping_start_step=7), "masks").warn_about_the_schedule(None, None)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "distortion loss counts from step 7 (the shaping start), before it on the rays no mask covers only" in said
+    in_a_run(build_tiny_model(shaping_start_step=7, distortion_loss_start_step=7), "masks").warn_about_the_schedule(
+        None, None
+    )  # asked for: nothing to say
+    in_a_run(build_tiny_model(shaping_start_step=7), "dino").warn_about_the_schedule(None, None)
+    assert "distortion loss counts" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("start, warned", [(None, True), (0, False)])
 def test_a_late_shaping_start_says_the_distortion_loss_waiting_for_it_stays_off(start, warned, capsys):
     """In a run shaped with masks without depth maps, a shaping start after the last step also keeps the distortion

@@ -290,10 +290,12 @@ def test_the_fusion_counts_each_class_s_labelled_and_kept_pixels(sample_scene, t
 def test_a_class_the_point_cloud_leaves_out_is_named_with_what_helps():
     from jacobinerf_ns.commands.label import poorly_fused_message
 
-    without = poorly_fused_message("floor", 0.05, 9412, captured=False)
+    without = poorly_fused_message("floor", 0.05, 9412, captured=False, distortion_waited=False)
     assert without.startswith("class 'floor': 5% of its 9412 labelled pixels entered labelled_points.ply")
     assert "see-through" in without and "--pipeline.model.distortion-loss-start-step" in without
-    assert "captured depth" in poorly_fused_message("floor", 0.05, 9412, captured=True)
+    waited = poorly_fused_message("floor", 0.05, 9412, captured=False, distortion_waited=True)
+    assert "--machine.seed" in waited and "distortion-loss-start-step" not in waited, "no advice the run already took"
+    assert "captured depth" in poorly_fused_message("floor", 0.05, 9412, captured=True, distortion_waited=False)
 
 
 def test_the_point_cloud_lies_at_the_captured_depth_where_the_render_agrees_with_it(sample_scene, tmp_path):

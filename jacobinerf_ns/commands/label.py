@@ -28,9 +28,10 @@ surface see-through or soft, and the cloud leaves most of it out
 (docs/labelling.md#a-class-the-point-cloud-leaves-out)."""
 
 
-def poorly_fused_message(name: str, share: float, pixels: int, captured: bool) -> str:
+def poorly_fused_message(name: str, share: float, pixels: int, captured: bool, distortion_waited: bool) -> str:
     """Why class ``name`` is mostly missing from the point cloud (its labels in ``ids/`` stay): ``share`` of its
-    ``pixels`` labelled pixels entered it; ``captured``: fused at the scene's depth maps, which the render missed."""
+    ``pixels`` labelled pixels entered it; ``captured``: fused at the scene's depth maps, which the render missed;
+    ``distortion_waited``: the run's distortion loss started after step 0, the advice without depth maps."""
     if captured:
         why = "the run renders its surface off the captured depth (a floater in front, or see-through)"
         fix = "the depth loss (on by default with depth maps) and a longer run place it nearer the capture"
@@ -39,10 +40,13 @@ def poorly_fused_message(name: str, share: float, pixels: int, captured: bool) -
             "their rays place no single surface that other training views render there: the run renders it "
             "see-through or soft"
         )
-        fix = (
-            "depth maps place surfaces (docs/training.md#depth); for a room captured without them, "
-            "--pipeline.model.distortion-loss-start-step at the shaping start (docs/training.md#distortion-start)"
+        without = (
+            "another training draw (--machine.seed) may render it whole: some draws render a wall or floor see-through "
+            "whatever the settings (docs/training.md#no-depth-defaults)"
+            if distortion_waited
+            else "--pipeline.model.distortion-loss-start-step at the shaping start (docs/training.md#distortion-start)"
         )
+        fix = f"depth maps place surfaces (docs/training.md#depth); for a room captured without them, {without}"
     return (
         f"class {name!r}: {share:.0%} of its {pixels} labelled pixels entered labelled_points.ply (its labels in ids/ "
         f"stay); {why}. {fix[0].upper()}{fix[1:]}."
@@ -170,10 +174,12 @@ class Label:
         fusion = folder.write_points(scene, frames, self.voxel_size, judges, check, captured)
         folder.write_classes(click_set.classes, colors)
         folder.write_transforms(scene, frames)  # last: marks the export complete
+        waited = model.distortion_start_step > 0
         for class_id, share in fusion.class_shares().items():
             if share < MIN_FUSED_SHARE:
                 name, pixels = click_set.classes[class_id - 1], int(fusion.labelled[class_id])
-                CONSOLE.print(f"[yellow]jacobinerf: {poorly_fused_message(name, share, pixels, captured is not None)}")
+                message = poorly_fused_message(name, share, pixels, captured is not None, waited)
+                CONSOLE.print(f"[yellow]jacobinerf: {message}")
         kept = fusion.kept_share
         checked = (
             f"{kept:.0%} of the labelled pixels: those whose ray has one surface that at least {views} other "
