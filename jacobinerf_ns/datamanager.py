@@ -1,6 +1,6 @@
 """Datamanager that attaches per-ray surrogate descriptors to training batches (``batch["surrogate"]``); for masks
 numbered per image, draws the contrastive rays image by image (GARField's grouped sampling) and gives their images
-(``batch["surrogate_images"]``); with masks, when the model's losses ask (its ``uses_masked_rays``), says for every
+(``batch["surrogate_images"]``); with masks, when the model's losses ask (its ``reads_masked_rays``), says for every
 ray whether a mask covers its pixel (``batch["masked"]``); and adds depth maps to every batch of a scene that has them
 (``batch["depth_image"]``).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Literal, Optional, Type
+from typing import Callable, Dict, Literal, Optional, Type
 
 import torch
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
@@ -150,9 +150,9 @@ class JacobiNerfDataManager(VanillaDataManager):
         """Rays at the start of each batch that get descriptors (the model's contrastive batch); None: all."""
         self.shaping_start_step = 0
         """First step whose batches carry descriptors (and, with image scope, grouped contrastive rays)."""
-        self.marks_masked_rays = False
-        """Whether batches say which rays a mask covers (``batch["masked"]``, with masks): set by the pipeline from the
-        model's ``uses_masked_rays``."""
+        self.marks_masked_rays: Callable[[int], bool] = lambda step: False
+        """Whether the batch of a step says which rays a mask covers (``batch["masked"]``, with masks): the pipeline
+        sets the model's ``reads_masked_rays``."""
 
     def set_contrastive_batch(self, rays: int, shaping_start_step: int) -> None:
         """The model's contrastive batch (its first ``rays`` rays) and first shaping step; with image scope, each
@@ -223,7 +223,7 @@ class JacobiNerfDataManager(VanillaDataManager):
             batch[SURROGATE_IMAGES] = batch["indices"][: self.surrogate_rays, 0]
         if shaping:
             batch[SURROGATE] = self.surrogate.descriptors(batch["indices"][: self.surrogate_rays])
-        if self.marks_masked_rays and isinstance(self.surrogate, LabelMapSurrogate):
+        if self.marks_masked_rays(step) and isinstance(self.surrogate, LabelMapSurrogate):
             batch[MASKED] = self.surrogate.descriptors(batch["indices"]) != 0
         return ray_bundle, batch
 

@@ -162,11 +162,11 @@ class JacobiNerfModel(NerfactoModel):
         acts = self.shaped_with_masks and self.distortion_start_step > 0
         return acts and self.config.distortion_loss_on_void is not False
 
-    @property
-    def uses_masked_rays(self) -> bool:
-        """Whether training reads which rays a mask covers (``batch["masked"]``): the masked-opacity loss, or the
-        distortion loss on void."""
-        return self.config.masked_opacity_loss_mult > 0 or self.distortion_on_void
+    def reads_masked_rays(self, step: int) -> bool:
+        """Whether the training step ``step`` reads which rays a mask covers (``batch["masked"]``): the masked-opacity
+        loss, or the distortion loss on void before its start."""
+        on_void = self.distortion_on_void and step < self.distortion_start_step
+        return self.config.masked_opacity_loss_mult > 0 or on_void
 
     @property
     def surface_quantile(self) -> float:

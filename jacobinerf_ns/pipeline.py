@@ -39,7 +39,7 @@ class JacobiNerfPipeline(VanillaPipeline):
             self.model.config.contrastive_batch_size, self.model.config.shaping_start_step
         )
         self.model.surrogate = config.datamanager.surrogate
-        self.datamanager.marks_masked_rays = self.model.uses_masked_rays
+        self.datamanager.marks_masked_rays = self.model.reads_masked_rays
         if test_mode == "val" and self.model.config.shaping_start_step >= 0:
             self.datamanager.prepare_surrogate()
 

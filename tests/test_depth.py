@@ -219,7 +219,7 @@ def test_the_distortion_loss_waits_for_shaping_by_default_in_a_run_with_masks_an
     else 0; the loss on void (None: on) acts with masks and a start > 0, and only then are masked rays read."""
     model = in_a_run(build_tiny_model(metadata=metadata, **{"shaping_start_step": 7, **options}), surrogate)
     assert (model.distortion_start_step, model.distortion_on_void) == (start, on_void)
-    assert model.uses_masked_rays == on_void
+    assert model.reads_masked_rays(0) == on_void and not model.reads_masked_rays(start), "until the start only"
 
 
 def test_a_run_whose_distortion_loss_waits_for_shaping_by_default_says_so(capsys):

@@ -84,10 +84,11 @@ def test_grouping_waits_for_shaping(sample_scene):
     assert len(shaping["indices"][:CONTRASTIVE, 0].unique()) == 4 and len(shaping[SURROGATE]) == CONTRASTIVE
 
 
-def test_every_ray_says_whether_a_mask_covers_its_pixel_from_the_first_step(sample_scene, tmp_path):
+def test_every_ray_says_whether_a_mask_covers_its_pixel_while_a_loss_reads_it(sample_scene, tmp_path):
     """``batch[MASKED]``: the masks read at each ray's pixel ≠ 0, for the whole batch, before shaping and during (the
     scene's masks with the walls' id made void, so that both kinds of pixel occur), when the masked-opacity loss asks
-    for it; without it the batches do not carry it."""
+    for it; without it the batches of a scene with depth do not carry it, and those of a run without depth maps until
+    shaping starts (the distortion loss on void reads it until then)."""
     masks = {}
     (tmp_path / "masks").mkdir()
     for path in sorted((sample_scene / "instances").glob("*.png")):
@@ -103,6 +104,8 @@ def test_every_ray_says_whether_a_mask_covers_its_pixel_from_the_first_step(samp
         assert len(batch[MASKED]) == RAYS and torch.equal(batch[MASKED], stack[image, y, x] != 0)
         assert batch[MASKED].any() and not batch[MASKED].all()
     assert MASKED not in pipeline(sample_scene, masks_dir=tmp_path / "masks").datamanager.next_train(0)[1]
+    no_depth = pipeline(sample_scene, 3, {"depth_loss_mult": 0.0}, masks_dir=tmp_path / "masks").datamanager
+    assert [MASKED in no_depth.next_train(step)[1] for step in (0, 2, 3)] == [True, True, False]
 
 
 @pytest.mark.parametrize("images", [1, 5, 7])
