@@ -397,8 +397,8 @@ class JacobiNerfModel(NerfactoModel):
         if self.config.distortion_loss_start_step is None and self.distortion_start_step > 0:
             before = "on the rays no mask covers only" if self.distortion_on_void else "off"
             CONSOLE.print(
-                f"jacobinerf: shaped with masks, without depth maps: nerfacto's distortion loss counts from step "
-                f"{self.distortion_start_step} (the shaping start), before it {before} "
+                "jacobinerf: shaped with masks and trained without depth maps: nerfacto's distortion loss counts "
+                f"from step {self.distortion_start_step} (the shaping start), before it {before} "
                 "(docs/training.md#no-depth-defaults)."
             )
         if trainer is not None:
