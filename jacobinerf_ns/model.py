@@ -162,11 +162,15 @@ class JacobiNerfModel(NerfactoModel):
         acts = self.shaped_with_masks and self.distortion_start_step > 0
         return acts and self.config.distortion_loss_on_void is not False
 
+    def distortion_on_void_at(self, step: int) -> bool:
+        """Whether training step ``step`` keeps the distortion loss on the void rays only: :attr:`distortion_on_void`
+        and a step before :attr:`distortion_start_step`."""
+        return self.distortion_on_void and step < self.distortion_start_step
+
     def reads_masked_rays(self, step: int) -> bool:
         """Whether the training step ``step`` reads which rays a mask covers (``batch["masked"]``): the masked-opacity
         loss, or the distortion loss on void before its start."""
-        on_void = self.distortion_on_void and step < self.distortion_start_step
-        return self.config.masked_opacity_loss_mult > 0 or on_void
+        return self.config.masked_opacity_loss_mult > 0 or self.distortion_on_void_at(step)
 
     @property
     def surface_quantile(self) -> float:
@@ -257,8 +261,7 @@ class JacobiNerfModel(NerfactoModel):
                 )
                 for weights, ray_samples in samplers
             ) / len(samplers)
-        void_distortion = self.distortion_on_void and self.step < self.distortion_start_step
-        if self.training and void_distortion and MASKED in batch:
+        if self.training and self.distortion_on_void_at(self.step) and MASKED in batch:
             metrics_dict[DISTORTION_ON_VOID] = torch.mean(per_ray_distortion(outputs) * ~batch[MASKED].to(self.device))
         if self.training and self.config.masked_opacity_loss_mult > 0 and MASKED in batch:
             unjudged_masked = batch[MASKED].to(self.device)
