@@ -3,11 +3,11 @@ capture without depth maps) with other settings of the multi-view check, or at t
 ``--capture-tolerance`` values (``--capture-tolerances``), against the scene's true surface.
 
     python bench/fusion_sweep.py --export OUT/default --out SWEEP [--tolerances 0.03 0.02] [--views 2 3] \
-        [--angles 2] [--spreads 0.03 inf] [--capture-tolerances 0.03 0.2] [--frames all] [--data DATA]
+        [--angles 2] [--shares 0.6 0] [--capture-tolerances 0.03 0.2] [--frames all] [--data DATA]
 
 For each ``--depth-tolerance`` × ``--min-agreeing-views`` × ``--min-triangulation-angle`` (``--angles``) ×
-``--max-depth-spread`` (``--spreads``), the export (its frames: ``ids/``, ``depth/``, ``expected_depth/``) is copied to
-``SWEEP/t{τ}_v{n}_a{angle}_s{spread}`` (with ``--capture-tolerances``, ``..._c{τ_c}`` at the captured depth) and
+``--min-surface-share`` (``--shares``), the export (its frames: ``ids/``, ``depth/``, ``surface_share/``) is copied to
+``SWEEP/t{τ}_v{n}_a{angle}_s{share}`` (with ``--capture-tolerances``, ``..._c{τ_c}`` at the captured depth) and
 ``jacobinerf-label`` reruns on it
 with the export's own run, clicks and labelling settings (``export.json``): the rerun keeps every frame and fuses only
 the point cloud. Each cloud is scored by ``bench/point_cloud_accuracy.py`` (``--data``: the run's data folder by
@@ -34,15 +34,15 @@ RELABEL_OPTIONS = ("space", "mode", "sigma", "min_confidence", "min_explained", 
 
 def fuse_again(export: Path, manifest: dict, frames: str, settings: Tuple, out: Path):
     """The export's frames (``--frames frames``; ``manifest``: its ``export.json``) fused again into ``out`` with
-    ``settings``: tolerance, views, angle, spread and capture tolerance (``None``: at the rendered depth)."""
-    tolerance, views, angle, spread, capture = settings
+    ``settings``: tolerance, views, angle, surface share and capture tolerance (``None``: at the rendered depth)."""
+    tolerance, views, angle, share, capture = settings
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(export, out, ignore=shutil.ignore_patterns("transforms.json", "labelled_points.ply"))
     written = len(list((export / "ids").glob("*.png")))
     command = ["jacobinerf-label", "--load-config", manifest["config"], "--clicks", manifest["clicks_file"],
                "--output-dir", str(out), "--frames", frames,
                "--depth-tolerance", str(tolerance), "--min-agreeing-views", str(views),
-               "--min-triangulation-angle", str(angle), "--max-depth-spread", str(spread)]  # fmt: skip
+               "--min-triangulation-angle", str(angle), "--min-surface-share", str(share)]  # fmt: skip
     command += ["--no-captured-depth"] if capture is None else ["--capture-tolerance", str(capture)]
     for key in RELABEL_OPTIONS:
         command += [f"--{key.replace('_', '-')}", str(manifest[key])]
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.03, 0.02])
     parser.add_argument("--views", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--angles", type=float, nargs="+", default=[2.0], help="--min-triangulation-angle values")
-    parser.add_argument("--spreads", type=float, nargs="+", default=[0.03], help="--max-depth-spread values")
+    parser.add_argument("--shares", type=float, nargs="+", default=[0.6], help="--min-surface-share values")
     parser.add_argument("--capture-tolerances", type=float, nargs="+", default=[None],
                         help="--capture-tolerance values, fused at the captured depth (default: rendered)")  # fmt: skip
     parser.add_argument("--data", type=Path, help="the scene with the true depth (default: the run's data folder)")
@@ -69,16 +69,16 @@ def main() -> None:
     manifest = json.loads((args.export / "export.json").read_text())
     data = args.data or data_of(Path(manifest["config"]))
     rows = []
-    for settings in itertools.product(args.tolerances, args.views, args.angles, args.spreads, args.capture_tolerances):
-        tolerance, views, angle, spread, capture = settings
+    for settings in itertools.product(args.tolerances, args.views, args.angles, args.shares, args.capture_tolerances):
+        tolerance, views, angle, share, capture = settings
         at_capture = "" if capture is None else f"_c{capture:g}"
-        out = args.out / f"t{tolerance:g}_v{views}_a{angle:g}_s{spread:g}{at_capture}"
+        out = args.out / f"t{tolerance:g}_v{views}_a{angle:g}_s{share:g}{at_capture}"
         fuse_again(args.export, manifest, args.frames, settings, out)
         figures = POINT_CLOUD["measure"](out, data, args.depth_scale)
         rows.append({"depth_tolerance": tolerance, "min_agreeing_views": views, "min_triangulation_angle": angle,
-                     "max_depth_spread": spread, "capture_tolerance": capture, **figures})  # fmt: skip
+                     "min_surface_share": share, "capture_tolerance": capture, **figures})  # fmt: skip
         at = "rendered depth" if capture is None else f"captured depth (τ_c {capture:g})"
-        print(f"τ {tolerance:g}, {views} views, {angle:g}°, spread {spread:g}, {at}: accuracy "
+        print(f"τ {tolerance:g}, {views} views, {angle:g}°, surface share {share:g}, {at}: accuracy "
               f"{figures['accuracy']:.3f}, completeness {figures['completeness']:.3f} (of the exported frames "
               f"{figures['completeness_of_exported']:.3f}), label accuracy {figures['label_accuracy']}, "
               f"median distance {figures['median_distance']:.3f}, "

@@ -18,10 +18,10 @@ minimum triangulation angle, it does not judge X; its own viewpoint is the 0° c
 distances along unit ray directions, NaN where the ray hits nothing.
 
 A pixel's own render must also place one surface on its ray before its point is fused: where the ray's weights
-spread along it (half on a near surface, half on a far shell) its rendered depth ``m`` (where its weight reaches a
-quantile, :mod:`jacobinerf_ns.surface_depth`) may fall where no surface is, and views may still agree with it. The ray
-has **one surface** when its mean (expected) termination distance ``e`` agrees with it: ``|e − m| ≤ s m``
-(:func:`one_surface`).
+spread along it (a soft layer; part on a wall, the rest on a far shell behind it) its rendered depth ``m`` (where its
+weight reaches a quantile, :mod:`jacobinerf_ns.surface_depth`) may fall where no surface is, and views may still agree
+with it. The ray has **one surface** when most of its light stops within the depth tolerance of ``m``: its surface
+share (:func:`jacobinerf_ns.surface_depth.surface_share`) is at least ``min_share`` (:func:`one_surface`).
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ CAPTURE_TOLERANCE = 0.03
 """Default relative distance within which a pixel's rendered depth agrees with the capture's, for the pixel to be
 fused at the captured depth (a floater's pixel, rendered in front of the captured surface, stays out): τ. Looser
 values cover more of the surface with pixels whose labels are less often right (docs/labelling.md)."""
-MAX_DEPTH_SPREAD = 0.03
-"""Default ``s`` of :func:`one_surface`: the depth tolerance τ, the precision the point cloud aims at
-(docs/labelling.md measures it)."""
+MIN_SURFACE_SHARE = 0.6
+"""Default ``min_share`` of :func:`one_surface`: most of the ray's light stops at its surface (docs/labelling.md
+#one-surface measures it)."""
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,15 @@ class FusionCheck:
     """What a labelled pixel must pass to enter the point cloud (``jacobinerf-label``'s options of the same meaning).
 
     At the captured depth ``c``: its rendered depth ``r`` agrees, ``|r − c| ≤ capture_tolerance · c``. At the
-    rendered depth: its ray has one surface (:func:`one_surface`, ``max_spread``) and at least ``min_views`` views
-    with ``min_angle`` degrees of parallax agree within ``tolerance`` (:func:`view_support`); ``min_views`` 0: neither.
+    rendered depth: its ray has one surface (:func:`one_surface`, ``min_surface_share``) and at least ``min_views``
+    views with ``min_angle`` degrees of parallax agree within ``tolerance`` (:func:`view_support`); ``min_views`` 0:
+    neither.
     """
 
     min_views: int = MIN_AGREEING_VIEWS
     tolerance: float = DEPTH_TOLERANCE
     min_angle: float = MIN_TRIANGULATION_ANGLE
-    max_spread: float = MAX_DEPTH_SPREAD
+    min_surface_share: float = MIN_SURFACE_SHARE
     capture_tolerance: float = CAPTURE_TOLERANCE
 
 
@@ -166,10 +167,10 @@ def agreement(distance: Tensor, rendered: Tensor, tolerance: float) -> Tuple[Ten
     return agrees, ~(distance > rendered * (1.0 + tolerance))
 
 
-def one_surface(depth: Tensor, expected_depth: Tensor, max_spread: float) -> Tensor:
-    """Whether each ray places one surface: its rendered ``depth`` and its mean termination distance ``expected_depth``
-    (same shape) agree, ``|e − m| ≤ max_spread · m`` (False where either is NaN)."""
-    return (expected_depth - depth).abs() <= max_spread * depth
+def one_surface(surface_share: Tensor, min_share: float) -> Tensor:
+    """Whether each ray places one surface: its ``surface_share`` (the share of its weight within the depth tolerance
+    of its rendered depth) is at least ``min_share`` (False where it is NaN)."""
+    return surface_share >= min_share
 
 
 def parallax(points: Tensor, viewpoints: Tensor, centre: Tensor, min_angle: float) -> Tensor:

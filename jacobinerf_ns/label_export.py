@@ -7,7 +7,7 @@ and point cloud it ends with.
     OUT/confidence/<stem>.png    8-bit confidence (margin of the two best class scores; labelling.md)
     OUT/depth/<stem>.npy         rendered depth along each pixel's ray: where its weight reaches the run's surface
                                  quantile (surface_depth.py; nerfstudio's frame, NaN: hits nothing)
-    OUT/expected_depth/<stem>.npy  the mean termination distance (nerfstudio's expected_depth; NaN: hits nothing)
+    OUT/surface_share/<stem>.npy   the share of each pixel's ray weight at its rendered depth (NaN: hits nothing)
     OUT/labelled_points.ply      labelled pixels fused at the captured depth where the rendered one agrees with it,
                                  else at depth/ where the ray has one surface and the views agree; voxel majority
                                  vote, original frame, RGB + int32 label
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from jacobinerf_ns.scene import Frame, Scene
 
 MANIFEST = "export.json"
-FRAME_FILES = {"ids": ".png", "overlay": ".png", "confidence": ".png", "depth": ".npy", "expected_depth": ".npy"}
+FRAME_FILES = {"ids": ".png", "overlay": ".png", "confidence": ".png", "depth": ".npy", "surface_share": ".npy"}
 POINTS, CLASSES, TRANSFORMS = "labelled_points.ply", "classes.json", "transforms.json"
 UNLABELLED = "unlabelled"
 PATH_KEYS = ("file_path", "depth_file_path", "mask_path")
@@ -170,11 +170,11 @@ class ExportFolder:
     def write_frame(self, frame: Frame, labels: FrameLabels, colors: torch.Tensor) -> None:
         height, width = labels.ids.shape
         rgb = load_rgb(frame.image, height, width)
-        for kind in ("depth", "expected_depth"):
-            depth = getattr(labels, kind)
-            depth = torch.where(labels.hit, depth, torch.full_like(depth, float("nan")))
+        for kind in ("depth", "surface_share"):
+            along_rays = getattr(labels, kind)
+            along_rays = torch.where(labels.hit, along_rays, torch.full_like(along_rays, float("nan")))
             with files.atomic_path(self.frame_path(kind, frame)) as temporary:
-                np.save(temporary, depth.numpy().astype(np.float32))
+                np.save(temporary, along_rays.numpy().astype(np.float32))
         files.save_image(self.frame_path("confidence", frame), to_uint8(labels.confidence))
         files.save_image(self.frame_path("overlay", frame), to_uint8(label_overlay(rgb, labels.ids, colors)))
         files.save_image(self.frame_path("ids", frame), label_image(labels.ids))
@@ -223,7 +223,7 @@ class ExportFolder:
             distance = torch.where(has_sensor, sensor, torch.nan_to_num(rendered))
             points = backproject(frame.camera, distance)
             if check.min_views > 0:
-                chosen &= has_sensor | one_surface(rendered, self._depth(frame, "expected_depth"), check.max_spread)
+                chosen &= has_sensor | one_surface(self._depth(frame, "surface_share"), check.min_surface_share)
                 unchecked = chosen & ~has_sensor
                 viewpoint = camera_centre(frame.camera)[None]
                 support = view_support(points[unchecked], judges, check.tolerance, viewpoint, check.min_angle)
@@ -236,7 +236,7 @@ class ExportFolder:
         return Fusion(len(points), voxel_size, labelled, np.pad(kept, (0, len(labelled) - len(kept))))
 
     def _depth(self, frame: Frame, kind: str = "depth") -> torch.Tensor:
-        """``(H, W)`` rendered ``depth`` (or ``expected_depth``) of a written frame (NaN: hits nothing)."""
+        """``(H, W)`` rendered ``depth`` (or ``surface_share``) of a written frame (NaN: hits nothing)."""
         return torch.from_numpy(np.load(self.frame_path(kind, frame)))
 
     def _frame_points(self, scene: Scene, frame: Frame) -> np.ndarray:

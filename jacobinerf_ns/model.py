@@ -33,7 +33,13 @@ from jacobinerf_ns.model_config import (  # saved config.yml files name JacobiNe
 )
 from jacobinerf_ns.probe import SURFACE_SCORES, Probe, probe_responses
 from jacobinerf_ns.shaping import AdaptiveThreshold, mi_shaping_losses
-from jacobinerf_ns.surface_depth import QUANTILE_WITH_DEPTH, QUANTILE_WITHOUT_DEPTH, QuantileDepthRenderer
+from jacobinerf_ns.surface_depth import (
+    QUANTILE_WITH_DEPTH,
+    QUANTILE_WITHOUT_DEPTH,
+    SURFACE_SHARE,
+    QuantileDepthRenderer,
+    surface_share,
+)
 from jacobinerf_ns.surrogates import MASKED, SURROGATE, SURROGATE_IMAGES, affinity
 from jacobinerf_ns.view_cache import FieldView, ViewCache, answers
 
@@ -186,9 +192,12 @@ class JacobiNerfModel(NerfactoModel):
         return head.weight, head.bias
 
     def get_outputs(self, ray_bundle: RayBundle):
-        """nerfacto's outputs; while training, the rays' direction norms (the depth loss turns z-depth into distance
-        along the ray with them, as depth-nerfacto does) and, while shaping, the contrastive rays' Jacobians."""
-        if not (self.training and self.shaping_active):
+        """nerfacto's outputs; in eval, each ray's :data:`SURFACE_SHARE`; while training, the rays' direction norms (the
+        depth loss turns z-depth into distance along the ray with them, as depth-nerfacto does) and, while shaping, the
+        contrastive rays' Jacobians."""
+        if not self.training:
+            outputs, _ = self._eval_pass(ray_bundle)
+        elif not self.shaping_active:
             outputs = super().get_outputs(ray_bundle)
         else:
             with self.field.recording() as captured:
@@ -204,11 +213,21 @@ class JacobiNerfModel(NerfactoModel):
             outputs[DIRECTIONS_NORM] = ray_bundle.metadata[DIRECTIONS_NORM]
         return outputs
 
-    def _probed_outputs(self, ray_bundle: RayBundle, probe: Probe):
-        """Eval outputs of rays with ``probe``'s responses, surface scores and recolouring."""
+    def _eval_pass(self, ray_bundle: RayBundle):
+        """nerfacto's outputs of an eval pass with each ray's :data:`SURFACE_SHARE` at its rendered depth, and the
+        final sampler's ``(ray_samples, field_outputs)`` of the same pass."""
         with self.field.recording() as captured:
             outputs = super().get_outputs(ray_bundle)
-        head = self._head_inputs(*captured[-1])
+        ray_samples, field_outputs = captured[-1]
+        weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])[..., 0]
+        starts, ends = ray_samples.frustums.starts[..., 0], ray_samples.frustums.ends[..., 0]
+        outputs[SURFACE_SHARE] = surface_share(weights, starts, ends, outputs["depth"])
+        return outputs, (ray_samples, field_outputs)
+
+    def _probed_outputs(self, ray_bundle: RayBundle, probe: Probe):
+        """Eval outputs of rays with ``probe``'s responses, surface scores and recolouring."""
+        outputs, last_pass = self._eval_pass(ray_bundle)
+        head = self._head_inputs(*last_pass)
         weight, bias = self.head_parameters()
         if probe.sources is not None:
             outputs.update(probe_responses(head, weight, bias, probe, self.config.shape_bias))
@@ -369,12 +388,11 @@ class JacobiNerfModel(NerfactoModel):
     @torch.no_grad()
     def _field_view(self, camera: Cameras) -> FieldView:
         """One eval pass of ``camera`` without a probe, with each pixel's flat ray Jacobian and surface point."""
-        field_pass, non_negative = super().get_outputs, []
+        non_negative = []
 
         def evaluate(rays: RayBundle) -> dict:
-            with self.field.recording() as captured:
-                outputs = field_pass(rays)
-            head = self._head_inputs(*captured[-1])
+            outputs, last_pass = self._eval_pass(rays)
+            head = self._head_inputs(*last_pass)
             ray = jacobians.ray_jacobian(head.weights, head.rgb, head.features, self.config.shape_bias)
             non_negative.append(jacobians.non_negative(head.features) and jacobians.non_negative(head.weights))
             points = rays.origins + rays.directions * outputs["depth"].reshape(-1, 1)

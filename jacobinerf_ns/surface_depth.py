@@ -8,6 +8,12 @@ A surface the field learns as a rise of density ``σ`` at ``t_0`` puts every wei
 for the median, ``0.51 / σ`` for ``q = 0.4``. On a sharp surface every quantile is on it; on a soft one (a textureless
 floor trained without depth) the median lands inside the layer, and a lower quantile reads it nearer the surface
 (docs/labelling.md#the-depth-a-ray-is-read-at).
+
+How much of the ray's light stops at that depth is its **surface share**: the weight of the samples within a window of
+``±s m`` around the depth ``m``, over all of its weight, ``Σ_{i: [t_i⁻, t_i⁺] ∩ [m(1−s), m(1+s)] ≠ ∅} w_i / Σ_i w_i``.
+A ray that renders one surface (opaque or half-transparent) stops most of its light there, share near 1; one whose
+weight is spread along it (a soft layer, part on a wall and part on a far shell behind it) stops little of it at any one
+depth (docs/labelling.md#one-surface).
 """
 
 from __future__ import annotations
@@ -20,12 +26,17 @@ from torch import Tensor
 if TYPE_CHECKING:
     from nerfstudio.cameras.rays import RaySamples
 
+SURFACE_SHARE = "surface_share"
+"""The model's eval output ``(..., 1)``: each ray's :func:`surface_share` at its rendered depth."""
+SURFACE_WINDOW = 0.03
+"""``s`` of the surface share: 3% of the distance, the depth tolerance the point cloud's multi-view check uses
+(:data:`jacobinerf_ns.depth_consistency.DEPTH_TOLERANCE`): the precision the cloud aims at."""
 QUANTILE_WITH_DEPTH = 0.5
 """Default ``q`` of a run the depth loss trained: DS-NeRF's loss pulls each ray's weights towards a Gaussian centred on
 the captured surface, whose median is the surface."""
 QUANTILE_WITHOUT_DEPTH = 0.4
 """Default ``q`` of a run trained from colour alone: nearer the density rise than the median; lower quantiles read the
-faint density in front of a soft surface, and part from the ray's mean, which the one-surface rule checks
+faint density in front of a soft surface, where little of the ray's weight lies, which the one-surface rule checks
 (docs/labelling.md#the-depth-a-ray-is-read-at)."""
 
 
@@ -36,6 +47,17 @@ def quantile_depth(weights: Tensor, steps: Tensor, quantile: float) -> Tensor:
     target = torch.full((*weights.shape[:-1], 1), quantile, dtype=cumulative.dtype, device=weights.device)
     index = torch.searchsorted(cumulative, target, side="left").clamp(max=steps.shape[-1] - 1)
     return torch.gather(steps, dim=-1, index=index)
+
+
+def surface_share(
+    weights: Tensor, starts: Tensor, ends: Tensor, depth: Tensor, window: float = SURFACE_WINDOW
+) -> Tensor:
+    """``(..., 1)`` each ray's surface share at ``depth`` ``(..., 1)``: the share of its ``weights`` ``(..., S)`` whose
+    sample intervals ``[starts, ends]`` ``(..., S)`` meet ``[depth (1 − window), depth (1 + window)]``; 0 for a ray
+    without weight."""
+    inside = (ends > depth * (1.0 - window)) & (starts < depth * (1.0 + window))
+    total = weights.sum(dim=-1, keepdim=True)
+    return (weights * inside).sum(dim=-1, keepdim=True) / total.clamp(min=torch.finfo(weights.dtype).tiny)
 
 
 class QuantileDepthRenderer(torch.nn.Module):

@@ -194,9 +194,9 @@ def test_the_viewer_warns_about_a_click_on_a_floater(views):
 
 
 def true_depth_export(sample_scene: Path, out: Path, render_error: float = 1.0):
-    """An export folder whose renders are the sample scene's true depth (× ``render_error``; one surface per ray: the
-    expected depth is the depth), with a floater painted into frame 0 and half of every frame unlabelled; the scene,
-    the folder and each frame's true distances."""
+    """An export folder whose renders are the sample scene's true depth (× ``render_error``; one surface per ray: all
+    of its weight there, surface share 1), with a floater painted into frame 0 and half of every frame unlabelled; the
+    scene, the folder and each frame's true distances."""
     from jacobinerf_ns.dataparsers.nerfstudio_labelled import LabelledNerfstudioDataParserConfig
     from jacobinerf_ns.label_export import ExportFolder
     from jacobinerf_ns.scene import scene_from_outputs
@@ -204,7 +204,7 @@ def true_depth_export(sample_scene: Path, out: Path, render_error: float = 1.0):
     parser = LabelledNerfstudioDataParserConfig(data=sample_scene).setup()
     scene = scene_from_outputs(sample_scene, {"train": parser.get_dataparser_outputs("train")})
     folder = ExportFolder(out)
-    for kind in ("depth", "expected_depth", "ids"):
+    for kind in ("depth", "surface_share", "ids"):
         (out / kind).mkdir(parents=True)
     scale = float(scene.outputs.dataparser_scale)
     distances = {}
@@ -218,7 +218,7 @@ def true_depth_export(sample_scene: Path, out: Path, render_error: float = 1.0):
         if index == 0:
             distance[10:40, 36:60] *= 0.6  # a floater only this frame renders (in the labelled half)
         np.save(folder.frame_path("depth", frame), distance.astype(np.float32))
-        np.save(folder.frame_path("expected_depth", frame), distance.astype(np.float32))
+        np.save(folder.frame_path("surface_share", frame), np.ones_like(distance, dtype=np.float32))
         ids = np.ones_like(z, dtype=np.uint8)
         ids[:, : ids.shape[1] // 2] = 0  # unlabelled: out of the point cloud
         Image.fromarray(ids).save(folder.frame_path("ids", frame))
@@ -254,20 +254,20 @@ def test_the_point_cloud_keeps_labelled_points_the_views_agree_on(sample_scene, 
 
 
 def test_pixels_whose_ray_spreads_its_weight_along_it_stay_out_of_the_point_cloud(sample_scene, tmp_path):
-    """True renders, but frame 1's rays spread their weight along them (mean termination distance 1.5 × the median,
-    which sits on the true surface, so every view agrees with it): none of its pixels enters the point cloud by
-    default, all that the views confirm do with ``max_spread`` inf, and a frame with one surface per ray keeps the
-    same pixels either way."""
+    """True renders, but frame 1's rays spread their weight along them (a share of 0.4 at the rendered depth, which
+    sits on the true surface, so every view agrees with it): none of its pixels enters the point cloud by default, all
+    that the views confirm do with ``min_surface_share`` 0, and a frame with one surface per ray keeps the same pixels
+    either way."""
     scene, folder, distances = true_depth_export(sample_scene, tmp_path / "out")
     spread, sharp = scene.frames[1], scene.frames[2]
-    np.save(folder.frame_path("expected_depth", spread), (1.5 * distances[spread.stem]).astype(np.float32))
+    np.save(folder.frame_path("surface_share", spread), np.full_like(distances[spread.stem], 0.4, dtype=np.float32))
     judges = folder.depth_views(scene.frames)
 
-    def kept(frame, max_spread):
-        return folder.write_points(scene, [frame], None, judges, FusionCheck(max_spread=max_spread)).kept_share
+    def kept(frame, **check):
+        return folder.write_points(scene, [frame], None, judges, FusionCheck(**check)).kept_share
 
-    assert kept(spread, float("inf")) > 0.9 and kept(spread, 0.03) == 0.0
-    assert kept(sharp, 0.03) == kept(sharp, float("inf")) > 0.9
+    assert kept(spread, min_surface_share=0.0) > 0.9 and kept(spread) == 0.0
+    assert kept(sharp) == kept(sharp, min_surface_share=0.0) > 0.9
 
 
 def test_the_fusion_counts_each_class_s_labelled_and_kept_pixels(sample_scene, tmp_path):
@@ -275,7 +275,7 @@ def test_the_fusion_counts_each_class_s_labelled_and_kept_pixels(sample_scene, t
     surface per ray) class 1, each on half of its pixels: class 2 keeps none of its pixels, class 1 nearly all."""
     scene, folder, distances = true_depth_export(sample_scene, tmp_path / "out")
     spread, sharp = scene.frames[1], scene.frames[2]
-    np.save(folder.frame_path("expected_depth", spread), (1.5 * distances[spread.stem]).astype(np.float32))
+    np.save(folder.frame_path("surface_share", spread), np.full_like(distances[spread.stem], 0.4, dtype=np.float32))
     for frame, class_id in ((spread, 2), (sharp, 1), (scene.frames[0], 0)):
         ids = np.asarray(Image.open(folder.frame_path("ids", frame)))
         Image.fromarray(np.where(ids > 0, class_id, 0).astype(np.uint8)).save(folder.frame_path("ids", frame))
@@ -336,8 +336,8 @@ def test_the_label_commands_defaults_are_the_librarys():
     from jacobinerf_ns.depth_consistency import (
         CAPTURE_TOLERANCE,
         DEPTH_TOLERANCE,
-        MAX_DEPTH_SPREAD,
         MIN_AGREEING_VIEWS,
+        MIN_SURFACE_SHARE,
         MIN_TRIANGULATION_ANGLE,
     )
     from jacobinerf_ns.propagation.labelling import MIN_EXPLAINED
@@ -351,7 +351,7 @@ def test_the_label_commands_defaults_are_the_librarys():
     assert defaults["min_agreeing_views"] == MIN_AGREEING_VIEWS
     assert defaults["depth_tolerance"] == DEPTH_TOLERANCE
     assert defaults["min_triangulation_angle"] == MIN_TRIANGULATION_ANGLE
-    assert defaults["max_depth_spread"] == MAX_DEPTH_SPREAD
+    assert defaults["min_surface_share"] == MIN_SURFACE_SHARE
     assert defaults["capture_tolerance"] == CAPTURE_TOLERANCE
 
 

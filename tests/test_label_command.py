@@ -199,8 +199,9 @@ def test_every_frame_gets_ids_overlay_and_confidence(export, unlabelled_scene, c
     classes = json.loads(click_set_file.read_text())["classes"]
     for kind, suffix in FRAME_FILES.items():
         assert sorted(p.stem for p in (out / kind).glob(f"*{suffix}")) == stems(unlabelled_scene), kind
-    depth, expected = (np.load(out / kind / "frame_00003.npy") for kind in ("depth", "expected_depth"))
-    assert np.isfinite(depth).any() and np.array_equal(np.isnan(depth), np.isnan(expected)), "the same hits"
+    depth, share = (np.load(out / kind / "frame_00003.npy") for kind in ("depth", "surface_share"))
+    assert np.isfinite(depth).any() and np.array_equal(np.isnan(depth), np.isnan(share)), "the same hits"
+    assert ((share[np.isfinite(share)] >= 0) & (share[np.isfinite(share)] <= 1 + 1e-6)).all()
     ids = np.stack([np.asarray(Image.open(path)) for path in sorted((out / "ids").glob("*.png"))])
     assert ids.dtype == np.uint8 and ids.shape[1:] == (SCENE_HEIGHT, SCENE_WIDTH) and ids.max() <= len(classes)
     assert len(np.unique(ids)) >= 4, "several classes are predicted"
@@ -508,7 +509,7 @@ def test_a_bad_clicks_file_stops_before_loading_the_run(tmp_path, value, expecte
         (["--min-agreeing-views", "-1"], "--min-agreeing-views -1 must be 0 (no depth check) or more"),
         (["--depth-tolerance", "0"], "--depth-tolerance 0.0 must lie in (0, 1)"),
         (["--min-triangulation-angle", "90"], "--min-triangulation-angle 90.0 must lie in [0, 90) (degrees)"),
-        (["--max-depth-spread", "0"], "--max-depth-spread 0.0 must be positive"),
+        (["--min-surface-share", "1.5"], "--min-surface-share 1.5 must lie in [0, 1]"),
         (["--capture-tolerance", "1"], "--capture-tolerance 1.0 must lie in (0, 1)"),
         (["--surface-pixels", "0"], "--surface-pixels 0 must be 1 or more"),
         (["--load-config", "nowhere/config.yml"], "--load-config nowhere/config.yml is not a file"),

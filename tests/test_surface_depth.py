@@ -1,5 +1,6 @@
 """Where a ray's surface is read (surface_depth.py): the depth at a quantile of the accumulated weight, against
-nerfstudio's median renderer and a plain loop, and the model's ``depth`` output reading it."""
+nerfstudio's median renderer and a plain loop, and the model's ``depth`` output reading it; how much of the ray's
+weight lies there (its surface share), against a plain loop, and the model's eval output of it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import math
 import pytest
 import torch
 
-from jacobinerf_ns.surface_depth import QuantileDepthRenderer, quantile_depth
+from jacobinerf_ns.surface_depth import (
+    SURFACE_SHARE,
+    SURFACE_WINDOW,
+    QuantileDepthRenderer,
+    quantile_depth,
+    surface_share,
+)
 from tests.helpers import build_tiny_model, random_ray_bundle
 
 
@@ -102,3 +109,50 @@ def test_the_surface_quantile_is_validated(quantile):
 
     with pytest.raises(JacobiNerfError, match="--pipeline.model.surface-quantile.*got"):
         JacobiNerfModelConfig(surface_quantile=quantile).validate()
+
+
+def test_the_surface_share_is_the_weight_of_the_samples_that_meet_the_window_over_all_of_it():
+    weights, samples = random_samples(seed=2)
+    weights = weights[..., 0]
+    starts, ends = samples.frustums.starts[..., 0], samples.frustums.ends[..., 0]
+    depth = quantile_depth(weights, (starts + ends) / 2, 0.4)
+    expected = []
+    for ray in range(len(weights)):
+        m = float(depth[ray])
+        low, high = m * (1 - SURFACE_WINDOW), m * (1 + SURFACE_WINDOW)
+        at = sum(float(w) for w, a, b in zip(weights[ray], starts[ray], ends[ray]) if b > low and a < high)
+        expected.append([at / float(weights[ray].sum())])
+    shares = surface_share(weights, starts, ends, depth)
+    torch.testing.assert_close(shares, torch.tensor(expected), rtol=1e-5, atol=1e-6)
+    assert 0.0 < float(shares.min()) and float(shares.max()) <= 1.0 + 1e-6
+
+
+def test_a_ray_that_stops_its_light_at_one_depth_has_share_one_and_one_split_in_two_has_its_parts():
+    """Weight 0.3 at distance 2 and 0.3 at 6 (a half-transparent wall over a far shell): 0.5 at either depth; all of
+    it at 2: 1, however little of the light the ray stops (opacity 0.3 alone)."""
+    starts = torch.tensor([[1.0, 1.95, 3.0, 5.95, 7.0]])
+    ends = torch.tensor([[1.95, 2.05, 5.95, 6.05, 8.0]])
+    split = torch.tensor([[0.0, 0.3, 0.0, 0.3, 0.0]])
+    sharp = torch.tensor([[0.0, 0.3, 0.0, 0.0, 0.0]])
+    for depth, share in ((2.0, 0.5), (6.0, 0.5)):
+        assert float(surface_share(split, starts, ends, torch.tensor([[depth]]))) == pytest.approx(share)
+    assert float(surface_share(sharp, starts, ends, torch.tensor([[2.0]]))) == pytest.approx(1.0)
+    assert float(surface_share(torch.zeros_like(split), starts, ends, torch.tensor([[2.0]]))) == 0.0
+
+
+def test_the_models_eval_outputs_give_each_rays_surface_share_at_its_depth():
+    """The model's eval pass gives ``surface_share`` at its ``depth``, as :func:`surface_share` reads it from the same
+    pass's final samples; a training pass does not compute it."""
+    rays = random_ray_bundle(32)
+    model = build_tiny_model().eval()
+    with torch.no_grad():
+        with model.field.recording() as captured:
+            outputs = model(rays)
+    ray_samples, field_outputs = captured[-1]
+    from nerfstudio.field_components.field_heads import FieldHeadNames
+
+    weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])[..., 0]
+    starts, ends = ray_samples.frustums.starts[..., 0], ray_samples.frustums.ends[..., 0]
+    torch.testing.assert_close(outputs[SURFACE_SHARE], surface_share(weights, starts, ends, outputs["depth"]))
+    assert outputs[SURFACE_SHARE].shape == outputs["depth"].shape
+    assert SURFACE_SHARE not in model.train()(rays)

@@ -110,9 +110,9 @@ class Label:
     min_triangulation_angle: float = 2.0  # depth_consistency.MIN_TRIANGULATION_ANGLE
     """Degrees: a training view judges a point only if its line of sight to the point is at least this far from the
     ray the point was seen along (a view without parallax would agree with a surface placed anywhere on that ray)."""
-    max_depth_spread: float = 0.03  # depth_consistency.MAX_DEPTH_SPREAD
-    """A labelled pixel fused at its rendered depth must place one surface on its ray: its mean (expected)
-    termination distance within this share of its rendered depth (depth/); inf: no such check."""
+    min_surface_share: float = 0.6  # depth_consistency.MIN_SURFACE_SHARE
+    """A labelled pixel fused at its rendered depth must place one surface on its ray: at least this share of the ray's
+    weight lies within 3% of its rendered depth (surface_share/); 0: no such check."""
     captured_depth: bool = True
     """Where the scene has depth maps (depth_file_path), fuse the point cloud at the captured depth, keeping the
     pixels whose rendered depth agrees with it; else (or with --no-captured-depth) at the rendered depth."""
@@ -204,7 +204,7 @@ class Label:
             min_views=self.min_agreeing_views,
             tolerance=self.depth_tolerance,
             min_angle=self.min_triangulation_angle,
-            max_spread=self.max_depth_spread,
+            min_surface_share=self.min_surface_share,
             capture_tolerance=self.capture_tolerance,
         )
 
@@ -262,9 +262,10 @@ class Label:
             raise JacobiNerfError(
                 f"--min-triangulation-angle {self.min_triangulation_angle} must lie in [0, 90) (degrees)."
             )
-        if not self.max_depth_spread > 0:
+        if not 0.0 <= self.min_surface_share <= 1.0:
             raise JacobiNerfError(
-                f"--max-depth-spread {self.max_depth_spread} must be positive (a share of the distance; inf: no check)."
+                f"--min-surface-share {self.min_surface_share} must lie in [0, 1] (a share of the ray's weight; 0: no "
+                "check)."
             )
         if self.voxel_size is not None and not self.voxel_size > 0:
             raise JacobiNerfError(f"--voxel-size {self.voxel_size} must be positive (or left out for the default).")

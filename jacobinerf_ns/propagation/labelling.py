@@ -29,6 +29,7 @@ from jacobinerf_ns.errors import JacobiNerfError
 from jacobinerf_ns.probe import JACOBIAN_NORM, RESPONSES, Probe
 from jacobinerf_ns.propagation.rendering import ray_jacobians, render_responses
 from jacobinerf_ns.scene import Scene, click_rays
+from jacobinerf_ns.surface_depth import SURFACE_SHARE
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -209,14 +210,14 @@ def label_ids(
 @dataclass(frozen=True)
 class FrameLabels:
     """A frame labelled by one render: ``(H, W)`` ids, confidence and how well the clicks explain each pixel
-    (:func:`explained`), and the render's depth (the surface: the model's ``surface_quantile``), expected depth
-    (mean) and accumulation."""
+    (:func:`explained`), and the render's depth (the surface: the model's ``surface_quantile``), the share of each
+    ray's weight at that depth (:func:`~jacobinerf_ns.surface_depth.surface_share`) and accumulation."""
 
     ids: Tensor
     confidence: Tensor
     explained: Tensor
     depth: Tensor
-    expected_depth: Tensor
+    surface_share: Tensor
     accumulation: Tensor
 
     @property
@@ -260,7 +261,7 @@ def label_frame(
         confidence=margin,
         explained=torch.where(hit, how_well, torch.ones_like(how_well)),
         depth=outputs["depth"].cpu()[..., 0],
-        expected_depth=outputs["expected_depth"].cpu()[..., 0],
+        surface_share=outputs[SURFACE_SHARE].cpu()[..., 0],
         accumulation=accumulation,
     )
 

@@ -55,6 +55,7 @@ from jacobinerf_ns.propagation.surface_graph import (
     mask_key,
     unit_rows,
 )
+from jacobinerf_ns.surface_depth import SURFACE_SHARE
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -94,8 +95,8 @@ class SurfacePass(NamedTuple):
     """``(R, 3)`` surface points: origin + depth · direction."""
     depth: Tensor
     """``(R,)`` the rendered depth: where the ray's weight reaches the model's ``surface_quantile``."""
-    expected_depth: Tensor
-    """``(R,)`` mean termination distance."""
+    surface_share: Tensor
+    """``(R,)`` the share of each ray's weight at ``depth`` (:func:`~jacobinerf_ns.surface_depth.surface_share`)."""
     accumulation: Tensor
     """``(R,)``."""
 
@@ -111,7 +112,7 @@ def surface_passes(model: JacobiNerfModel, bundle: RayBundle) -> Iterable[Surfac
             jacobians=jacobian.flatten(1).float().cpu(),
             points=rays.origins.cpu() + rays.directions.cpu() * depth[:, None],
             depth=depth,
-            expected_depth=outputs["expected_depth"].reshape(-1).float().cpu(),
+            surface_share=outputs[SURFACE_SHARE].reshape(-1).float().cpu(),
             accumulation=outputs["accumulation"].reshape(-1).float().cpu(),
         )
 
@@ -126,7 +127,7 @@ class SurfaceFrame:
     explained: Tensor
     """The clicks' own resemblance (:func:`.labelling.explained`: best ``|cos|`` to a click)."""
     depth: Tensor
-    expected_depth: Tensor
+    surface_share: Tensor
     accumulation: Tensor
     like_dismissed: Optional[Tensor]
     """Best ``|cos|`` to a dismissed suggestion (``None`` without any)."""
@@ -145,7 +146,7 @@ class SurfaceFrame:
             confidence=margin,
             explained=torch.where(hit, self.explained, torch.ones_like(self.explained)),
             depth=self.depth,
-            expected_depth=self.expected_depth,
+            surface_share=self.surface_share,
             accumulation=self.accumulation,
         )
 
@@ -231,13 +232,13 @@ class SurfaceLabelling:
             if dismissed_units is not None:
                 units = unit_rows(rays.jacobians.float().cpu().numpy())
                 like_dismissed.append(torch.from_numpy(np.abs(units @ dismissed_units.T).max(axis=-1)).clamp(0.0, 1.0))
-            along_rays.append(torch.stack([rays.depth, rays.expected_depth, rays.accumulation], dim=-1))
-        depth, expected_depth, accumulation = torch.cat(along_rays).view(height, width, 3).unbind(dim=-1)
+            along_rays.append(torch.stack([rays.depth, rays.surface_share, rays.accumulation], dim=-1))
+        depth, surface_share, accumulation = torch.cat(along_rays).view(height, width, 3).unbind(dim=-1)
         return SurfaceFrame(
             scores=torch.cat(scores).view(height, width, -1),
             explained=torch.cat(explained).view(height, width),
             depth=depth,
-            expected_depth=expected_depth,
+            surface_share=surface_share,
             accumulation=accumulation,
             like_dismissed=torch.cat(like_dismissed).view(height, width) if like_dismissed else None,
         )
