@@ -181,7 +181,7 @@ class ExportFolder:
 
     def depth_views(self, frames: Sequence[Frame]) -> List[DepthView]:
         """The frames' rendered depth (``depth/``), as views that judge points."""
-        return [DepthView(frame.camera, self._depth(frame)) for frame in frames]
+        return [DepthView(frame.camera, self._along_rays(frame)) for frame in frames]
 
     def write_points(
         self,
@@ -211,7 +211,7 @@ class ExportFolder:
         vote = VoxelVote(voxel_size)
         labelled = kept = np.zeros(1, dtype=np.int64)
         for frame in frames:
-            rendered = self._depth(frame)
+            rendered = self._along_rays(frame)
             ids = torch.from_numpy(read_label_map(self.frame_path("ids", frame)).astype(np.int64))
             chosen = torch.isfinite(rendered) & (ids != 0)
             labelled = add_counts(labelled, ids[chosen].numpy())
@@ -223,7 +223,7 @@ class ExportFolder:
             distance = torch.where(has_sensor, sensor, torch.nan_to_num(rendered))
             points = backproject(frame.camera, distance)
             if check.min_views > 0:
-                chosen &= has_sensor | one_surface(self._depth(frame, "surface_share"), check.min_surface_share)
+                chosen &= has_sensor | one_surface(self._along_rays(frame, "surface_share"), check.min_surface_share)
                 unchecked = chosen & ~has_sensor
                 viewpoint = camera_centre(frame.camera)[None]
                 support = view_support(points[unchecked], judges, check.tolerance, viewpoint, check.min_angle)
@@ -235,13 +235,14 @@ class ExportFolder:
         write_ply(self.root / POINTS, points, colors, labels)
         return Fusion(len(points), voxel_size, labelled, np.pad(kept, (0, len(labelled) - len(kept))))
 
-    def _depth(self, frame: Frame, kind: str = "depth") -> torch.Tensor:
-        """``(H, W)`` rendered ``depth`` (or ``surface_share``) of a written frame (NaN: hits nothing)."""
+    def _along_rays(self, frame: Frame, kind: str = "depth") -> torch.Tensor:
+        """``(H, W)`` per-pixel ``kind`` of a written frame, read along its rays: the rendered ``depth`` or the
+        ``surface_share`` at it (NaN: hits nothing)."""
         return torch.from_numpy(np.load(self.frame_path(kind, frame)))
 
     def _frame_points(self, scene: Scene, frame: Frame) -> np.ndarray:
         """``(P, 3)`` points of a frame's hit pixels in the original frame."""
-        depth = self._depth(frame)
+        depth = self._along_rays(frame)
         points = backproject(frame.camera, torch.nan_to_num(depth))[torch.isfinite(depth)]
         return to_original_frame(points, scene.outputs).numpy()
 
