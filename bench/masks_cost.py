@@ -7,7 +7,8 @@ SAM is built with random weights (nothing is downloaded): the compute is that of
 and the prompt decoder run the same operations whatever the values), but the number of masks that pass the quality
 filters, and so the small cost of their post-processing and the masks themselves, differ with the real weights
 (none passes with random weights). ``--keep-every-mask`` turns both filters off (thresholds 0), so every candidate
-mask goes through the post-processing and the id map: a bound from above on what kept masks add. Uses
+mask goes through segment-anything's post-processing (boxes, run-length encoding, non-maximum suppression), and the
+id map paints what suppression leaves: a bound from above on what kept masks add. Uses
 the command's defaults (points per side, thresholds) and its reading of the scene (``jacobinerf-data``: the first
 ``--images`` training images; no warm-up: the first call's set-up is small against a SAM pass). Prints each image's
 time as it goes, then mean ± std wall seconds per image, and the process's CPU seconds per image (all threads), which
